@@ -1,0 +1,1 @@
+"""Genixer data engine: the pure library (no Dagster here)."""

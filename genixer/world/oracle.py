@@ -1,0 +1,185 @@
+"""The oracle: decides exactly whether a sample is true of its scene.
+
+An evaluation instrument only: it never feeds a filter or a training set.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from genixer.boxes import BoxFormatError, find_box_groups, iou, parse_boxes, parse_point
+from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
+from genixer.world.grammar import COMPILED, TASK_KINDS, parse_desc, relation_holds
+from genixer.world.scene import Obj, Scene
+
+CORRECT, INCORRECT, UNPARSEABLE = "correct", "incorrect", "unparseable"
+IOU_THRESHOLD = 0.5
+
+# The task a single question of each kind belongs to.
+KIND_TASK = {k: t for t in ("common_vqa", "adv_vqa", "mc_vqa", "rec", "reg", "pointqa", "qca") for k in TASK_KINDS[t]}
+
+
+@dataclass
+class Verdict:
+    status: str
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == CORRECT
+
+
+def classify(question: str) -> tuple[str, re.Match] | None:
+    """The question kind whose phrasing matches the whole question, with the match."""
+    q = " ".join(question.split())
+    for kind in COMPILED:
+        for pat in COMPILED[kind]:
+            m = pat.fullmatch(q)
+            if m:
+                return kind, m
+    return None
+
+
+def task_of(turns: list[dict]) -> str | None:
+    """The task a (generated) sample is an instance of, judged from its questions alone."""
+    found = [classify(t["question"]) for t in turns]
+    if not turns or any(f is None for f in found):
+        return None
+    tasks = [KIND_TASK[k] for k, _ in found]
+    if len(turns) == 1:
+        return tasks[0]
+    if all(t in GENERAL_TASKS for t in tasks) and all(t == "common_vqa" for t in tasks):
+        return "md"
+    if all(t in GROUNDING_TASKS for t in tasks) and set(tasks) <= {"rec", "reg", "pointqa"}:
+        return "rd"
+    return None
+
+
+def _norm(a: str) -> str:
+    return " ".join(a.lower().strip().rstrip(".").split())
+
+
+def _resolve(ref_text: str, scene: Scene) -> tuple[Obj | None, str]:
+    hits = parse_desc(ref_text).select(scene)
+    if len(hits) != 1:
+        return None, f"'{ref_text}' picks out {len(hits)} objects, not exactly one"
+    return hits[0], ""
+
+
+def _object_at_box(box, scene: Scene) -> Obj | None:
+    best = max(scene.objects, key=lambda o: iou(o.box, box), default=None)
+    return best if best is not None and iou(best.box, box) >= IOU_THRESHOLD else None
+
+
+def _object_at_point(pt, scene: Scene) -> Obj | None:
+    hits = [o for o in scene.objects if o.box[0] <= pt[0] < o.box[2] and o.box[1] <= pt[1] < o.box[3]]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _expect(answer: str, truth: str) -> Verdict:
+    return Verdict(CORRECT) if _norm(answer) == _norm(truth) else Verdict(INCORRECT, f"answer '{answer}' but the truth is '{truth}'")
+
+
+def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
+    found = classify(question)
+    if found is None:
+        return Verdict(UNPARSEABLE, f"question not in the world grammar: '{question}'")
+    if not answer.strip():
+        return Verdict(UNPARSEABLE, "empty answer")
+    kind, m = found
+    g = m.groupdict()
+    W, H = scene.width, scene.height
+    try:
+        if kind in ("colour", "shape", "size", "mc_colour", "mc_shape"):
+            o, why = _resolve(g["ref"], scene)
+            if o is None:
+                return Verdict(INCORRECT, why)
+            attr = kind.removeprefix("mc_")
+            truth = getattr(o, attr)
+            if kind.startswith("mc_"):
+                opts = dict(re.findall(r"([ABCD])\. ([a-z]+)", g["options"], re.IGNORECASE))
+                letter = _norm(answer).upper()[:1]
+                if _norm(answer).upper() not in opts:
+                    return Verdict(UNPARSEABLE, f"answer '{answer}' is not an option letter")
+                if truth not in [v.lower() for v in opts.values()]:
+                    return Verdict(INCORRECT, f"no option is the truth '{truth}'")
+                return _expect(opts[letter].lower(), truth)
+            return _expect(answer, truth)
+        if kind == "count":
+            return _expect(answer, str(len(parse_desc(g["things"]).select(scene))))
+        if kind == "relation":
+            a, why = _resolve(g["ref"], scene)
+            b, why2 = _resolve(g["ref2"], scene)
+            if a is None or b is None:
+                return Verdict(INCORRECT, why or why2)
+            return _expect(answer, "yes" if relation_holds(a, g["rel"], b) else "no")
+        if kind == "exist":
+            return _expect(answer, "yes" if parse_desc(g["thing"]).select(scene) else "no")
+        if kind == "locate":
+            o, why = _resolve(g["ref"], scene)
+            if o is None:
+                return Verdict(INCORRECT, why)
+            boxes = parse_boxes(answer, W, H)
+            if len(boxes) != 1:
+                return Verdict(INCORRECT, f"{len(boxes)} boxes for one object")
+            v = iou(boxes[0], o.box)
+            return Verdict(CORRECT) if v >= IOU_THRESHOLD else Verdict(INCORRECT, f"IoU {v:.2f} < {IOU_THRESHOLD}")
+        if kind == "describe":
+            (box,) = parse_boxes(g["box"], W, H)
+            o = _object_at_box(box, scene)
+            if o is None:
+                return Verdict(INCORRECT, "the question's box covers no object (IoU < 0.5)")
+            if not re.fullmatch(r"(?:the |a |an )?[a-z ]+", _norm(answer)):
+                return Verdict(UNPARSEABLE, f"answer '{answer}' is not an expression")
+            hits = parse_desc(_norm(answer)).select(scene)
+            if hits != [o]:
+                return Verdict(INCORRECT, f"'{answer}' picks out {len(hits)} objects" + ("" if len(hits) != 1 else ", not the boxed one"))
+            return Verdict(CORRECT)
+        if kind.startswith("point_"):
+            o = _object_at_point(parse_point(g["point"], W, H), scene)
+            if o is None:
+                return Verdict(INCORRECT, "the point is on no single object")
+            return _expect(answer, getattr(o, kind.split("_")[1]))
+        if kind in ("reason_count", "reason_exist"):
+            return _check_reason(kind, g, answer, scene)
+    except BoxFormatError as e:
+        return Verdict(UNPARSEABLE, str(e))
+    raise AssertionError(kind)
+
+
+def _check_reason(kind: str, g: dict, answer: str, scene: Scene) -> Verdict:
+    """Chain of thought with boxes: the boxes must be right, and so must the final answer."""
+    W, H = scene.width, scene.height
+    o, why = _resolve(g["ref"], scene)
+    if o is None:
+        return Verdict(INCORRECT, why)
+    m = re.search(r"so the answer is (\w+)\.?\s*$", answer.strip(), re.IGNORECASE)
+    if not m:
+        return Verdict(UNPARSEABLE, "no final 'So the answer is ...'")
+    desc = parse_desc(g.get("things") or g.get("thing"))
+    hits = [x for x in scene.objects if x is not o and desc.matches(x) and relation_holds(x, g["rel"], o)]
+    truth = str(len(hits)) if kind == "reason_count" else ("yes" if hits else "no")
+    groups = find_box_groups(answer)
+    if not groups:
+        return Verdict(INCORRECT, "the reasoning gives no box for the referent")
+    (ref_box, *extra) = parse_boxes(groups[0], W, H)
+    if extra or iou(ref_box, o.box) < IOU_THRESHOLD:
+        return Verdict(INCORRECT, "the reasoning's first box is not the referent")
+    listed = [b for grp in groups[1:] for b in parse_boxes(grp, W, H)]
+    matched = {id(_object_at_box(b, scene)) for b in listed}
+    if len(listed) != len(hits) or matched != {id(h) for h in hits}:
+        return Verdict(INCORRECT, f"the reasoning lists {len(listed)} boxes for {len(hits)} objects")
+    return _expect(m.group(1), truth)
+
+
+def check(sample: dict, scene: Scene) -> Verdict:
+    """Correct when every turn is; otherwise the first failing turn's verdict."""
+    turns = list(sample.get("turns") if sample.get("turns") is not None else [])
+    if not turns:
+        return Verdict(UNPARSEABLE, "no turns")
+    for i, t in enumerate(turns):
+        v = check_turn(str(t.get("question") or ""), str(t.get("answer") or ""), scene)
+        if not v.ok:
+            return Verdict(v.status, f"turn {i}: {v.reason}" if len(turns) > 1 else v.reason)
+    return Verdict(CORRECT)
