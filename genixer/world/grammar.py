@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from genixer.boxes import BOX_GROUP_RE, POINT_RE
+from genixer.templates import TemplateError
 from genixer.world.scene import COLOURS, SHAPES, SIZES, Obj, Scene
 
 COLOUR_NAMES = tuple(COLOURS)
@@ -129,10 +130,6 @@ SLOT_RE = {
     "options": _OPTIONS,
 }
 SLOT_NAMES = re.compile(r"\{(\w+)\}")
-
-
-class TemplateError(ValueError):
-    """A phrasing with an unknown, missing or repeated slot."""
 
 
 def compile_phrasing(phrasing: str) -> re.Pattern:

@@ -1,0 +1,114 @@
+"""One generation routine and one Yes/No scorer for every model (LLaVA generator, Fuyu judge).
+
+Prompts are encoded exactly as in training (genixer.models.inputs), left-padded with position ids that
+skip the padding, so a batched result equals the batch-of-one result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genixer.models.inputs import encode_prompts, encode_target, open_images, pad
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    num_return_sequences: int = 1
+    seed: int = 0
+
+
+def _batch_inputs(model, processor, image_paths, prompts) -> dict[str, torch.Tensor]:
+    ids, image_inputs = encode_prompts(processor, open_images(image_paths), prompts)
+    batch = pad(ids, processor.tokenizer.pad_token_id, side="left")
+    batch.update(image_inputs)
+    dtype = next(model.parameters()).dtype
+    return {
+        k: v.to(model.device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()
+    }
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    processor,
+    image_paths: Sequence[str | Path],
+    prompts: Sequence[str],
+    sampling: Sampling | None = None,
+    batch_size: int = 16,
+) -> list[list[str]]:
+    """``num_return_sequences`` decoded continuations per (image, prompt); new tokens only."""
+    sampling = sampling or Sampling()
+    if len(image_paths) != len(prompts):
+        raise ValueError("image_paths and prompts must have the same length")
+    n = sampling.num_return_sequences
+    # Repeat inputs ourselves instead of generate(num_return_sequences=n): generate() expands tensors
+    # row-wise, which is wrong for Fuyu's flat (total_patches, dim) pixel_values.
+    paths = [p for p in image_paths for _ in range(n)]
+    texts = [t for t in prompts for _ in range(n)]
+    tokenizer = processor.tokenizer
+    do_sample = sampling.temperature > 0
+    sample_kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p} if do_sample else {}
+    torch.manual_seed(sampling.seed)
+    was_training = model.training
+    model.eval()
+    decoded: list[str] = []
+    for start in range(0, len(paths), batch_size):
+        batch = _batch_inputs(model, processor, paths[start : start + batch_size], texts[start : start + batch_size])
+        # Positions for new tokens are derived from the attention mask by generate() itself.
+        batch.pop("position_ids")
+        out = model.generate(
+            **batch,
+            do_sample=do_sample,
+            max_new_tokens=sampling.max_new_tokens,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **sample_kwargs,
+        )
+        decoded += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    model.train(was_training)
+    return [decoded[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def _single_token(tokenizer, word: str) -> int:
+    ids = encode_target(tokenizer, word)  # the form the word takes right after a prompt, as in training
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"{word!r} must be a single known token after the prompt, got {ids}")
+    return ids[0]
+
+
+@torch.inference_mode()
+def score_yes_no(
+    model,
+    processor,
+    image_paths: Sequence[str | Path],
+    prompts: Sequence[str],
+    yes: str = "Yes",
+    no: str = "No",
+    batch_size: int = 16,
+) -> np.ndarray:
+    """P(yes) = softmax over the (yes, no) next-token logits at the first answer position."""
+    if len(image_paths) != len(prompts):
+        raise ValueError("image_paths and prompts must have the same length")
+    tokenizer = processor.tokenizer
+    pair = [_single_token(tokenizer, yes), _single_token(tokenizer, no)]
+    was_training = model.training
+    model.eval()
+    scores = []
+    for start in range(0, len(prompts), batch_size):
+        batch = _batch_inputs(
+            model, processor, image_paths[start : start + batch_size], prompts[start : start + batch_size]
+        )
+        # Left padding puts every prompt's last token at -1, so one logit row per sample suffices.
+        logits = model(**batch, logits_to_keep=1).logits[:, -1, pair].float()
+        scores.append(torch.softmax(logits, dim=-1)[:, 0].cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(scores) if scores else np.zeros(0)

@@ -1,0 +1,1 @@
+"""Model building blocks: offline tokenizer, tiny from-config MLLMs, checkpoint IO, input encoding."""

@@ -1,0 +1,39 @@
+"""Box-aware previews: samples drawn with their boxes and text, as one PNG."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+from PIL import Image, ImageDraw
+
+
+def preview_png(samples: list[dict], scale: int = 2, text_width: int = 44) -> bytes:
+    """A column of tiles: the image (boxes and points drawn) beside its question/answer text."""
+    tiles = []
+    for s in samples:
+        img = Image.open(s["image_path"]).convert("RGB")
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        draw = ImageDraw.Draw(img)
+        for b in list(s.get("boxes") if s.get("boxes") is not None else []):
+            draw.rectangle([v * scale for v in b], outline=(0, 0, 0), width=2)
+        for p in list(s.get("points") if s.get("points") is not None else []):
+            x, y = p[0] * scale, p[1] * scale
+            draw.ellipse((x - 4, y - 4, x + 4, y + 4), outline=(0, 0, 0), width=2)
+        lines = [f"[{s.get('task')}]"]
+        for t in s["turns"]:
+            lines += textwrap.wrap("Q: " + t["question"], text_width) + textwrap.wrap("A: " + t["answer"], text_width)
+        tw = text_width * 6 + 10
+        tile = Image.new("RGB", (img.width + tw, max(img.height, 12 * len(lines) + 8)), "white")
+        tile.paste(img, (0, 0))
+        ImageDraw.Draw(tile).multiline_text((img.width + 6, 4), "\n".join(lines), fill=(0, 0, 0), spacing=2)
+        tiles.append(tile)
+    w, h = max(t.width for t in tiles), sum(t.height + 4 for t in tiles)
+    sheet = Image.new("RGB", (w, h), (230, 230, 230))
+    y = 0
+    for t in tiles:
+        sheet.paste(t, (0, y))
+        y += t.height + 4
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,256 @@
+"""One supervised fine-tuning loop for every model (LLaVA generator, Fuyu judge, full or LoRA).
+
+Records are ``{"image_path", "prompt", "target"}``. A training sequence is the processor's encoding of
+(image, prompt) followed by the target tokens and EOS; the loss covers only target + EOS.
+Batches are drawn with replacement (optionally weighted), one draw per micro-batch, so mixing ratios are
+expressed as sampling weights and a run is defined by its number of optimizer steps.
+
+Resumption: every ``checkpoint_every`` optimizer steps, model weights (safetensors), optimizer, scheduler,
+step, loss history and RNG states go to ``out_dir/checkpoint``; ``train`` resumes from there if present.
+After the final ``save_model(out_dir)`` the checkpoint is deleted: the final model supersedes it, and a
+stale checkpoint would make a later run in the same directory silently "resume" a finished one.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_model as load_safetensors
+from safetensors.torch import save_model as save_safetensors
+from transformers import get_cosine_schedule_with_warmup
+
+from genixer.models.checkpoint import save_model
+from genixer.models.inputs import encode_prompts, encode_target, open_images, pad
+
+
+@dataclass
+class LoraSpec:
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    # None: every Linear layer inside the language model (attention + MLP), nothing in vision/projector.
+    target_modules: list[str] | None = None
+
+
+@dataclass
+class TrainConfig:
+    steps: int | None = 100  # optimizer steps; if None, derived from epochs
+    epochs: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    lora: LoraSpec | None = None
+    freeze_vision_tower: bool = False
+    checkpoint_every: int = 0  # 0: never
+    max_length: int = 512
+    log_every: int = 0  # 0: silent
+    stop_after: int | None = None  # end the call after this step (simulates an interruption)
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    final_loss: float = float("nan")
+    steps: int = 0
+    tokens_seen: int = 0
+    tokens_per_s: float = 0.0
+    wall_s: float = 0.0
+    n_truncated: int = 0
+    n_params: int = 0
+    n_trainable: int = 0
+
+
+@dataclass
+class _Encoded:
+    prompt_ids: list[list[int]]
+    target_ids: list[list[int]]  # target + EOS, already truncated to fit max_length
+    n_truncated: int
+
+
+def _encode_records(processor, records: list[dict], max_length: int) -> _Encoded:
+    """Tokenize every record once, so truncation is known (and counted) up front."""
+    tokenizer = processor.tokenizer
+    prompt_ids, target_ids, n_truncated = [], [], 0
+    for start in range(0, len(records), 64):
+        chunk = records[start : start + 64]
+        ids, _ = encode_prompts(processor, open_images([r["image_path"] for r in chunk]), [r["prompt"] for r in chunk])
+        for p_ids, rec in zip(ids, chunk):
+            t_ids = encode_target(tokenizer, rec["target"]) + [tokenizer.eos_token_id]
+            room = max_length - len(p_ids)
+            if len(t_ids) > room:
+                # Keep image + prompt whole; keep at least one target token so every record has a loss term.
+                t_ids = t_ids[: max(room, 1)]
+                n_truncated += 1
+            prompt_ids.append(p_ids)
+            target_ids.append(t_ids)
+    return _Encoded(prompt_ids, target_ids, n_truncated)
+
+
+def collate(processor, records: list[dict], enc: _Encoded, idx: list[int]) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are -100 on image placeholders, BOS, prompt and padding."""
+    _, image_inputs = encode_prompts(
+        processor, open_images([records[i]["image_path"] for i in idx]), [records[i]["prompt"] for i in idx]
+    )
+    seqs = [enc.prompt_ids[i] + enc.target_ids[i] for i in idx]
+    labels = [[-100] * len(enc.prompt_ids[i]) + enc.target_ids[i] for i in idx]
+    batch = pad(seqs, processor.tokenizer.pad_token_id, side="right", labels=labels)
+    batch.update(image_inputs)
+    return batch
+
+
+def _apply_lora(model, spec: LoraSpec):
+    targets = spec.target_modules or sorted(
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".language_model." in f".{name}."
+    )
+    cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets)
+    return get_peft_model(model, cfg)
+
+
+def _freeze_vision_tower(model) -> None:
+    for name, param in model.named_parameters():
+        if "vision_tower" in name:
+            param.requires_grad_(False)
+
+
+def _steps_for(cfg: TrainConfig, n_records: int) -> int:
+    if cfg.steps is not None:
+        return cfg.steps
+    if cfg.epochs is None:
+        raise ValueError("TrainConfig needs steps or epochs")
+    return max(1, math.ceil(cfg.epochs * n_records / (cfg.batch_size * cfg.grad_accum)))
+
+
+def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult) -> None:
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_safetensors(model, str(tmp / "model.safetensors"))
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "sampler_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "losses": result.losses,
+        "tokens_seen": result.tokens_seen,
+    }
+    torch.save(state, tmp / "trainer_state.pt")
+    # Replace atomically-ish: a crash mid-save leaves the previous checkpoint intact.
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.rename(ckpt)
+
+
+def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rng, result: TrainResult) -> int:
+    load_safetensors(model, str(ckpt / "model.safetensors"))
+    # Our own file, written by _save_checkpoint; it holds tensors + plain python state (numpy RNG dict).
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng.bit_generator.state = state["sampler_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    result.losses = list(state["losses"])
+    result.tokens_seen = state["tokens_seen"]
+    return state["step"]
+
+
+def train(
+    model,
+    processor,
+    records: list[dict],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    sample_weights: list[float] | np.ndarray | None = None,
+) -> TrainResult:
+    if not records:
+        raise ValueError("train() needs at least one record")
+    out_dir = Path(out_dir)
+    ckpt = out_dir / "checkpoint"
+    t0 = time.perf_counter()
+    set_seed(cfg.seed)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+
+    if cfg.freeze_vision_tower:
+        _freeze_vision_tower(model)
+    if cfg.lora is not None:
+        model = _apply_lora(model, cfg.lora)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = _steps_for(cfg, len(records))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
+
+    probs = None
+    if sample_weights is not None:
+        probs = np.asarray(sample_weights, dtype=np.float64)
+        if probs.shape != (len(records),) or (probs < 0).any() or probs.sum() <= 0:
+            raise ValueError("sample_weights must be one non-negative weight per record, not all zero")
+        probs = probs / probs.sum()
+    rng = np.random.default_rng(cfg.seed)
+
+    result = TrainResult(
+        n_params=sum(p.numel() for p in model.parameters()), n_trainable=sum(p.numel() for p in params)
+    )
+    step = 0
+    if (ckpt / "trainer_state.pt").is_file():
+        step = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, result)
+
+    enc = _encode_records(processor, records, cfg.max_length)
+    result.n_truncated = enc.n_truncated
+    model, optimizer = accelerator.prepare(model, optimizer)
+    tokens_before = result.tokens_seen  # throughput counts only this call's work
+    last = min(total_steps, cfg.stop_after) if cfg.stop_after is not None else total_steps
+    while step < last:
+        step_loss = 0.0
+        for _ in range(cfg.grad_accum):
+            idx = rng.choice(len(records), size=cfg.batch_size, replace=True, p=probs).tolist()
+            batch = {k: v.to(accelerator.device) for k, v in collate(processor, records, enc, idx).items()}
+            with accelerator.autocast():
+                loss = model(**batch).loss / cfg.grad_accum
+            accelerator.backward(loss)
+            step_loss += loss.item()
+            result.tokens_seen += int(batch["attention_mask"].sum())
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        result.losses.append(step_loss)
+        if cfg.log_every and step % cfg.log_every == 0:
+            print(f"step {step}/{total_steps} loss {step_loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}", flush=True)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+            _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, step, rng, result)
+
+    result.steps = step
+    result.final_loss = result.losses[-1] if result.losses else float("nan")
+    result.wall_s = time.perf_counter() - t0
+    result.tokens_per_s = (result.tokens_seen - tokens_before) / result.wall_s if result.wall_s > 0 else 0.0
+    model = accelerator.unwrap_model(model)
+    if step < total_steps:  # interrupted on purpose (stop_after): make sure the run can resume from here
+        _save_checkpoint(ckpt, model, optimizer, scheduler, step, rng, result)
+        return result
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    model.eval()
+    save_model(model, processor, out_dir)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return result

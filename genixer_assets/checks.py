@@ -1,0 +1,123 @@
+"""Asset checks: schema, geometry, oracle agreement, counts, template validity."""
+
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from genixer.schema import SAMPLE_COLUMNS, read_samples, sample_problems
+from genixer.tasks import TASKS
+from genixer.templates import ParseError, parse_generation, validate_general
+from genixer.world import Scene, check
+from genixer.world.grammar import validate_phrasings
+from genixer_assets.collection import benchmark_sets, collected_datasets, image_corpus, world_scenes
+from genixer_assets.instructions import instruction_templates, templated_instructions
+from resources import GenixerSettings
+
+
+def _result(passed: bool, problems: list[str], **metadata) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=passed, metadata={"problems": len(problems), "first_problems": "\n".join(problems[:10]) or "none", **metadata})
+
+
+@dg.asset_check(asset=world_scenes, blocking=True, description="Files exist with their hash; objects inside the image; held-out background only in `heldout`.")
+def world_scenes_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = settings.read_table("world_scenes")
+    problems = []
+    for r in df.itertuples():
+        scene = Scene.from_json(r.scene)
+        if not Path(r.image_path).exists():
+            problems.append(f"{r.image_id}: missing {r.image_path}")
+        if any(not (0 <= o.box[0] < o.box[2] <= r.width and 0 <= o.box[1] < o.box[3] <= r.height) for o in scene.objects):
+            problems.append(f"{r.image_id}: object outside the image")
+    held = settings.get_preset().world.heldout_background
+    leaks = int(((df.split != "heldout") & (df.background == held)).sum() + ((df.split == "heldout") & (df.background != held)).sum())
+    if leaks:
+        problems.append(f"{leaks} images break the held-out background rule")
+    return _result(not problems, problems, images=len(df))
+
+
+def _samples_check(df: pd.DataFrame, scenes: pd.DataFrame) -> tuple[list[str], float]:
+    """Schema problems, and the share of samples the oracle accepts."""
+    problems = [f"missing column {c}" for c in SAMPLE_COLUMNS if c not in df.columns]
+    by_id = {r.image_id: Scene.from_json(r.scene) for r in scenes.itertuples()}
+    ok = 0
+    for s in df.to_dict("records"):
+        problems += [f"{s['sample_id']}: {p}" for p in sample_problems(s)]
+        v = check(s, by_id[s["image_id"]])
+        ok += v.ok
+        if not v.ok:
+            problems.append(f"{s['sample_id']}: oracle says {v.status}: {v.reason}")
+    return problems, ok / max(len(df), 1)
+
+
+@dg.asset_check(asset=collected_datasets, blocking=True, description="Schema valid, boxes inside the image, no empty question or answer, oracle agreement 100%.")
+def collected_datasets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = read_samples(settings.table_path("collected_datasets"))
+    problems, agree = _samples_check(df, settings.read_table("world_scenes"))
+    return _result(not problems and agree == 1.0, problems, oracle_agreement=agree, samples=len(df))
+
+
+@dg.asset_check(asset=collected_datasets, description="Every task has at least the preset's minimum number of samples.")
+def collected_datasets_counts(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = read_samples(settings.table_path("collected_datasets"))
+    need = settings.get_preset().min_per_task
+    counts = df.task.value_counts().reindex(list(TASKS), fill_value=0)
+    low = [f"{t}: {n} < {need}" for t, n in counts.items() if n < need]
+    return _result(not low, low, min_per_task=need, **{f"n_{t}": int(n) for t, n in counts.items()})
+
+
+@dg.asset_check(asset=benchmark_sets, blocking=True, description="Schema valid, oracle agreement 100%, no benchmark image shared with collect or corpus.")
+def benchmark_sets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = read_samples(settings.table_path("benchmark_sets"))
+    scenes = settings.read_table("world_scenes")
+    problems, agree = _samples_check(df, scenes)
+    train_hashes = set(scenes[scenes.split.isin(["collect", "corpus"])].sha256)
+    bench_hashes = set(scenes[scenes.image_id.isin(df.image_id)].sha256)
+    if bench_hashes & train_hashes:
+        problems.append(f"{len(bench_hashes & train_hashes)} benchmark images also appear in collect/corpus")
+    return _result(not problems and agree == 1.0, problems, oracle_agreement=agree, samples=len(df))
+
+
+@dg.asset_check(asset=image_corpus, blocking=True, description="The shard is non-empty and its files exist.")
+def image_corpus_valid(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = settings.read_table("image_corpus")
+    missing = [p for p in df.image_path if not Path(p).exists()]
+    empty = [f"shard {k} is empty" for k, n in df.groupby("shard").size().items() if n == 0]
+    return _result(len(df) > 0 and not missing and not empty, missing + empty, images=len(df), shards=int(df.shard.nunique()))
+
+
+@dg.asset_check(asset=instruction_templates, blocking=True, description="At least 40 distinct general instructions, a specific instruction per task, phrasings with their placeholders.")
+def instruction_templates_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    t = json.loads(settings.path("tables", "instruction_templates.json").read_text())
+    problems = []
+    try:
+        validate_general(t["general"])
+        validate_phrasings(t["phrasings"])
+    except ValueError as e:
+        problems.append(str(e))
+    if len(set(t["general"])) < 40:
+        problems.append(f"only {len(set(t['general']))} distinct general instructions (< 40)")
+    problems += [f"no specific instruction for {k}" for k in TASKS if k not in t["specific"]]
+    return _result(not problems, problems, general=len(t["general"]))
+
+
+@dg.asset_check(asset=templated_instructions, blocking=True, description="Prompts and targets non-empty; every target parses back to its sample's turns.")
+def templated_instructions_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = settings.read_table("templated_instructions")
+    samples = read_samples(settings.table_path("collected_datasets")).set_index("sample_id")
+    problems = []
+    for r in df.itertuples():
+        if not r.prompt.strip() or not r.target.strip():
+            problems.append(f"{r.record_id}: empty prompt or target")
+            continue
+        try:
+            turns = parse_generation(r.target)
+        except ParseError as e:
+            problems.append(f"{r.record_id}: {e}")
+            continue
+        want = [dict(t) for t in samples.loc[r.sample_id, "turns"]]
+        if turns != want:
+            problems.append(f"{r.record_id}: target does not parse back to its sample")
+    return _result(not problems, problems, records=len(df), general_only_share=float(df.general_only.mean()))

@@ -1,0 +1,109 @@
+"""Step (i): the collected, annotated data sets, the unlabeled corpus and the benchmarks."""
+
+
+from dataclasses import replace
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from genixer.preview import preview_png
+from genixer.schema import write_samples
+from genixer.tasks import TASKS
+from genixer.world import annotate_images, build_split
+from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
+from genixer_assets.partitions import N_SHARDS, shard_index, shard_partitions
+from resources import GenixerSettings
+
+
+class WorldScenesConfig(dg.Config):
+    n_collect: Optional[int] = Field(None, description="images in the collect split (default: preset)")
+    n_corpus: Optional[int] = Field(None, description="images in the unlabeled corpus (default: preset)")
+    n_bench: Optional[int] = Field(None, description="benchmark images (default: preset)")
+    n_heldout: Optional[int] = Field(None, description="held-out-domain images (default: preset)")
+    image_size: Optional[int] = Field(None, description="long side of rendered images, px")
+    max_objects: Optional[int] = Field(None, description="most objects in a scene")
+    seed: Optional[int] = Field(None, description="base seed of the rendering")
+
+
+@dg.asset(group_name="collection", kinds={"python", "parquet"})
+def world_scenes(context: dg.AssetExecutionContext, config: WorldScenesConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """The shapes world rendered to PNG: every split's images with their scene graphs (the
+    ground truth the paper's human annotators stand for)."""
+    p = settings.get_preset(n_collect=config.n_collect, n_corpus=config.n_corpus, n_bench=config.n_bench,
+                            n_heldout=config.n_heldout, seed=config.seed)
+    world = replace(p.world, **{k: v for k, v in {"image_size": config.image_size, "max_objects": config.max_objects}.items() if v is not None})
+    rows = []
+    for split, n in (("collect", p.n_collect), ("corpus", p.n_corpus), ("bench", p.n_bench), ("heldout", p.n_heldout)):
+        rows += build_split(split, n, settings.path("world"), world, base_seed=p.seed)
+    df = pd.DataFrame(rows)
+    df.to_parquet(settings.table_path("world_scenes"), index=False)
+    return dg.MaterializeResult(metadata={
+        "images": len(df),
+        "by_split": md_counts(df, "split"),
+        "by_background": md_counts(df, "split", "background"),
+        "objects_per_scene": dg.MetadataValue.md(df.groupby("n_objects").size().rename("scenes").reset_index().to_markdown(index=False)),
+        "non_square": int((df.width != df.height).sum()),
+        "path": dg.MetadataValue.path(str(settings.table_path("world_scenes"))),
+        "preview": md_table(df.drop(columns=["scene"]), 5),
+    })
+
+
+class AnnotationConfig(dg.Config):
+    per_image: Optional[int] = Field(None, description="annotated samples per image and task (default: preset)")
+
+
+def _annotated_result(df: pd.DataFrame, path, extra: dict) -> dg.MaterializeResult:
+    shown = [df[df.task == t].iloc[0].to_dict() for t in TASKS if (df.task == t).any()]
+    return dg.MaterializeResult(metadata={
+        "samples": len(df),
+        "by_task": md_counts(df, "task"),
+        "preview": sample_preview(df.groupby("task").head(1), 9),
+        "boxes": md_png(preview_png(shown), "one sample per task, boxes drawn"),
+        "path": dg.MetadataValue.path(str(path)),
+        **extra,
+    })
+
+
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
+def collected_datasets(config: AnnotationConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """The nine annotated task data sets (the paper's Tab. 1: VQAv2/GQA, POPE, A-OKVQA,
+    multi-turn, RefCOCO REC/REG, PointQA, Shikra QCA and RD), from the `collect` split."""
+    p = settings.get_preset()
+    scenes = settings.read_table("world_scenes")
+    images = scenes[scenes.split == "collect"].to_dict("records")
+    df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.collect_per_image, seed=p.seed))
+    path = write_samples(df, settings.table_path("collected_datasets"))
+    return _annotated_result(df, path, {"images": len(images)})
+
+
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
+def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """Held-out test sets per task: `bench` images (held-in domain) and `heldout` images
+    (the held-out background style, as Flickr30K is to COCO in the paper)."""
+    p = settings.get_preset()
+    scenes = settings.read_table("world_scenes")
+    images = scenes[scenes.split.isin(["bench", "heldout"])].to_dict("records")
+    df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.bench_per_image, seed=p.seed + 1))
+    path = write_samples(df, settings.table_path("benchmark_sets"))
+    return _annotated_result(df, path, {"by_split_task": md_counts(df, "split", "task")})
+
+
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes], partitions_def=shard_partitions)
+def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
+    """One shard of the unlabeled image corpus to generate on (the paper's 1.4M
+    LAION/CC3M/SBU images). Scene graphs are not carried: only the oracle may see them."""
+    scenes = settings.read_table("world_scenes")
+    corpus = scenes[scenes.split == "corpus"].reset_index(drop=True)
+    k = shard_index(context.partition_key)
+    shard = corpus[corpus.index % N_SHARDS == k][["image_id", "image_path", "width", "height", "sha256", "background"]]
+    shard = shard.assign(shard=context.partition_key)
+    path = settings.table_path("image_corpus", context.partition_key)
+    shard.to_parquet(path, index=False)
+    return dg.MaterializeResult(metadata={
+        "images": len(shard),
+        "shard": context.partition_key,
+        "path": dg.MetadataValue.path(str(path)),
+        "preview": md_table(shard, 5),
+    })

@@ -1,0 +1,19 @@
+"""The Genixer asset graph: `dagster dev -w workspace.yaml` or
+`dagster asset materialize -m genixer_assets.definitions --select ...`."""
+
+import dagster as dg
+
+from genixer_assets import checks, collection, instructions
+from resources import GenixerSettings
+
+all_assets = dg.load_assets_from_modules([collection, instructions])
+all_checks = dg.load_asset_checks_from_modules([checks])
+
+main_job = dg.define_asset_job("main", selection=dg.AssetSelection.all(), description="The whole graph (make demo).")
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[main_job],
+    resources={"settings": GenixerSettings()},
+)

@@ -1,0 +1,5 @@
+"""Dagster resources: thin configuration that hands out `genixer` objects."""
+
+from resources.settings import GenixerSettings
+
+__all__ = ["GenixerSettings"]

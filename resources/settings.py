@@ -1,0 +1,56 @@
+"""Settings and storage: which preset, where the data root is, where each asset's files live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from genixer.presets import Preset, get_preset
+
+
+class GenixerSettings(dg.ConfigurableResource):
+    """The preset and the data root. Tables are parquet under <data_dir>/<preset>/tables,
+    models are Hugging Face directories under <data_dir>/<preset>/models, images under
+    <data_dir>/<preset>/world. A preset gets its own folder so smoke and demo never mix."""
+
+    preset: str = Field(default_factory=lambda: os.environ.get("GENIXER_PRESET", "demo"),
+                        description="smoke | demo | paper (env GENIXER_PRESET)")
+    data_dir: str = Field(default_factory=lambda: os.environ.get("GENIXER_DATA_DIR", "data"),
+                          description="data root (env GENIXER_DATA_DIR)")
+
+    def get_preset(self, **overrides) -> Preset:
+        return get_preset(self.preset, **overrides)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).resolve() / self.preset
+
+    def path(self, *parts: str) -> Path:
+        p = self.root.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def table_path(self, name: str, partition: str | None = None) -> Path:
+        return self.path("tables", name, f"{partition}.parquet") if partition else self.path("tables", f"{name}.parquet")
+
+    def read_table(self, name: str, partition: str | None = None) -> pd.DataFrame:
+        """One table, one partition of it, or (partitioned, no key) all its partitions."""
+        if partition is None and not self.table_path(name).exists() and self.path("tables", name).is_dir():
+            files = sorted(self.path("tables", name).glob("*.parquet"))
+            if not files:
+                raise FileNotFoundError(f"no partition of {name} has been materialised under {self.path('tables', name)}")
+            return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        p = self.table_path(name, partition)
+        if not p.exists():
+            raise FileNotFoundError(f"{name}{f'[{partition}]' if partition else ''} has not been materialised: {p} is missing")
+        return pq.read_table(p).to_pandas()
+
+    def model_dir(self, name: str) -> Path:
+        p = self.path("models", name)
+        p.mkdir(parents=True, exist_ok=True)
+        return p

@@ -1,0 +1,148 @@
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from genixer.generation import Sampling, generate
+from genixer.models.checkpoint import load_model
+from genixer.models.embedded import EmbeddedSize, build_embedded_judge, build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.training import LoraSpec, TrainConfig, _apply_lora, _encode_records, collate, train
+
+torch.set_num_threads(1)
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+PROMPT = "What colour is the image?"
+SIZE = EmbeddedSize(image_size=32, patch_size=8, text_hidden=64, text_layers=2, text_heads=4, text_intermediate=128)
+BUILDERS = {"llava": build_embedded_mllm, "fuyu": build_embedded_judge}
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    recs = []
+    for i, (name, rgb) in enumerate(COLOURS.items()):
+        path = root / f"{name}.png"
+        Image.new("RGB", (48, 32) if i % 2 else (32, 32), rgb).save(path)  # some non-square
+        recs.append({"image_path": str(path), "prompt": PROMPT, "target": f"Answer: {name}"})
+    return recs
+
+
+@pytest.fixture(scope="module")
+def tok(records):
+    return build_tokenizer([r["prompt"] + " " + r["target"] for r in records] + ["a much longer answer here"])
+
+
+def fresh(kind, tok):
+    torch.manual_seed(0)
+    return BUILDERS[kind](tok, SIZE)
+
+
+@pytest.mark.parametrize("kind", ["llava", "fuyu"])
+def test_loss_falls_and_model_saved(kind, tok, records, tmp_path):
+    model, processor = fresh(kind, tok)
+    cfg = TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup_steps=2, seed=0)
+    res = train(model, processor, records, cfg, tmp_path)
+    assert res.steps == 40 and len(res.losses) == 40
+    assert sum(res.losses[-5:]) / 5 < 0.3 * sum(res.losses[:5]) / 5
+    assert res.tokens_seen > 0 and res.tokens_per_s > 0 and res.n_params > 0 and res.n_truncated == 0
+    assert res.final_loss == res.losses[-1]
+    assert not (tmp_path / "checkpoint").exists()
+    loaded, _ = load_model(tmp_path, device="cpu")
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("kind", ["llava", "fuyu"])
+def test_label_masking(kind, tok, records):
+    _, processor = fresh(kind, tok)
+    recs = records[:2] + [dict(records[0], target="Answer: a much longer answer here")]
+    enc = _encode_records(processor, recs, max_length=512)
+    batch = collate(processor, recs, enc, [0, 1, 2])
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    image_ids = {processor.image_token_id, tok.convert_tokens_to_ids("|NEWLINE|")}
+    for row in range(3):
+        n_prompt, n_target = len(enc.prompt_ids[row]), len(enc.target_ids[row])
+        assert (labels[row, :n_prompt] == -100).all()  # image placeholders, BOS, prompt (+ Fuyu's <0x04>)
+        target = labels[row, n_prompt : n_prompt + n_target]
+        assert torch.equal(target, ids[row, n_prompt : n_prompt + n_target])
+        assert (target != -100).all() and target[-1].item() == tok.eos_token_id
+        assert tok.decode(target, skip_special_tokens=True) == recs[row]["target"]
+        assert (labels[row, n_prompt + n_target :] == -100).all()  # right padding
+        assert (mask[row, n_prompt + n_target :] == 0).all()
+        assert sum(int(t) in image_ids for t in ids[row, :n_prompt]) > 0
+    assert (labels[mask == 0] == -100).all()
+    assert not any(int(t) in image_ids for t in labels[labels != -100])
+
+
+def test_truncation_counted_not_dropped(tok, records, tmp_path):
+    model, processor = fresh("llava", tok)
+    long = dict(records[1], target="Answer: a much longer answer here " * 4)
+    recs = records + [long]
+    prompt_len = len(_encode_records(processor, recs[:1], 512).prompt_ids[0])
+    max_length = prompt_len + 6  # room for every short target (+EOS), not for the long one
+    enc = _encode_records(processor, recs, max_length)
+    assert enc.n_truncated == 1 and len(enc.prompt_ids) == len(recs)
+    assert len(enc.prompt_ids[-1]) + len(enc.target_ids[-1]) == max_length
+    res = train(model, processor, recs, TrainConfig(steps=2, batch_size=2, max_length=max_length), tmp_path)
+    assert res.n_truncated == 1 and res.steps == 2
+
+
+def test_lora_only_adapters_trainable_and_merged_model_loads(tok, records, tmp_path):
+    model, processor = fresh("llava", tok)
+    peft_model = _apply_lora(model, LoraSpec(rank=4, alpha=8))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(".language_model." in n for n in trainable)  # nothing in the vision tower / projector
+    model, processor = fresh("llava", tok)
+    cfg = TrainConfig(steps=15, batch_size=4, lr=1e-2, lora=LoraSpec(rank=4, alpha=8))
+    res = train(model, processor, records, cfg, tmp_path)
+    assert 0 < res.n_trainable < res.n_params / 5
+    assert res.losses[-1] < res.losses[0]
+    weights = load_file(tmp_path / "model.safetensors")
+    assert not any("lora" in k for k in weights)
+    loaded, _ = load_model(tmp_path, device="cpu")
+    base, _ = fresh("llava", tok)
+    q = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(loaded.state_dict()[q], base.state_dict()[q])  # the LoRA delta was merged
+    vision = "model.vision_tower.encoder.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(loaded.state_dict()[vision], base.state_dict()[vision])
+
+
+def test_freeze_vision_tower(tok, records, tmp_path):
+    model, processor = fresh("llava", tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "vision_tower" in n}
+    train(model, processor, records, TrainConfig(steps=3, batch_size=2, freeze_vision_tower=True), tmp_path)
+    after = dict(model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+@pytest.mark.parametrize("kind", ["llava", "fuyu"])
+def test_resume_matches_uninterrupted(kind, tok, records, tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=2, grad_accum=2, lr=3e-3, warmup_steps=1, checkpoint_every=2)
+    full_model, processor = fresh(kind, tok)
+    full = train(full_model, processor, records, cfg, tmp_path / "full")
+
+    model, processor = fresh(kind, tok)
+    first = train(model, processor, records, TrainConfig(**{**cfg.__dict__, "stop_after": 3}), tmp_path / "resumed")
+    assert first.steps == 3 and (tmp_path / "resumed" / "checkpoint").is_dir()
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+
+    model, processor = fresh(kind, tok)  # a new process would start from a fresh model, too
+    second = train(model, processor, records, cfg, tmp_path / "resumed")
+    assert second.steps == 6 and len(second.losses) == 6
+    assert second.losses == pytest.approx(full.losses, rel=1e-5)
+    for (name, a), b in zip(full_model.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert not (tmp_path / "resumed" / "checkpoint").exists()
+
+
+def test_sample_weights(tok, records, tmp_path):
+    model, processor = fresh("llava", tok)
+    with pytest.raises(ValueError):
+        train(model, processor, records, TrainConfig(steps=1), tmp_path, sample_weights=[1.0])
+    # all mass on "red": the model learns to always answer red
+    res = train(model, processor, records, TrainConfig(steps=25, batch_size=2, lr=1e-2), tmp_path, [1, 0, 0, 0])
+    assert res.losses[-1] < 0.2
+    out = generate(model, processor, [records[2]["image_path"]], [PROMPT], Sampling(max_new_tokens=4))
+    assert out == [["Answer: red"]]  # even for the blue image: only record 0 was ever sampled
