@@ -13,6 +13,7 @@ stale checkpoint would make a later run in the same directory silently "resume" 
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_model as load_safetensors
@@ -30,6 +32,8 @@ from transformers import get_cosine_schedule_with_warmup
 
 from genixer.models.checkpoint import save_model
 from genixer.models.inputs import encode_prompts, encode_target, open_images, pad
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +70,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     final_loss: float = float("nan")
     steps: int = 0
-    tokens_seen: int = 0
+    tokens_seen: int = 0  # non-padding tokens fed to the model (image placeholders + prompt + target)
     tokens_per_s: float = 0.0
     wall_s: float = 0.0
     n_truncated: int = 0
@@ -128,6 +132,16 @@ def _freeze_vision_tower(model) -> None:
             param.requires_grad_(False)
 
 
+def _accelerator(mixed_precision: str) -> Accelerator:
+    # accelerate keeps one process-wide AcceleratorState and refuses a different mixed_precision later,
+    # but one pipeline process may train the generator in bf16 and then the judge in fp32. Clearing the
+    # AcceleratorState (not the PartialState holding device / process-group info) lets it be rebuilt.
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision)
+
+
 def _steps_for(cfg: TrainConfig, n_records: int) -> int:
     if cfg.steps is not None:
         return cfg.steps
@@ -186,7 +200,7 @@ def train(
     ckpt = out_dir / "checkpoint"
     t0 = time.perf_counter()
     set_seed(cfg.seed)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    accelerator = _accelerator(cfg.mixed_precision)
 
     if cfg.freeze_vision_tower:
         _freeze_vision_tower(model)
@@ -236,7 +250,7 @@ def train(
         step += 1
         result.losses.append(step_loss)
         if cfg.log_every and step % cfg.log_every == 0:
-            print(f"step {step}/{total_steps} loss {step_loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}", flush=True)
+            log.info("step %d/%d loss %.4f lr %.2e", step, total_steps, step_loss, scheduler.get_last_lr()[0])
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
             _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, step, rng, result)
 

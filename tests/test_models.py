@@ -146,6 +146,10 @@ def test_checkpoint_errors(tok, tmp_path):
         load_model(tmp_path / "pickled")
     assert str(tmp_path / "pickled") in str(err.value)
 
+    model.save_pretrained(tmp_path / "noproc")  # weights without processor files
+    with pytest.raises(CheckpointError, match="cannot load processor"):
+        load_model(tmp_path / "noproc")
+
     (tmp_path / "pickled" / "pytorch_model.bin").unlink()
     with pytest.raises(CheckpointError, match="no model weights"):
         load_model(tmp_path / "pickled")

@@ -1,12 +1,14 @@
+from collections import Counter
+
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from genixer.generation import Sampling, generate
 from genixer.models.checkpoint import load_model
 from genixer.models.embedded import EmbeddedSize, build_embedded_judge, build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
+from genixer import training
 from genixer.training import LoraSpec, TrainConfig, _apply_lora, _encode_records, collate, train
 
 torch.set_num_threads(1)
@@ -137,12 +139,27 @@ def test_resume_matches_uninterrupted(kind, tok, records, tmp_path):
     assert not (tmp_path / "resumed" / "checkpoint").exists()
 
 
-def test_sample_weights(tok, records, tmp_path):
+def test_sample_weights(tok, records, tmp_path, monkeypatch):
     model, processor = fresh("llava", tok)
     with pytest.raises(ValueError):
         train(model, processor, records, TrainConfig(steps=1), tmp_path, sample_weights=[1.0])
-    # all mass on "red": the model learns to always answer red
-    res = train(model, processor, records, TrainConfig(steps=25, batch_size=2, lr=1e-2), tmp_path, [1, 0, 0, 0])
-    assert res.losses[-1] < 0.2
-    out = generate(model, processor, [records[2]["image_path"]], [PROMPT], Sampling(max_new_tokens=4))
-    assert out == [["Answer: red"]]  # even for the blue image: only record 0 was ever sampled
+    drawn = []
+
+    def spy(processor, records, enc, idx):
+        drawn.extend(idx)
+        return collate(processor, records, enc, idx)
+
+    monkeypatch.setattr(training, "collate", spy)
+    train(model, processor, records, TrainConfig(steps=4, batch_size=50), tmp_path, sample_weights=[0, 3, 0, 1])
+    counts = Counter(drawn)
+    assert set(counts) == {1, 3} and sum(counts.values()) == 200
+    assert 0.65 < counts[1] / 200 < 0.85  # 3:1 mix
+
+
+def test_epochs_and_mixed_precision_switch(tok, records, tmp_path):
+    # bf16 autocast on CPU, then fp32 again in the same process (accelerate's global state is reset)
+    for i, precision in enumerate(["bf16", "no"]):
+        model, processor = fresh("fuyu", tok)
+        cfg = TrainConfig(steps=None, epochs=1, batch_size=2, mixed_precision=precision)
+        res = train(model, processor, records, cfg, tmp_path / str(i))
+        assert res.steps == 2 and all(loss == loss for loss in res.losses)  # 4 records / 2 per step, no NaN

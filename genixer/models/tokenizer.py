@@ -1,7 +1,8 @@
 """Offline word-level tokenizer for the shapes-world texts.
 
 Design (why it looks like this):
-- WordLevel over the corpus words keeps sequences short and needs no training.
+- WordLevel over the corpus words keeps sequences short and needs no training. Case is kept (no
+  lowercasing) so that texts round-trip exactly.
 - Spaces are folded into the following word Llama-style ("▁What"), by a normalizer that maps " " to "▁"
   and prepends one "▁" to every text segment; the Metaspace decoder turns "▁" back into spaces and drops
   the prepended one, so decode(encode(text)) is exact, including runs of spaces and newlines.
@@ -48,17 +49,21 @@ def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     vocab: dict[str, int] = {}
     for tok in SPECIAL_TOKENS + FUYU_WORDS:
         vocab.setdefault(tok, len(vocab))
-    # Single characters (with and without a leading space) so unseen words degrade to <unk>, not unseen digits.
+    # Every ASCII character, bare and after a space, is in the vocabulary, so digits, punctuation and
+    # one-letter words are always known; only an unseen multi-letter word becomes <unk>.
     for ch in string.ascii_letters + string.digits + string.punctuation + "\n\t":
         for piece in (ch, SPACE + ch):
             vocab.setdefault(piece, len(vocab))
     vocab.setdefault(SPACE, len(vocab))
+    words = set()
     for text in texts:
         for piece, _ in pre.pre_tokenize_str(norm.normalize_str(text)):
-            # Both spellings: a word seen mid-line may start a line in another text ("\nQuestion").
-            bare = piece.removeprefix(SPACE) or SPACE
-            for variant in (bare, SPACE + bare if bare != SPACE else SPACE):
-                vocab.setdefault(variant, len(vocab))
+            # Both spellings: a word seen mid-line may start a line elsewhere ("\nQuestion").
+            bare = piece.removeprefix(SPACE)
+            if bare:
+                words.update((bare, SPACE + bare))
+    for word in sorted(words):  # sorted: ids do not depend on the order of ``texts``
+        vocab.setdefault(word, len(vocab))
 
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tok.normalizer = norm

@@ -129,7 +129,10 @@ def annotate(task: str, scene: Scene, rng: random.Random) -> dict | None:
             q, a, b, p, subtype = _pope(scene, rng, subtype)
             turns, source = [(q, a, b, p)], f"shapes_world:pope_{subtype}"
         elif task == "rd":
-            turns = [make_turn(rng.choice(TASK_KINDS["rd"]), scene, rng) for _ in range(rng.randint(2, 3))]
+            # a referential dialogue always grounds something: one turn locates or describes
+            first = make_turn(rng.choice(("locate", "describe")), scene, rng)
+            turns = [first] + [make_turn(rng.choice(TASK_KINDS["rd"]), scene, rng) for _ in range(rng.randint(1, 2))]
+            rng.shuffle(turns)
         else:
             turns = [make_turn(rng.choice(TASK_KINDS[task]), scene, rng)]
         if any(t is None for t in turns):

@@ -126,8 +126,10 @@ def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
             v = iou(boxes[0], o.box)
             return Verdict(CORRECT) if v >= IOU_THRESHOLD else Verdict(INCORRECT, f"IoU {v:.2f} < {IOU_THRESHOLD}")
         if kind == "describe":
-            (box,) = parse_boxes(g["box"], W, H)
-            o = _object_at_box(box, scene)
+            boxes = parse_boxes(g["box"], W, H)
+            if len(boxes) != 1:
+                return Verdict(INCORRECT, f"the question gives {len(boxes)} boxes for one object")
+            o = _object_at_box(boxes[0], scene)
             if o is None:
                 return Verdict(INCORRECT, "the question's box covers no object (IoU < 0.5)")
             if not re.fullmatch(r"(?:the |a |an )?[a-z ]+", _norm(answer)):

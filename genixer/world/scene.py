@@ -110,9 +110,20 @@ def sample_scene(image_id: str, seed: int, split: str, cfg: WorldConfig) -> Scen
         width = height = cfg.image_size
     scene = Scene(image_id, width, height, rng.choice(cfg.backgrounds(split)), seed)
     n = rng.randint(cfg.min_objects, cfg.max_objects)
+    # Random placement can paint itself into a corner; lay the scene out afresh a few times
+    # before giving up (validate() keeps the coverage where this succeeds).
+    for _layout in range(50):
+        scene.objects = _place(rng, n, width, height, cfg)
+        if len(scene.objects) == n:
+            return scene
+    raise WorldConfigError(f"could not place {n} objects in scene {image_id} ({width}x{height}) in 50 layouts; lower max_objects or large_frac")
+
+
+def _place(rng: random.Random, n: int, width: int, height: int, cfg: WorldConfig) -> list[Obj]:
+    objects: list[Obj] = []
     used: set[tuple[str, str, str]] = set()
     for _ in range(n):
-        for _attempt in range(200):
+        for _attempt in range(100):
             shape = rng.choices(SHAPES, SHAPE_WEIGHTS)[0]
             colour = rng.choices(list(COLOURS), COLOUR_WEIGHTS)[0]
             size = rng.choice(SIZES)
@@ -122,13 +133,14 @@ def sample_scene(image_id: str, seed: int, split: str, cfg: WorldConfig) -> Scen
             x0, y0 = rng.randint(1, width - side - 1), rng.randint(1, height - side - 1)
             box = (x0, y0, x0 + side, y0 + side)
             m = cfg.margin
-            if any(box[0] < o.box[2] + m and o.box[0] < box[2] + m and box[1] < o.box[3] + m and o.box[1] < box[3] + m for o in scene.objects):
+            if any(box[0] < o.box[2] + m and o.box[0] < box[2] + m and box[1] < o.box[3] + m and o.box[1] < box[3] + m for o in objects):
                 continue
-            scene.objects.append(Obj(shape, colour, size, box))
+            objects.append(Obj(shape, colour, size, box))
             used.add((size, colour, shape))
             break
         else:
-            raise WorldConfigError(f"could not place object {len(scene.objects) + 1} of {n} in scene {image_id} after 200 tries; lower max_objects or large_frac")
+            return objects
+    return objects
     return scene
 
 

@@ -1,0 +1,89 @@
+"""Measuring generators and solvers against the world's oracle (evaluation only)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pandas as pd
+
+from genixer.generation import Sampling, generate
+from genixer.templates import ParseError, parse_generation, specific_instruction
+from genixer.world import Scene, check
+from genixer.world.oracle import check_turn, task_of
+
+
+def solver_records(samples: list[dict]) -> list[dict]:
+    """Question -> answer records (one per turn) for training a problem solver (base_mllm)."""
+    out = []
+    for s in samples:
+        for i, t in enumerate(s["turns"]):
+            out.append({"record_id": f"{s['sample_id']}:{i}", "task": s["task"], "image_path": s["image_path"],
+                        "image_id": s["image_id"], "prompt": t["question"], "target": t["answer"]})
+    return out
+
+
+def evaluate_solver(model, processor, samples: list[dict], scenes: dict[str, Scene], batch_size: int = 32) -> pd.DataFrame:
+    """Answer each sample's first question greedily; the oracle judges the answer."""
+    qs = [s["turns"][0]["question"] for s in samples]
+    outs = generate(model, processor, [s["image_path"] for s in samples], qs, Sampling(max_new_tokens=48), batch_size=batch_size)
+    rows = []
+    for s, q, o in zip(samples, qs, outs):
+        v = check_turn(q, o[0], scenes[s["image_id"]])
+        rows.append({"sample_id": s["sample_id"], "task": s["task"], "question": q, "truth": s["turns"][0]["answer"],
+                     "answer": o[0], "correct": v.ok, "reason": v.reason})
+    return pd.DataFrame(rows)
+
+
+def generation_prompts(tasks: list[str], general: list[str], type_specific: bool, rng: random.Random) -> list[tuple[str, str, str]]:
+    """(template_id, prompt, requested task) for each request: a random general instruction,
+    plus the task's specific instruction in type-specific mode."""
+    out = []
+    for task in tasks:
+        gid = rng.randrange(len(general))
+        if type_specific:
+            out.append((f"general_{gid:02d}+{task}", f"{general[gid]} {specific_instruction(task)}", task))
+        else:
+            out.append((f"general_{gid:02d}", general[gid], ""))
+    return out
+
+
+def judge_generation(text: str, scene: Scene) -> dict:
+    """Parse generated text and let the oracle judge it: the row every quality figure uses."""
+    try:
+        turns = parse_generation(text)
+    except ParseError as e:
+        return {"parsed": False, "parse_error": str(e), "turns": None, "task_of": None, "oracle": "unparseable", "oracle_reason": str(e)}
+    task = task_of(turns)
+    v = check({"task": task, "turns": turns}, scene)
+    return {"parsed": True, "parse_error": "", "turns": turns, "task_of": task, "oracle": v.status, "oracle_reason": v.reason}
+
+
+def evaluate_generator(model, processor, images: list[dict], tasks: list[str], general: list[str], type_specific: bool,
+                       sampling: Sampling, seed: int = 0, batch_size: int = 32) -> pd.DataFrame:
+    """One generation per (image, task); parse rate, type accuracy and oracle correctness rows."""
+    rng = random.Random(seed)
+    reqs = [(img, t) for img in images for t in (tasks if type_specific else [""])]
+    prompts = generation_prompts([t for _, t in reqs], general, type_specific, rng)
+    outs = generate(model, processor, [img["image_path"] for img, _ in reqs], [p for _, p, _ in prompts], sampling, batch_size=batch_size)
+    rows = []
+    for (img, task), (tid, prompt, _), o in zip(reqs, prompts, outs):
+        rows.append({"image_id": img["image_id"], "requested_task": task, "template_id": tid, "text": o[0],
+                     **judge_generation(o[0], Scene.from_json(img["scene"]))})
+    return pd.DataFrame(rows)
+
+
+def generator_summary(df: pd.DataFrame) -> dict:
+    """Parse rate, share of the requested type, oracle correctness per task, and the type mix."""
+    spec = df[df.requested_task != ""]
+    out = {"parse_rate": float(df.parsed.mean()) if len(df) else 0.0}
+    if len(spec):
+        out["type_accuracy"] = float((spec.task_of == spec.requested_task).mean())
+        per = spec.groupby("requested_task").apply(lambda g: pd.Series({
+            "n": len(g), "parsed": g.parsed.mean(), "right_type": (g.task_of == g.requested_task).mean(),
+            "correct": (g.oracle == "correct").mean()}), include_groups=False)
+        out["per_task"] = per.reset_index()
+    agn = df[df.requested_task == ""]
+    if len(agn):
+        out["agnostic_mix"] = dict(Counter(agn.task_of.fillna("unparsed")))
+    return out
