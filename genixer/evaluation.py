@@ -79,11 +79,29 @@ def generator_summary(df: pd.DataFrame) -> dict:
     out = {"parse_rate": float(df.parsed.mean()) if len(df) else 0.0}
     if len(spec):
         out["type_accuracy"] = float((spec.task_of == spec.requested_task).mean())
-        per = spec.groupby("requested_task").apply(lambda g: pd.Series({
-            "n": len(g), "parsed": g.parsed.mean(), "right_type": (g.task_of == g.requested_task).mean(),
-            "correct": (g.oracle == "correct").mean()}), include_groups=False)
-        out["per_task"] = per.reset_index()
+        per = spec.assign(right_type=spec.task_of == spec.requested_task, correct=spec.oracle == "correct")
+        out["per_task"] = per.groupby("requested_task").agg(
+            n=("parsed", "size"), parsed=("parsed", "mean"), right_type=("right_type", "mean"), correct=("correct", "mean")).reset_index()
     agn = df[df.requested_task == ""]
     if len(agn):
         out["agnostic_mix"] = dict(Counter(agn.task_of.fillna("unparsed")))
     return out
+
+
+def prior_baseline(train_samples: list[dict], val_samples: list[dict], scenes: dict[str, Scene]) -> pd.DataFrame:
+    """A blind answerer: for each question kind, the answer most common in training.
+    Its accuracy is the chance level a solver must beat."""
+    from genixer.world.oracle import classify
+
+    common: dict[str, Counter] = {}
+    for s in train_samples:
+        t = s["turns"][0]
+        kind = classify(t["question"])[0]
+        common.setdefault(kind, Counter())[t["answer"]] += 1
+    rows = []
+    for s in val_samples:
+        q = s["turns"][0]["question"]
+        kind = classify(q)[0]
+        guess = common[kind].most_common(1)[0][0] if kind in common else ""
+        rows.append({"task": s["task"], "correct": check_turn(q, guess, scenes[s["image_id"]]).ok})
+    return pd.DataFrame(rows)

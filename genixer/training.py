@@ -62,6 +62,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: never
     max_length: int = 512
     log_every: int = 0  # 0: silent
+    group_key: str | None = "task"  # record field whose groups get their own learning curve (None: off)
+    curve_every: int = 25  # steps per point of the group curves
     stop_after: int | None = None  # end the call after this step (simulates an interruption)
 
 
@@ -76,6 +78,8 @@ class TrainResult:
     n_truncated: int = 0
     n_params: int = 0
     n_trainable: int = 0
+    # per-group learning curves: group -> [(step, mean per-sample loss over the window)]
+    group_curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,6 +168,7 @@ def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result:
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "losses": result.losses,
         "tokens_seen": result.tokens_seen,
+        "group_curves": result.group_curves,
     }
     torch.save(state, tmp / "trainer_state.pt")
     # Replace atomically-ish: a crash mid-save leaves the previous checkpoint intact.
@@ -183,7 +188,25 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rng, result: Train
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     result.losses = list(state["losses"])
     result.tokens_seen = state["tokens_seen"]
+    result.group_curves = dict(state.get("group_curves", {}))
     return state["step"]
+
+
+def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Mean next-token loss over each sample's target tokens (for per-group curves only)."""
+    with torch.no_grad():
+        lab = labels[:, 1:]
+        tok = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100, reduction="none")
+        return (tok.sum(1) / (lab != -100).sum(1).clamp(min=1)).tolist()
+
+
+def _close_window(curves: dict, window: list, step: int) -> None:
+    by: dict[str, list[float]] = {}
+    for g, v in window:
+        by.setdefault(g, []).append(v)
+    for g, vals in by.items():
+        curves.setdefault(g, []).append((step, sum(vals) / len(vals)))
+    window.clear()
 
 
 def train(
@@ -231,6 +254,8 @@ def train(
     result.n_truncated = enc.n_truncated
     model, optimizer = accelerator.prepare(model, optimizer)
     tokens_before = result.tokens_seen  # throughput counts only this call's work
+    groups = [str(r.get(cfg.group_key)) for r in records] if cfg.group_key and cfg.group_key in records[0] else None
+    window: list[tuple[str, float]] = []
     last = min(total_steps, cfg.stop_after) if cfg.stop_after is not None else total_steps
     while step < last:
         step_loss = 0.0
@@ -238,8 +263,11 @@ def train(
             idx = rng.choice(len(records), size=cfg.batch_size, replace=True, p=probs).tolist()
             batch = {k: v.to(accelerator.device) for k, v in collate(processor, records, enc, idx).items()}
             with accelerator.autocast():
-                loss = model(**batch).loss / cfg.grad_accum
+                out = model(**batch)
+                loss = out.loss / cfg.grad_accum
             accelerator.backward(loss)
+            if groups is not None:
+                window.extend(zip((groups[i] for i in idx), _per_sample_loss(out.logits, batch["labels"])))
             step_loss += loss.item()
             result.tokens_seen += int(batch["attention_mask"].sum())
         if cfg.max_grad_norm:
@@ -249,6 +277,8 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         step += 1
         result.losses.append(step_loss)
+        if groups is not None and (step % cfg.curve_every == 0 or step == last):
+            _close_window(result.group_curves, window, step)
         if cfg.log_every and step % cfg.log_every == 0:
             log.info("step %d/%d loss %.4f lr %.2e", step, total_steps, step_loss, scheduler.get_last_lr()[0])
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:

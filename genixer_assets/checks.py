@@ -121,3 +121,87 @@ def templated_instructions_valid(settings: GenixerSettings) -> dg.AssetCheckResu
         if turns != want:
             problems.append(f"{r.record_id}: target does not parse back to its sample")
     return _result(not problems, problems, records=len(df), general_only_share=float(df.general_only.mean()))
+
+
+# ---- generators ------------------------------------------------------------------------------
+
+def _finite_weights(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        return [f"no safetensors weights in {path}"]
+    bad = []
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            bad += [f"{f.name}:{k} has non-finite values" for k in st.keys() if not st.get_tensor(k).float().isfinite().all()]
+    return bad
+
+
+def _weights_check(name: str):
+    @dg.asset_check(asset=name, name=f"{name}_weights_finite", blocking=True, description="Saved weights exist and are finite.")
+    def _check(settings: GenixerSettings) -> dg.AssetCheckResult:
+        bad = _finite_weights(settings.model_dir(name))
+        return _result(not bad, bad)
+
+    return _check
+
+
+base_mllm_weights_finite = _weights_check("base_mllm")
+genixer_l_weights_finite = _weights_check("genixer_l")
+genixer_s_weights_finite = _weights_check("genixer_s")
+
+
+@dg.asset_check(asset="base_mllm", description="Aim: held-out accuracy at least 10 points above a blind answerer that gives each question kind's most common training answer.")
+def base_mllm_above_chance(settings: GenixerSettings) -> dg.AssetCheckResult:
+    ev = settings.read_table("base_mllm_eval")
+    acc = ev.groupby("task").correct.mean()
+    return dg.AssetCheckResult(passed=bool(ev.correct.mean() >= 0.1 + _blind(settings)),
+                               metadata={"accuracy": float(ev.correct.mean()), **{f"acc_{t}": float(v) for t, v in acc.items()}})
+
+
+def _blind(settings: GenixerSettings) -> float:
+    from genixer.evaluation import prior_baseline
+    from genixer.generators import holdout_images
+
+    scenes = settings.read_table("world_scenes")
+    collect = scenes[scenes.split == "collect"]
+    val = holdout_images(collect.image_id, settings.get_preset().val_images)
+    s = read_samples(settings.table_path("collected_datasets")).to_dict("records")
+    by = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
+    return float(prior_baseline([x for x in s if x["image_id"] not in val], [x for x in s if x["image_id"] in val], by).correct.mean())
+
+
+def _generator_checks(name: str, correctness_aim: float | None):
+    @dg.asset_check(asset=name, name=f"{name}_parse_rate", blocking=True,
+                    description="At least the preset's share of generations parse as 'Question: .. Answer: ..' (0.95 on demo).")
+    def parse_rate(settings: GenixerSettings) -> dg.AssetCheckResult:
+        ev = settings.read_table(f"{name}_eval")
+        need = settings.get_preset().min_parse_rate
+        return dg.AssetCheckResult(passed=bool(ev.parsed.mean() >= need), metadata={"parse_rate": float(ev.parsed.mean()), "required": need})
+
+    @dg.asset_check(asset=name, name=f"{name}_type_accuracy",
+                    description="Aim: with a specific instruction, at least 90% of outputs are of the requested task.")
+    def type_accuracy(settings: GenixerSettings) -> dg.AssetCheckResult:
+        ev = settings.read_table(f"{name}_eval")
+        spec = ev[ev["mode"] == "type_specific"]
+        acc = (spec.task_of == spec.requested_task).groupby(spec.requested_task).mean()
+        total = float((spec.task_of == spec.requested_task).mean())
+        return dg.AssetCheckResult(passed=total >= 0.9, metadata={"type_accuracy": total, **{f"right_type_{t}": float(v) for t, v in acc.items()}})
+
+    checks = [parse_rate, type_accuracy]
+    if correctness_aim is not None:
+        @dg.asset_check(asset=name, name=f"{name}_oracle_correctness",
+                        description=f"Aim (the paper's Tab. 2): over {correctness_aim:.0%} of type-specific generations are correct for every task.")
+        def correctness(settings: GenixerSettings) -> dg.AssetCheckResult:
+            ev = settings.read_table(f"{name}_eval")
+            spec = ev[ev["mode"] == "type_specific"]
+            per = (spec.oracle == "correct").groupby(spec.requested_task).mean()
+            return dg.AssetCheckResult(passed=bool((per > correctness_aim).all()), metadata={f"correct_{t}": float(v) for t, v in per.items()})
+
+        checks.append(correctness)
+    return checks
+
+
+genixer_l_parse_rate, genixer_l_type_accuracy, genixer_l_oracle_correctness = _generator_checks("genixer_l", 0.8)
+genixer_s_parse_rate, genixer_s_type_accuracy = _generator_checks("genixer_s", None)

@@ -3,10 +3,10 @@
 
 import dagster as dg
 
-from genixer_assets import checks, collection, instructions
-from resources import GenixerSettings
+from genixer_assets import checks, collection, generators, instructions
+from resources import GenixerSettings, MLLMBackend
 
-all_assets = dg.load_assets_from_modules([collection, instructions])
+all_assets = dg.load_assets_from_modules([collection, instructions, generators])
 all_checks = dg.load_asset_checks_from_modules([checks])
 
 main_job = dg.define_asset_job("main", selection=dg.AssetSelection.all(), description="The whole graph (make demo).")
@@ -15,5 +15,5 @@ defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=[main_job],
-    resources={"settings": GenixerSettings()},
+    resources={"settings": GenixerSettings(), "backend": MLLMBackend()},
 )

@@ -15,27 +15,22 @@ from genixer.schema import read_samples
 from genixer.tasks import TASKS
 from genixer.world import Scene, check
 from genixer_assets.definitions import defs
-from genixer_assets.demo import materialize_all
-from resources import GenixerSettings
+from resources import GenixerSettings, MLLMBackend
+from tests.conftest import metadata_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    settings = GenixerSettings(preset="smoke", data_dir=str(data))
-    results = materialize_all(dg.DagsterInstance.ephemeral(), resources={"settings": settings}, log=lambda *_: None)
-    return settings, results
+FOUNDATION = {"world_scenes", "collected_datasets", "benchmark_sets", "image_corpus", "instruction_templates", "templated_instructions"}
 
 
-def test_every_asset_and_check_succeeds(built):
+def test_every_asset_materialises_and_foundation_checks_pass(built):
     settings, results = built
     assert all(r.success for r in results)
     keys = {e.asset_key.to_user_string() for r in results for e in r.get_asset_materialization_events()}
     assert keys == {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    evals = [c for r in results for c in r.get_asset_check_evaluations()]
-    assert len(evals) >= 7 and all(c.passed for c in evals), [(c.check_name, c.metadata) for c in evals if not c.passed]
+    evals = [c for r in results for c in r.get_asset_check_evaluations() if c.asset_key.to_user_string() in FOUNDATION]
+    assert len(evals) >= 8 and all(c.passed for c in evals), [(c.check_name, c.metadata) for c in evals if not c.passed]
 
 
 def test_world_scenes_table_matches_files(built):
@@ -81,9 +76,7 @@ def test_templated_instructions_follow_the_recipe(built):
     assert set(df[df.generator == "genixer_l"].task) == {"common_vqa", "adv_vqa", "mc_vqa", "md"}
     assert set(df[(df.generator == "genixer_s") & (df.phase == 1)].task) == {"rec", "reg"}
     assert df.target.str.startswith("Question: ").all()
-    meta = [e.materialization.metadata for r in results for e in r.get_asset_materialization_events()
-            if e.asset_key.to_user_string() == "templated_instructions"][0]
-    assert meta["realised_general_only_share"].value == pytest.approx(df.general_only.mean())
+    assert metadata_of(results, "templated_instructions")["realised_general_only_share"] == pytest.approx(df.general_only.mean())
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     assert len(set(templates["general"])) >= 40
 
@@ -91,7 +84,7 @@ def test_templated_instructions_follow_the_recipe(built):
 def test_run_config_overrides_the_preset(tmp_path):
     settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path))
     assets = list(defs.assets)
-    res = dg.materialize(assets, selection=["world_scenes"], resources={"settings": settings},
+    res = dg.materialize(assets, selection=["world_scenes"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                          run_config={"ops": {"world_scenes": {"config": {"n_collect": 7, "n_corpus": 3, "n_bench": 2, "n_heldout": 2}}}})
     assert res.success
     assert settings.read_table("world_scenes").split.value_counts()["collect"] == 7
@@ -100,7 +93,7 @@ def test_run_config_overrides_the_preset(tmp_path):
 def test_unsatisfiable_world_setting_is_a_clear_error(tmp_path):
     settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path))
     with pytest.raises(Exception, match="max_objects"):
-        dg.materialize(list(defs.assets), selection=["world_scenes"], resources={"settings": settings},
+        dg.materialize(list(defs.assets), selection=["world_scenes"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                        run_config={"ops": {"world_scenes": {"config": {"max_objects": 12}}}})
 
 
@@ -109,7 +102,7 @@ def test_templates_file_with_missing_placeholder_is_rejected(tmp_path):
     bad.write_text(json.dumps({"phrasings": {"locate": ["Where is it?"]}}))
     settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path))
     with pytest.raises(Exception, match="missing slot"):
-        dg.materialize(list(defs.assets), selection=["instruction_templates"], resources={"settings": settings},
+        dg.materialize(list(defs.assets), selection=["instruction_templates"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                        run_config={"ops": {"instruction_templates": {"config": {"templates_file": str(bad)}}}})
 
 

@@ -1,0 +1,63 @@
+"""Step (iii), empowering MLLMs: the base problem solver and its fine-tunes into generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genixer.evaluation import solver_records
+from genixer.models.checkpoint import load_model
+from genixer.models.embedded import EmbeddedSize, build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.tasks import TASKS
+from genixer.templates import specific_instruction
+from genixer.training import TrainConfig, TrainResult, train
+from genixer.world import Scene
+from genixer.world.grammar import Desc
+
+CAPTION_PROMPT = "Describe the image."
+
+
+def vocabulary_texts(samples: list[dict], general: list[str], phrasings: dict[str, list[str]]) -> list[str]:
+    """Every text the models may read or write: the tokenizer's vocabulary is built from it."""
+    texts = [t["question"] + " " + t["answer"] for s in samples for t in s["turns"]]
+    texts += list(general) + [specific_instruction(t) for t in TASKS] + [p for v in phrasings.values() for p in v]
+    texts += ["Question: Answer:", CAPTION_PROMPT, "a an ; . Yes No yes no"]
+    return texts
+
+
+def holdout_images(image_ids, n: int) -> set[str]:
+    """The last `n` collect images (sorted) are held out of every training set, for evaluation."""
+    return set(sorted(set(image_ids))[-n:]) if n > 0 else set()
+
+
+def caption_records(images: list[dict]) -> list[dict]:
+    """Dense captions (every object with its size, colour and shape, top to bottom, left to
+    right): the analogue of LLaVA's caption pretraining stage, written from the annotation."""
+    out = []
+    for img in images:
+        scene = Scene.from_json(img["scene"])
+        objs = sorted(scene.objects, key=lambda o: (o.box[1] // 16, o.box[0]))
+        target = "; ".join(Desc(o.size, o.colour, o.shape).thing() for o in objs) + "."
+        out.append({"record_id": f"{img['image_id']}:caption", "task": "caption", "image_id": img["image_id"],
+                    "image_path": img["image_path"], "prompt": CAPTION_PROMPT, "target": target})
+    return out
+
+
+def train_base_mllm(samples: list[dict], captions: list[dict], caption_share: float, vocab: list[str],
+                    size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
+    """The embedded MLLM trained from scratch as a problem solver on every collected task
+    (question -> answer), mixed with dense captions at `caption_share` of the batches."""
+    tokenizer = build_tokenizer(vocab)
+    model, processor = build_embedded_mllm(tokenizer, size)
+    records = solver_records(samples)
+    weights = None
+    if captions and caption_share > 0:
+        weights = [(1 - caption_share) / len(records)] * len(records) + [caption_share / len(captions)] * len(captions)
+        records = records + captions
+    return train(model, processor, records, cfg, out_dir, sample_weights=weights)
+
+
+def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
+    """Continue training a saved model on new records (the generators' fine-tunes)."""
+    model, processor = load_model(model_dir, device="cpu")
+    return train(model, processor, records, cfg, out_dir)

@@ -1,0 +1,173 @@
+"""Step (iii): empowering MLLMs. base_mllm (the LLaVA-1.5/Shikra stand-in), and its fine-tunes
+into the two data generators, Genixer_L (general tasks) and Genixer_S (grounding tasks)."""
+
+import json
+from dataclasses import replace
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from genixer import generators as gen
+from genixer.evaluation import evaluate_generator, evaluate_solver, generator_summary, prior_baseline
+from genixer.plots import curves_png, smooth
+from genixer.preview import preview_png
+from genixer.schema import read_samples
+from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
+from genixer.world import Scene
+from genixer_assets._meta import md_png, md_table
+from genixer_assets.collection import collected_datasets, world_scenes
+from genixer_assets.instructions import instruction_templates, templated_instructions
+from resources import GenixerSettings, MLLMBackend
+
+GPU = {"pool": "gpu", "kinds": {"pytorch", "huggingface"}, "op_tags": {"dagster-k8s/config": {
+    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}}
+
+
+class TrainOverrides(dg.Config):
+    steps: Optional[int] = Field(None, description="optimizer steps (default: preset)")
+    lr: Optional[float] = Field(None, description="peak learning rate (default: preset)")
+    batch_size: Optional[int] = Field(None, description="batch size (default: preset)")
+    seed: Optional[int] = Field(None, description="training seed (default: preset)")
+    lora_rank: Optional[int] = Field(None, description="train LoRA adapters of this rank instead of all weights")
+    freeze_vision_tower: Optional[bool] = Field(None, description="keep the vision tower fixed")
+
+    def apply(self, cfg):
+        from genixer.training import LoraSpec
+
+        kw = {k: v for k, v in {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
+                                "freeze_vision_tower": self.freeze_vision_tower}.items() if v is not None}
+        if self.lora_rank:
+            kw["lora"] = LoraSpec(rank=self.lora_rank, alpha=2 * self.lora_rank)
+        return replace(cfg, **kw)
+
+
+def _train_metadata(res, title: str) -> dict:
+    curves = {"all": smooth(res.losses, max(len(res.losses) // 40, 1)), **res.group_curves}
+    return {
+        "parameters": res.n_params,
+        "trainable_parameters": res.n_trainable,
+        "steps": res.steps,
+        "first_loss": float(res.losses[0]) if res.losses else float("nan"),
+        "final_loss": float(res.final_loss),
+        "tokens_per_s": round(res.tokens_per_s, 1),
+        "train_wall_s": round(res.wall_s, 1),
+        "records_truncated": res.n_truncated,
+        "learning_curves": md_png(curves_png(curves, title), "loss per task"),
+    }
+
+
+def _context(settings: GenixerSettings):
+    p = settings.get_preset()
+    scenes = settings.read_table("world_scenes")
+    collect = scenes[scenes.split == "collect"]
+    val = gen.holdout_images(collect.image_id, p.val_images)
+    return p, collect, val
+
+
+def base_path(settings: GenixerSettings, backend: MLLMBackend) -> str:
+    return backend.base_checkpoint or str(settings.model_dir("base_mllm"))
+
+
+class BaseConfig(TrainOverrides):
+    caption_share: Optional[float] = Field(None, description="share of batches that are dense captions (default: preset)")
+
+
+@dg.asset(group_name="generators", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
+def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """The stand-in for pretrained LLaVA-1.5 / Shikra: the embedded LLaVA (CLIP vision tower +
+    Llama) trained from scratch as a problem solver on all nine collected tasks. With
+    `backend.base_checkpoint` set, that checkpoint is used instead (and only evaluated)."""
+    p, collect, val = _context(settings)
+    samples = read_samples(settings.table_path("collected_datasets")).to_dict("records")
+    train_s = [s for s in samples if s["image_id"] not in val]
+    val_s = [s for s in samples if s["image_id"] in val]
+    meta = {}
+    if backend.base_checkpoint:
+        meta["source"] = backend.base_checkpoint
+    else:
+        templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
+        vocab = gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])
+        captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
+        res = gen.train_base_mllm(train_s, captions, config.caption_share if config.caption_share is not None else p.caption_share,
+                                  vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"))
+        meta.update(_train_metadata(res, "base_mllm"))
+    model, processor = backend.load(base_path(settings, backend))
+    scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
+    ev = evaluate_solver(model, processor, val_s, scenes)
+    ev.to_parquet(settings.table_path("base_mllm_eval"), index=False)
+    prior = prior_baseline(train_s, val_s, scenes)
+    table = pd.DataFrame({"accuracy": ev.groupby("task").correct.mean(), "blind_prior": prior.groupby("task").correct.mean()}).reset_index()
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "path": dg.MetadataValue.path(base_path(settings, backend)),
+        "heldout_accuracy": float(ev.correct.mean()),
+        "blind_prior_accuracy": float(prior.correct.mean()),
+        "accuracy_by_task": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f")),
+        "answers": md_table(ev[["task", "question", "truth", "answer", "correct"]].groupby("task").head(1), 9),
+    })
+
+
+def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dict:
+    """Generate on held-out collect images, type-specific and type-agnostic; the oracle judges."""
+    model, processor = backend.load(settings.model_dir(name))
+    templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
+    images = collect[collect.image_id.isin(val)].to_dict("records")
+    spec = evaluate_generator(model, processor, images, list(tasks), templates["general"], True, p.eval_sampling, seed=p.seed)
+    agn = evaluate_generator(model, processor, images, list(tasks), templates["general"], False, p.eval_sampling, seed=p.seed + 1)
+    ev = pd.concat([spec.assign(mode="type_specific"), agn.assign(mode="type_agnostic")], ignore_index=True)
+    ev.drop(columns=["turns"]).to_parquet(settings.table_path(f"{name}_eval"), index=False)
+    summary = generator_summary(ev)
+    by_path = {r["image_id"]: r for r in images}
+    shown = [{"image_path": by_path[r.image_id]["image_path"], "task": r.requested_task or f"agnostic->{r.task_of}",
+              "turns": r.turns or [{"question": r.text[:120], "answer": "(unparsed)"}], "boxes": []}
+             for r in ev.groupby("requested_task").head(1).itertuples()]
+    agn_mix = summary.get("agnostic_mix", {})
+    return {
+        "parse_rate": summary["parse_rate"],
+        "type_accuracy": summary.get("type_accuracy", 0.0),
+        "correct_share_type_specific": float((spec.oracle == "correct").mean()),
+        "per_task": dg.MetadataValue.md(summary["per_task"].to_markdown(index=False, floatfmt=".3f")),
+        "type_agnostic_mix": dg.MetadataValue.md(pd.Series(agn_mix, name="outputs").rename_axis("task").reset_index().to_markdown(index=False)),
+        "generations": md_table(ev[["mode", "requested_task", "text", "oracle"]].groupby(["mode", "requested_task"]).head(1), 12),
+        "generations_preview": md_png(preview_png(shown)),
+        "eval_images": len(images),
+    }
+
+
+@dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
+def genixer_l(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """Genixer_L: base_mllm fine-tuned to generate Common VQA, Adv VQA, MC VQA and MD data
+    (the paper's LLaVA-1.5-based generator)."""
+    p, collect, val = _context(settings)
+    recs = settings.read_table("templated_instructions")
+    recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val)].to_dict("records")
+    res = gen.finetune(base_path(settings, backend), recs, config.apply(p.l_train), settings.model_dir("genixer_l"))
+    return dg.MaterializeResult(metadata={
+        **_train_metadata(res, "genixer_l"), "records": len(recs),
+        **_generator_eval(settings, backend, "genixer_l", GENERAL_TASKS, p, collect, val),
+        "path": dg.MetadataValue.path(str(settings.model_dir("genixer_l"))),
+    })
+
+
+@dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
+def genixer_s(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """Genixer_S: base_mllm fine-tuned in two phases (REC+REG; then PointQA, QCA, RD added and
+    REC/REG reduced) to generate grounding data (the paper's Shikra-based generator)."""
+    p, collect, val = _context(settings)
+    recs = settings.read_table("templated_instructions")
+    recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val)]
+    phase1, phase2 = (recs[recs.phase == k].to_dict("records") for k in (1, 2))
+    out = settings.model_dir("genixer_s")
+    r1 = gen.finetune(base_path(settings, backend), phase1, config.apply(p.s_train[0]), out / "phase1")
+    r2 = gen.finetune(out / "phase1", phase2, config.apply(p.s_train[1]), out)
+    meta1 = _train_metadata(r1, "genixer_s phase 1")
+    return dg.MaterializeResult(metadata={
+        **_train_metadata(r2, "genixer_s phase 2"),
+        "phase1_final_loss": meta1["final_loss"], "phase1_steps": meta1["steps"], "phase1_wall_s": meta1["train_wall_s"],
+        "phase1_learning_curves": meta1["learning_curves"],
+        "records_phase1": len(phase1), "records_phase2": len(phase2),
+        **_generator_eval(settings, backend, "genixer_s", GROUNDING_TASKS, p, collect, val),
+        "path": dg.MetadataValue.path(str(out)),
+    })

@@ -1,0 +1,79 @@
+"""The generators on the smoke preset: trained, saved, reloaded through the resource, and
+generating; and a user's checkpoint directory loaded in place of the embedded base."""
+
+import dagster as dg
+import pytest
+from transformers import CLIPImageProcessor, LlavaProcessor
+
+from genixer.generation import Sampling, generate
+from genixer.models.checkpoint import CheckpointError
+from genixer.models.embedded import build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction
+from genixer_assets.definitions import defs
+from resources import GenixerSettings, MLLMBackend
+from tests.conftest import metadata_of
+
+
+@pytest.mark.parametrize("name", ["base_mllm", "genixer_l", "genixer_s"])
+def test_model_trained_loss_fell_and_reloads(built, name):
+    settings, results = built
+    meta = metadata_of(results, name)
+    assert meta["steps"] > 0 and meta["tokens_per_s"] > 0 and meta["parameters"] > 0
+    model, processor = MLLMBackend(device="cpu").load(settings.model_dir(name))
+    img = settings.read_table("world_scenes").image_path.iloc[0]
+    out = generate(model, processor, [img], [f"{GENERAL_INSTRUCTIONS[0]} {specific_instruction('common_vqa')}"], Sampling(max_new_tokens=12))
+    assert isinstance(out[0][0], str)
+
+
+def test_training_loss_falls(built):
+    settings, results = built
+    for name in ("base_mllm", "genixer_l", "genixer_s"):
+        meta = metadata_of(results, name)
+        assert meta["final_loss"] < 0.8 * meta["first_loss"], (name, meta["first_loss"], meta["final_loss"])
+
+
+def test_generator_evaluation_tables(built):
+    settings, results = built
+    for name, tasks in (("genixer_l", {"common_vqa", "adv_vqa", "mc_vqa", "md"}), ("genixer_s", {"rec", "reg", "pointqa", "qca", "rd"})):
+        ev = settings.read_table(f"{name}_eval")
+        assert set(ev[ev["mode"] == "type_specific"].requested_task) == tasks
+        assert (ev[ev["mode"] == "type_agnostic"].requested_task == "").all()
+        assert set(ev.oracle) <= {"correct", "incorrect", "unparseable"}
+        assert (ev[~ev.parsed].parse_error != "").all()  # nothing unparsed without its reason
+        meta = metadata_of(results, name)
+        assert meta["parse_rate"] == pytest.approx(ev.parsed.mean())
+    checks = {c.check_name: c.passed for r in results for c in r.get_asset_check_evaluations()}
+    assert checks["genixer_l_parse_rate"] and checks["genixer_s_parse_rate"]  # blocking, at the smoke threshold
+    assert checks["base_mllm_weights_finite"] and checks["genixer_l_weights_finite"]
+
+
+def test_base_mllm_accuracy_is_reported_per_task(built):
+    settings, results = built
+    ev = settings.read_table("base_mllm_eval")
+    assert len(ev) and set(ev.task) >= {"common_vqa", "rec"}
+    assert metadata_of(results, "base_mllm")["heldout_accuracy"] == pytest.approx(ev.correct.mean())
+
+
+def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
+    """A tiny random LLaVA saved with save_pretrained stands in for a user's LLaVA-1.5 directory."""
+    settings, _ = built
+    tok = build_tokenizer(["What colour is the circle? red Describe the image."])
+    model, processor = build_embedded_mllm(tok)
+    model.save_pretrained(tmp_path / "llava")
+    processor.save_pretrained(tmp_path / "llava")
+    assert isinstance(processor, LlavaProcessor) and isinstance(processor.image_processor, CLIPImageProcessor)
+    backend = MLLMBackend(device="cpu", base_checkpoint=str(tmp_path / "llava"))
+    res = dg.materialize(list(defs.assets), selection=["base_mllm"], resources={"settings": settings, "backend": backend})
+    meta = metadata_of([res], "base_mllm")
+    assert meta["source"] == str(tmp_path / "llava") and "steps" not in meta  # evaluated, not trained
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p, "does not exist"),
+    (lambda p: (p.mkdir(), p)[1], "missing config.json"),
+])
+def test_bad_checkpoint_directory_is_a_clear_error(tmp_path, make, match):
+    path = make(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match=match):
+        MLLMBackend(device="cpu").load(path)
