@@ -65,7 +65,7 @@ def to_table(samples: Iterable[dict] | pd.DataFrame, lineage: bool = False) -> p
     extra = [c for c in df.columns if c not in schema.names]
     table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
     for c in extra:
-        table = table.append_column(c, pa.array(df[c].tolist()))
+        table = table.append_column(c, pa.array(df[c].tolist(), from_pandas=True))
     return table
 
 

@@ -9,6 +9,11 @@ Resumption: every ``checkpoint_every`` optimizer steps, model weights (safetenso
 step, loss history and RNG states go to ``out_dir/checkpoint``; ``train`` resumes from there if present.
 After the final ``save_model(out_dir)`` the checkpoint is deleted: the final model supersedes it, and a
 stale checkpoint would make a later run in the same directory silently "resume" a finished one.
+
+What one batch is, its loss and how the final model is saved belong to an *adapter* (``train(..., adapter=)``):
+``SFTAdapter`` (the default) is the supervised fine-tuning described above; ``genixer.region_clip.ClipAdapter``
+trains a contrastive region CLIP through the same loop. Everything else (sampling, AdamW, cosine warmup,
+accumulation, accelerate, seeds, checkpoint + resume, group curves, TrainResult) is shared.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -120,6 +126,52 @@ def collate(processor, records: list[dict], enc: _Encoded, idx: list[int]) -> di
     return batch
 
 
+class TrainAdapter(Protocol):
+    """The per-batch work of one kind of training; the loop in :func:`train` does everything else.
+
+    ``prepare`` runs once per call (after any checkpoint is restored) and returns how many records were
+    truncated; ``batch`` turns the drawn record indices into tensors (the loop moves them to the device) and
+    returns the indices the batch actually holds, in row order; ``loss`` returns the mean loss of the batch
+    (a tensor with grad) and, for the per-group curves, each row's loss (or None); ``tokens`` counts the
+    batch's non-padding tokens for ``TrainResult.tokens_seen``; ``save`` writes the final model.
+    """
+
+    def prepare(self, records: list[dict], cfg: "TrainConfig") -> int: ...
+
+    def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]: ...
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[float] | None]: ...
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int: ...
+
+    def save(self, model, out_dir: Path) -> None: ...
+
+
+class SFTAdapter:
+    """Supervised fine-tuning of an image-text-to-text model: loss on target + EOS tokens only."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.enc: _Encoded | None = None
+
+    def prepare(self, records: list[dict], cfg: "TrainConfig") -> int:
+        self.enc = _encode_records(self.processor, records, cfg.max_length)
+        return self.enc.n_truncated
+
+    def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        return collate(self.processor, records, self.enc, idx), idx
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[float] | None]:
+        out = model(**batch)
+        return out.loss, _per_sample_loss(out.logits, batch["labels"])
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["attention_mask"].sum())
+
+    def save(self, model, out_dir: Path) -> None:
+        save_model(model, self.processor, out_dir)
+
+
 def _apply_lora(model, spec: LoraSpec):
     targets = spec.target_modules or sorted(
         name
@@ -216,7 +268,15 @@ def train(
     cfg: TrainConfig,
     out_dir: str | Path,
     sample_weights: list[float] | np.ndarray | None = None,
+    adapter: TrainAdapter | None = None,
 ) -> TrainResult:
+    """Train ``model`` for ``cfg`` optimizer steps on ``records``; the final model goes to ``out_dir``.
+
+    ``adapter`` defines a batch, its loss and the saving (default: ``SFTAdapter(processor)``); ``processor``
+    is only used to build the default adapter.
+    """
+    if adapter is None:
+        adapter = SFTAdapter(processor)
     if not records:
         raise ValueError("train() needs at least one record")
     out_dir = Path(out_dir)
@@ -250,8 +310,7 @@ def train(
     if (ckpt / "trainer_state.pt").is_file():
         step = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, result)
 
-    enc = _encode_records(processor, records, cfg.max_length)
-    result.n_truncated = enc.n_truncated
+    result.n_truncated = adapter.prepare(records, cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     tokens_before = result.tokens_seen  # throughput counts only this call's work
     groups = [str(r.get(cfg.group_key)) for r in records] if cfg.group_key and cfg.group_key in records[0] else None
@@ -261,15 +320,16 @@ def train(
         step_loss = 0.0
         for _ in range(cfg.grad_accum):
             idx = rng.choice(len(records), size=cfg.batch_size, replace=True, p=probs).tolist()
-            batch = {k: v.to(accelerator.device) for k, v in collate(processor, records, enc, idx).items()}
+            batch, rows = adapter.batch(records, idx)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():
-                out = model(**batch)
-                loss = out.loss / cfg.grad_accum
+                batch_loss, row_losses = adapter.loss(model, batch)
+                loss = batch_loss / cfg.grad_accum
             accelerator.backward(loss)
-            if groups is not None:
-                window.extend(zip((groups[i] for i in idx), _per_sample_loss(out.logits, batch["labels"])))
+            if groups is not None and row_losses is not None:
+                window.extend(zip((groups[i] for i in rows), row_losses))
             step_loss += loss.item()
-            result.tokens_seen += int(batch["attention_mask"].sum())
+            result.tokens_seen += adapter.tokens(batch)
         if cfg.max_grad_norm:
             accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
@@ -295,6 +355,6 @@ def train(
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
     model.eval()
-    save_model(model, processor, out_dir)
+    adapter.save(model, out_dir)
     shutil.rmtree(ckpt, ignore_errors=True)
     return result

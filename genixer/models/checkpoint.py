@@ -7,6 +7,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()  # pipeline logs, not terminals: no per-load progress bars
 
 
 class CheckpointError(ValueError):

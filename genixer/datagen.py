@@ -1,0 +1,123 @@
+"""Step (iv), first half: generating instruction data on an unlabeled image corpus.
+
+Every request is keyed by (image sha256, prompt, generator checkpoint, sampling parameters,
+seed); a rerun reuses rows already produced for the same key. Every output is kept: text
+that does not parse, an unreadable image or a box outside the image becomes a quarantined
+row with its reason, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from PIL import Image
+
+from genixer.boxes import BoxFormatError, find_box_groups, parse_boxes, parse_point, POINT_RE
+from genixer.generation import Sampling, generate
+from genixer.templates import ParseError, parse_generation, specific_instruction
+from genixer.world.oracle import task_of
+
+
+def checkpoint_id(model_dir: str | Path) -> str:
+    """A content id of a saved model: the hash of its config and weights."""
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*.json")) + sorted(Path(model_dir).glob("*.safetensors")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def request_key(image_sha256: str, prompt: str, generator_id: str, sampling: Sampling, seed: int) -> str:
+    payload = json.dumps([image_sha256, prompt, generator_id, asdict(sampling), seed], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def readable(path: str) -> str | None:
+    """None if the image decodes, else why not."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return None
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a reason to quarantine
+        return f"unreadable image: {type(e).__name__}: {e}"
+
+
+def plan_requests(images: pd.DataFrame, general: list[str], task: str | None, per_image: int, seed: int) -> list[dict]:
+    """(image, prompt) requests: a random general instruction per request, plus the task's
+    specific instruction in type-specific mode (task given) or none (type-agnostic)."""
+    out = []
+    for img in images.to_dict("records"):
+        for k in range(per_image):
+            rng = random.Random(f"{seed}/{img['image_id']}/{k}")
+            gid = rng.randrange(len(general))
+            prompt = general[gid] + (f" {specific_instruction(task)}" if task else "")
+            out.append({**img, "k": k, "seed": rng.randrange(2**31), "prompt": prompt,
+                        "template_id": f"general_{gid:02d}" + (f"+{task}" if task else "")})
+    return out
+
+
+def parse_row(text: str, width: int, height: int, fallback_task: str) -> dict:
+    """Generated text -> sample fields, or the reason it cannot be one."""
+    try:
+        turns = parse_generation(text)
+    except ParseError as e:
+        return {"turns": None, "boxes": None, "points": None, "task": fallback_task, "quarantine_reason": f"parse: {e}"}
+    boxes, points = [], []
+    try:
+        for t in turns:
+            for part in (t["question"], t["answer"]):
+                for grp in find_box_groups(part):
+                    boxes += [list(b) for b in parse_boxes(grp, width, height)]
+                stripped = part
+                for grp in find_box_groups(part):
+                    stripped = stripped.replace(grp, "")
+                points += [list(parse_point(m.group(0), width, height)) for m in POINT_RE.finditer(stripped)]
+    except BoxFormatError as e:
+        return {"turns": turns, "boxes": None, "points": None, "task": fallback_task, "quarantine_reason": f"box: {e}"}
+    return {"turns": turns, "boxes": boxes, "points": points, "task": task_of(turns) or fallback_task, "quarantine_reason": None}
+
+
+def generate_shard(model, processor, requests: list[dict], generator: str, generator_id: str, sampling: Sampling,
+                   requested_task: str | None, fallback_task: str, cache: pd.DataFrame | None,
+                   save: Callable[[pd.DataFrame], None] | None = None, batch_size: int = 32) -> tuple[pd.DataFrame, int]:
+    """Run the generator over `requests`; returns (rows, number of rows reused from `cache`).
+
+    `save` is called after every batch with all rows so far, so an interrupted shard resumes
+    from its last batch."""
+    cached = {} if cache is None or cache.empty else {r["request_key"]: r for r in cache.to_dict("records")}
+    rows, todo = [], []
+    for req in requests:
+        key = request_key(req["sha256"], req["prompt"], generator_id, sampling, req["seed"])
+        if key in cached:
+            rows.append(cached[key])
+            continue
+        base = {
+            "sample_id": f"{generator}:{key}", "image_id": req["image_id"], "image_path": req["image_path"],
+            "width": int(req["width"]), "height": int(req["height"]), "source": generator, "split": req.get("split", "corpus"),
+            "generator": generator_id, "template_id": req["template_id"], "seed": int(req["seed"]),
+            "judge_p_yes": None, "clip_score": None, "filter_reason": None,
+            "mode": "type_specific" if requested_task else "type_agnostic", "requested_task": requested_task or "",
+            "sampling": json.dumps(asdict(sampling)), "request_key": key, "prompt": req["prompt"], "raw_text": "",
+        }
+        why = readable(req["image_path"])
+        if why:
+            rows.append({**base, "task": fallback_task, "turns": None, "boxes": None, "points": None, "quarantine_reason": why})
+        else:
+            todo.append(base)
+    reused = len(rows)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        outs = generate(model, processor, [r["image_path"] for r in chunk], [r["prompt"] for r in chunk],
+                        Sampling(**{**asdict(sampling), "seed": chunk[0]["seed"]}), batch_size=batch_size)
+        for r, o in zip(chunk, outs):
+            text = o[0]
+            rows.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task)})
+        if save is not None:
+            save(pd.DataFrame(rows))
+    return pd.DataFrame(rows), reused
