@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from genixer.generation import Sampling
 from genixer.models.embedded import EmbeddedSize
+from genixer.region_clip import RegionClipSize
 from genixer.templates import RecordConfig
 from genixer.training import TrainConfig
 from genixer.world import WorldConfig
@@ -43,6 +44,12 @@ class Preset:
     # step (iv): generation on the corpus
     gen_per_image: int = 2  # requests per corpus image
     gen_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, top_p=0.9, max_new_tokens=160))
+    # step (iv): the filters
+    judge: EmbeddedSize = field(default_factory=EmbeddedSize)
+    judge_train: TrainConfig = field(default_factory=TrainConfig)
+    judge_lambda: float = 0.7  # keep generated pairs with P(Yes) >= lambda (plus the 0.5-0.7 hard band, flagged)
+    clip: RegionClipSize = field(default_factory=RegionClipSize)
+    clip_train: TrainConfig = field(default_factory=TrainConfig)
     eval_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, top_p=0.9, max_new_tokens=160))
 
 
@@ -63,16 +70,26 @@ def _tc(steps: int, lr: float, batch: int = 32, warmup: int = 50, **kw) -> Train
 PRESETS = {
     "smoke": Preset("smoke", n_collect=60, n_corpus=16, n_bench=30, n_heldout=20, n_shards=2, min_per_task=40,
                     mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), l_train=_tc(80, 3e-3, batch=16, warmup=4),
-                    s_train=(_tc(30, 3e-3, batch=16, warmup=4), _tc(50, 3e-3, batch=16, warmup=4)), val_images=6,
-                    min_parse_rate=0.5, eval_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=48),
-                    gen_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=48)),
+                    s_train=(_tc(40, 3e-3, batch=16, warmup=4), _tc(60, 3e-3, batch=16, warmup=4)), val_images=6,
+                    min_parse_rate=0.5, eval_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
+                    gen_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
+                    judge=_TINY, judge_train=_tc(30, 3e-3, batch=16, warmup=3),
+                    clip=RegionClipSize(image_size=32, patch_size=8, vision_width=32, vision_layers=1, text_width=32, text_layers=1, embed_dim=32),
+                    clip_train=_tc(30, 3e-3, batch=16, warmup=3)),
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
                    mllm=_DEMO, base_train=_tc(1200, 2e-3), l_train=_tc(400, 1e-3, warmup=20),
-                   s_train=(_tc(200, 1e-3, warmup=20), _tc(300, 1e-3, warmup=20)), val_images=100),
+                   s_train=(_tc(200, 1e-3, warmup=20), _tc(300, 1e-3, warmup=20)), val_images=100,
+                   judge=EmbeddedSize(image_size=64, patch_size=8, vision_hidden=128, text_hidden=192, text_layers=4, text_heads=4,
+                                      text_intermediate=384), judge_train=_tc(600, 2e-3),
+                   clip_train=_tc(900, 2e-3, warmup=20)),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
                     collect_per_image=2, min_per_task=30000, mllm=_PAPER, base_train=_tc(20000, 1e-3, batch=64, warmup=500),
                     l_train=_tc(5000, 5e-4, batch=64, warmup=200),
-                    s_train=(_tc(3000, 5e-4, batch=64, warmup=200), _tc(4000, 5e-4, batch=64, warmup=200)), val_images=500),
+                    s_train=(_tc(3000, 5e-4, batch=64, warmup=200), _tc(4000, 5e-4, batch=64, warmup=200)), val_images=500,
+                    judge=_PAPER, judge_train=_tc(8000, 5e-4, batch=64, warmup=200),
+                    clip=RegionClipSize(image_size=64, patch_size=8, vision_width=256, vision_layers=6, vision_heads=8,
+                                        text_width=256, text_layers=4, text_heads=8, embed_dim=256),
+                    clip_train=_tc(6000, 1e-3, batch=128, warmup=200)),
 }
 
 

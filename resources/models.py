@@ -22,6 +22,8 @@ class MLLMBackend(dg.ConfigurableResource):
     trust_remote_code: bool = Field(False, description="allow code shipped with a checkpoint (off by default)")
     base_checkpoint: Optional[str] = Field(None, description="HF checkpoint directory to use as base_mllm")
     judge_checkpoint: Optional[str] = Field(None, description="HF checkpoint directory to use as judge_mllm")
+    region_clip_checkpoint: Optional[str] = Field(
+        None, description="open_clip directory (open_clip_config.json + open_clip_model.safetensors) to use as the region CLIP")
 
     def load(self, path):
         """(model, processor) from a checkpoint directory, in eval mode on the device."""

@@ -1,0 +1,91 @@
+"""Step (iv), second half: filtering generated data (the judge's P(Yes) for general data; the
+coarse-to-fine REC filter for grounding data). Every row keeps the step that dropped it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from genixer.region_clip import locate_ref
+
+HARD_BAND = (0.5, 0.7)  # the paper's harder fine-tuning samples: 0.5 <= P(Yes) < 0.7
+PAPER_MIN_BOX_PX, PAPER_IMAGE_SIDE = 50, 640  # the paper's 50 px minimum, at COCO-like resolution
+
+
+def min_box_px(width: int, height: int, paper_px: float = PAPER_MIN_BOX_PX) -> float:
+    """The paper's minimum box side, scaled to this image's resolution."""
+    return paper_px * max(width, height) / PAPER_IMAGE_SIDE
+
+
+def select_vqa(scored: pd.DataFrame, lam: float) -> pd.DataFrame:
+    """The Genixer-915K recipe: rows with P(Yes) >= lambda, plus the hard band (flagged)."""
+    p = scored.judge_p_yes.astype(float)
+    lo, hi = HARD_BAND
+    hard = (p >= lo) & (p < hi)
+    keep = scored.quarantine_reason.isna() & p.notna() & ((p >= lam) | hard)
+    return scored[keep].assign(hard_band=hard[keep])
+
+
+def vqa_yields(scored: pd.DataFrame, lambdas=(0.3, 0.5, 0.7, 0.9)) -> pd.DataFrame:
+    ok = scored[scored.quarantine_reason.isna() & scored.judge_p_yes.notna()]
+    rows = [{"lambda": lam, "kept": int((ok.judge_p_yes >= lam).sum()), "yield": float((ok.judge_p_yes >= lam).mean()) if len(ok) else 0.0}
+            for lam in lambdas]
+    return pd.DataFrame(rows)
+
+
+def rec_expression(turns) -> str | None:
+    """The referring expression of a one-turn REC sample, parsed with the phrasings of the REC
+    question kind: works for every REC template, whatever words surround the slot."""
+    if turns is None or len(turns) != 1:
+        return None
+    return locate_ref(turns[0]["question"])
+
+
+def coarse_filter(rows: pd.DataFrame) -> pd.DataFrame:
+    """Steps (1) and (2): drop malformed text or coordinates, then boxes under the minimum
+    size. Adds `expression`, `box` and `filter_reason` (None = goes on to the CLIP step)."""
+    exprs, boxes, reasons = [], [], []
+    for r in rows.itertuples():
+        expr, box, reason = None, None, None
+        if isinstance(r.quarantine_reason, str):
+            reason = f"1-malformed: {r.quarantine_reason}"
+        else:
+            found = rec_expression(r.turns)
+            if found is None:
+                reason = "1-malformed: not a REC question with one box answer"
+            elif r.boxes is None or len(r.boxes) != 1:
+                reason = f"1-malformed: {0 if r.boxes is None else len(r.boxes)} boxes instead of 1"
+            else:
+                expr, box = found, [float(v) for v in r.boxes[0]]
+                need = min_box_px(r.width, r.height)
+                if box[2] - box[0] < need or box[3] - box[1] < need:
+                    reason = f"2-small: box {box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px under {need:.1f} px"
+        exprs.append(expr)
+        boxes.append(box)
+        reasons.append(reason)
+    return rows.assign(expression=exprs, box=boxes, filter_reason=reasons)
+
+
+def clip_step(rows: pd.DataFrame, scores: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Step (3): keep rows whose crop/expression cosine similarity reaches the threshold.
+    `scores` align with the rows that reached this step (filter_reason None)."""
+    rows = rows.copy()
+    todo = rows.filter_reason.isna()
+    rows.loc[todo, "clip_score"] = scores
+    bad = todo & ~(rows.clip_score.astype(float) >= threshold)
+    rows.loc[bad, "filter_reason"] = [
+        "3-clip: score is NaN" if math.isnan(s) else f"3-clip: {s:.3f} < {threshold:.3f}" for s in rows.loc[bad, "clip_score"].astype(float)]
+    return rows
+
+
+def filter_yields(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows left after each step, per task."""
+    step = rows.filter_reason.fillna("kept").str.split(":").str[0]
+    out = []
+    for task, g in rows.assign(step=step).groupby("task"):
+        s = g.step
+        out.append({"task": task, "raw": len(g), "after_1_format": int((~s.str.startswith("1-")).sum()),
+                    "after_2_size": int((~s.str.startswith(("1-", "2-"))).sum()), "after_3_clip": int((s == "kept").sum())})
+    return pd.DataFrame(out)

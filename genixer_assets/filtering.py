@@ -1,0 +1,192 @@
+"""Step (iv), filtering: the judge MLLM (Fuyu-8B's role), the region CLIP (OpenCLIP-L's role),
+the scored shards and the two filtered recipes, Genixer-915K (`genixer_vqa`) and
+Genixer-350K (`genixer_rec`)."""
+
+import json
+import random
+from typing import Optional
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from genixer import filters, judge, region_clip
+from genixer.generators import holdout_images, vocabulary_texts
+from genixer.schema import read_samples, write_samples
+from genixer.tasks import GENERAL_TASKS
+from genixer.world import Scene
+from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
+from genixer_assets.collection import collected_datasets, world_scenes
+from genixer_assets.generation import raw_generations_l, raw_generations_s
+from genixer_assets.generators import GPU, TrainOverrides, _train_metadata
+from genixer_assets.instructions import instruction_templates
+from genixer_assets.partitions import shard_partitions
+from genixer.plots import curves_png
+from resources import GenixerSettings, MLLMBackend
+
+
+def _collected(settings: GenixerSettings):
+    p = settings.get_preset()
+    scenes = settings.read_table("world_scenes")
+    collect = scenes[scenes.split == "collect"]
+    val = holdout_images(collect.image_id, p.val_images)
+    samples = read_samples(settings.table_path("collected_datasets")).to_dict("records")
+    by_id = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
+    return p, collect, val, samples, by_id
+
+
+@dg.asset(group_name="filtering", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
+def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """The third-party judge (Fuyu-8B in the paper): a Fuyu model of a different architecture
+    from the generators, trained to say Yes to true question/answer pairs and No to corrupted
+    ones. With `backend.judge_checkpoint` set, that checkpoint is used instead."""
+    p, collect, val, samples, scenes = _collected(settings)
+    train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
+    val_s = [s for s in samples if s["image_id"] in val and s["task"] in GENERAL_TASKS]
+    meta = {}
+    path = backend.judge_checkpoint or str(settings.model_dir("judge_mllm"))
+    if backend.judge_checkpoint:
+        meta["source"] = backend.judge_checkpoint
+    else:
+        templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
+        records = judge.verification_records(train_s, random.Random(p.seed), scenes)
+        res = judge.train_judge(records, vocabulary_texts(samples, templates["general"], templates["phrasings"]), p.judge,
+                                config.apply(p.judge_train), path)
+        meta.update(_train_metadata(res, "judge_mllm"), records=len(records),
+                    corruptions=md_counts(pd.DataFrame(records), "corruption"))
+    model, processor = backend.load(path)
+    held = pd.DataFrame(judge.verification_records(val_s, random.Random(p.seed + 1), scenes))
+    prompts = held.prompt.tolist()
+    p_yes = judge.score_yes_no(model, processor, held.image_path.tolist(), prompts)
+    held = held.assign(p_yes=p_yes, label=held.target == judge.YES)
+    held.to_parquet(settings.table_path("judge_mllm_eval"), index=False)
+    by_kind = held.groupby("corruption").agg(n=("p_yes", "size"), mean_p_yes=("p_yes", "mean")).reset_index()
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "path": dg.MetadataValue.path(path),
+        "heldout_auc": judge.auc(held.p_yes, held.label),
+        "heldout_accuracy_at_0.5": float(((held.p_yes >= 0.5) == held.label).mean()),
+        "mean_p_yes_by_corruption": dg.MetadataValue.md(by_kind.to_markdown(index=False, floatfmt=".3f")),
+    })
+
+
+@dg.asset(group_name="filtering", deps=[collected_datasets, world_scenes], **GPU)
+def region_clip_model(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """The region CLIP (OpenCLIP ViT-L/14 in the paper): an open_clip model trained
+    contrastively on (region crop, expression) pairs from the collected REC/REG data, with its
+    keep threshold calibrated on held-out pairs (true expression vs another object's
+    expression or a shifted box)."""
+    p, collect, val, samples, scenes = _collected(settings)
+    out = settings.model_dir("region_clip")
+    meta = {}
+    if backend.region_clip_checkpoint:
+        out, meta["source"] = backend.region_clip_checkpoint, backend.region_clip_checkpoint
+    else:
+        pairs = region_clip.region_pairs([s for s in samples if s["image_id"] not in val])
+        res = region_clip.train_region_clip(pairs, p.clip, config.apply(p.clip_train), out)
+        meta.update(_train_metadata(res, "region_clip"), pairs=len(pairs))
+    model, preprocess, tokenizer = region_clip.load_region_clip(out, device=str(backend.torch_device()))
+    pos = region_clip.region_pairs([s for s in samples if s["image_id"] in val])
+    neg = region_clip.negative_pairs(pos, collect[collect.image_id.isin(val)].to_dict("records"), p.seed)
+    sp = region_clip.score_pairs(model, preprocess, tokenizer, pos)
+    sn = region_clip.score_pairs(model, preprocess, tokenizer, neg)
+    cal = region_clip.calibrate_threshold(sp, sn)
+    settings.path("tables", "region_clip_calibration.json").write_text(json.dumps({**cal, "model": str(out)}, indent=1))
+    hist = {"true pairs": _hist(sp), "negatives": _hist(sn)}
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "path": dg.MetadataValue.path(str(out)),
+        **{f"calibration_{k}": v if isinstance(v, str) else float(v) for k, v in cal.items()},
+        "score_histograms": md_png(curves_png(hist, "held-out cosine similarity", ylabel="pairs", xlabel="cosine")),
+    })
+
+
+def _hist(scores: np.ndarray) -> list[tuple[float, float]]:
+    counts, edges = np.histogram(scores, bins=20, range=(-1, 1))
+    return list(zip(((edges[:-1] + edges[1:]) / 2).tolist(), counts.tolist()))
+
+
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_l, judge_mllm], **GPU)
+def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """Every raw Genixer_L row of the shard with the judge's P(Yes): softmax over the Yes/No
+    logits, one forward pass per pair (MC letters replaced by option text, MD split into turns,
+    the sample's score the lowest turn score). A NaN score is quarantined."""
+    shard = context.partition_key
+    raw = read_samples(settings.table_path("raw_generations_l", shard))
+    model, processor = backend.load(backend.judge_checkpoint or settings.model_dir("judge_mllm"))
+    ok = raw.quarantine_reason.isna()
+    scores = judge.score_samples(model, processor, raw[ok]) if ok.any() else np.array([])
+    raw.loc[ok, "judge_p_yes"] = scores
+    nan = ok & raw.judge_p_yes.isna()
+    raw.loc[nan, "quarantine_reason"] = "judge: no judgeable question/answer pair (NaN score)"
+    path = write_samples(raw, settings.table_path("scored_generations_l", shard), lineage=True)
+    return dg.MaterializeResult(metadata={
+        "rows": len(raw), "scored": int(ok.sum() - nan.sum()), "quarantined": int(raw.quarantine_reason.notna().sum()),
+        "mean_p_yes": float(np.nanmean(scores)) if len(scores) else float("nan"),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+class VqaFilterConfig(dg.Config):
+    judge_lambda: Optional[float] = Field(None, description="keep rows with P(Yes) >= lambda (default: preset)")
+
+
+@dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"})
+def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """The Genixer-915K recipe: generated general-task data kept by the judge (P(Yes) >= λ),
+    plus the hard band 0.5 <= P(Yes) < 0.7 flagged for fine-tuning, as in the paper."""
+    lam = config.judge_lambda if config.judge_lambda is not None else settings.get_preset().judge_lambda
+    scored = settings.read_table("scored_generations_l")
+    kept = filters.select_vqa(scored, lam)
+    path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True)
+    return dg.MaterializeResult(metadata={
+        "rows": len(kept), "raw_rows": len(scored), "lambda": lam, "hard_band_rows": int(kept.hard_band.sum()),
+        "yield_by_lambda": dg.MetadataValue.md(filters.vqa_yields(scored).to_markdown(index=False, floatfmt=".3f")),
+        "by_task": md_counts(kept, "task") if len(kept) else "none",
+        "preview": sample_preview(kept, 8) if len(kept) else "none",
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+class RecFilterConfig(dg.Config):
+    clip_threshold: Optional[float] = Field(None, description="keep crops with cosine >= this (default: the calibrated threshold)")
+
+
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_s, region_clip_model], **GPU)
+def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterConfig, settings: GenixerSettings,
+                         backend: MLLMBackend) -> dg.MaterializeResult:
+    """Every raw Genixer_S row of the shard through the coarse-to-fine REC filter, each row
+    keeping the step that dropped it: (1) malformed text or coordinates, (2) boxes under the
+    paper's 50 px scaled to the image, (3) region-CLIP cosine below the threshold."""
+    shard = context.partition_key
+    cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
+    threshold = config.clip_threshold if config.clip_threshold is not None else cal["threshold"]
+    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)))
+    todo = rows[rows.filter_reason.isna()]
+    scores = np.array([])
+    if len(todo):
+        model, preprocess, tokenizer = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device()))
+        scores = region_clip.clip_scores(model, preprocess, tokenizer, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
+    rows = filters.clip_step(rows, scores, threshold)
+    path = write_samples(rows.drop(columns=["box"]), settings.table_path("scored_generations_s", shard), lineage=True)
+    return dg.MaterializeResult(metadata={
+        "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold),
+        "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+@dg.asset(group_name="filtering", deps=[scored_generations_s], kinds={"parquet"})
+def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
+    """The Genixer-350K recipe: generated REC data that passed all three filter steps."""
+    rows = settings.read_table("scored_generations_s")
+    kept = rows[rows.filter_reason.isna()]
+    path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True)
+    return dg.MaterializeResult(metadata={
+        "rows": len(kept), "raw_rows": len(rows),
+        "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
+        "dropped_by_step": dg.MetadataValue.md(rows.filter_reason.fillna("kept").str.split(":").str[0].value_counts().rename_axis("step").reset_index().to_markdown(index=False)),
+        "preview": sample_preview(kept, 8) if len(kept) else "none",
+        "path": dg.MetadataValue.path(str(path)),
+    })
