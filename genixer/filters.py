@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from genixer.boxes import BOX_GROUP_RE, find_box_groups, parse_boxes
 from genixer.region_clip import locate_ref
 
 HARD_BAND = (0.5, 0.7)  # the paper's harder fine-tuning samples: 0.5 <= P(Yes) < 0.7
@@ -53,12 +54,13 @@ def coarse_filter(rows: pd.DataFrame) -> pd.DataFrame:
             reason = f"1-malformed: {r.quarantine_reason}"
         else:
             found = rec_expression(r.turns)
-            if found is None:
-                reason = "1-malformed: not a REC question with one box answer"
-            elif r.boxes is None or len(r.boxes) != 1:
-                reason = f"1-malformed: {0 if r.boxes is None else len(r.boxes)} boxes instead of 1"
+            answer = r.turns[0]["answer"].strip().rstrip(".") if found is not None else ""
+            if found is None or find_box_groups(r.turns[0]["question"]):
+                reason = "1-malformed: not a REC question (an expression, no box)"
+            elif not BOX_GROUP_RE.fullmatch(answer) or len(parse_boxes(answer, r.width, r.height)) != 1:
+                reason = "1-malformed: the answer is not exactly one box"
             else:
-                expr, box = found, [float(v) for v in r.boxes[0]]
+                expr, box = found, [float(v) for v in parse_boxes(answer, r.width, r.height)[0]]
                 need = min_box_px(r.width, r.height)
                 if box[2] - box[0] < need or box[3] - box[1] < need:
                     reason = f"2-small: box {box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px under {need:.1f} px"

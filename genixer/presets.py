@@ -70,10 +70,10 @@ def _tc(steps: int, lr: float, batch: int = 32, warmup: int = 50, **kw) -> Train
 PRESETS = {
     "smoke": Preset("smoke", n_collect=60, n_corpus=16, n_bench=30, n_heldout=20, n_shards=2, min_per_task=40,
                     mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), l_train=_tc(80, 3e-3, batch=16, warmup=4),
-                    s_train=(_tc(40, 3e-3, batch=16, warmup=4), _tc(60, 3e-3, batch=16, warmup=4)), val_images=6,
+                    s_train=(_tc(120, 3e-3, batch=16, warmup=4), _tc(120, 3e-3, batch=16, warmup=4)), val_images=6,
                     min_parse_rate=0.5, eval_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
                     gen_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
-                    judge=_TINY, judge_train=_tc(30, 3e-3, batch=16, warmup=3),
+                    judge=_TINY, judge_train=_tc(30, 3e-3, batch=16, warmup=3), judge_lambda=0.3,
                     clip=RegionClipSize(image_size=32, patch_size=8, vision_width=32, vision_layers=1, text_width=32, text_layers=1, embed_dim=32),
                     clip_train=_tc(30, 3e-3, batch=16, warmup=3)),
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,

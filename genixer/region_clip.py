@@ -29,6 +29,7 @@ that pushes scores of short, less specific expressions down a little relative to
 
 from __future__ import annotations
 
+import re
 import json
 import logging
 import math
@@ -50,7 +51,7 @@ from safetensors.torch import save_file
 
 from genixer.boxes import BoxFormatError, iou, parse_boxes
 from genixer.training import TrainConfig, TrainResult, train
-from genixer.world.grammar import COMPILED
+from genixer.world.grammar import COMPILED, SLOT_RE
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +192,20 @@ def _norm_expr(text: str) -> str:
     return " ".join(str(text).strip().rstrip(".").split()).lower()
 
 
+_REF_ANYWHERE = re.compile(r"\b" + SLOT_RE["ref"] + r"\b", re.IGNORECASE)
+
+
 def locate_ref(question: str) -> str | None:
+    """The referring expression of a REC question: the `{ref}` slot of whichever REC phrasing
+    matches; for a paraphrase no phrasing matches (generated text), the longest referring
+    expression found anywhere in the question. No fixed words such as "coordinates of"."""
     q = " ".join(str(question).split())
     for pat in COMPILED["locate"]:
         m = pat.fullmatch(q)
         if m:
             return m.group("ref")
-    return None
+    found = [m.group(0) for m in _REF_ANYWHERE.finditer(q)]
+    return max(found, key=len) if found else None
 
 
 def _describe_box(question: str) -> str | None:

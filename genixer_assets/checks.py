@@ -205,3 +205,53 @@ def _generator_checks(name: str, correctness_aim: float | None):
 
 genixer_l_parse_rate, genixer_l_type_accuracy, genixer_l_oracle_correctness = _generator_checks("genixer_l", 0.8)
 genixer_s_parse_rate, genixer_s_type_accuracy = _generator_checks("genixer_s", None)
+
+
+# ---- filtered recipes ------------------------------------------------------------------------
+
+def _filtered_checks(name: str, raw_name: str):
+    @dg.asset_check(asset=name, name=f"{name}_not_empty", blocking=True, description="The filtered set has rows.")
+    def not_empty(settings: GenixerSettings) -> dg.AssetCheckResult:
+        n = len(read_samples(settings.table_path(name)))
+        return dg.AssetCheckResult(passed=n > 0, metadata={"rows": n})
+
+    @dg.asset_check(asset=name, name=f"{name}_beats_raw", blocking=True,
+                    description="Oracle correctness of the filtered rows is at least that of the raw rows.")
+    def beats_raw(settings: GenixerSettings) -> dg.AssetCheckResult:
+        from genixer.quality import oracle_column
+
+        scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
+        raw = settings.read_table(raw_name)
+        kept = read_samples(settings.table_path(name))
+        rc = float((oracle_column(raw, scenes) == "correct").mean()) if len(raw) else 0.0
+        kc = float((oracle_column(kept, scenes) == "correct").mean()) if len(kept) else 0.0
+        return dg.AssetCheckResult(passed=kc >= rc, metadata={"raw_correct": rc, "filtered_correct": kc})
+
+    return not_empty, beats_raw
+
+
+genixer_vqa_not_empty, genixer_vqa_beats_raw = _filtered_checks("genixer_vqa", "scored_generations_l")
+genixer_rec_not_empty, genixer_rec_beats_raw = _filtered_checks("genixer_rec", "scored_generations_s")
+
+
+@dg.asset_check(asset="genixer_vqa", description="Aim: over 90% of genixer_vqa rows are correct by the oracle.")
+def genixer_vqa_correctness_aim(settings: GenixerSettings) -> dg.AssetCheckResult:
+    from genixer.quality import oracle_column
+
+    scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
+    kept = read_samples(settings.table_path("genixer_vqa"))
+    kc = float((oracle_column(kept, scenes) == "correct").mean()) if len(kept) else 0.0
+    return dg.AssetCheckResult(passed=kc >= 0.9, metadata={"filtered_correct": kc})
+
+
+@dg.asset_check(asset="judge_mllm", description="Aim: the judge separates true from corrupted held-out pairs (AUC >= 0.75).")
+def judge_mllm_separates(settings: GenixerSettings) -> dg.AssetCheckResult:
+    from genixer.judge import auc
+
+    ev = settings.read_table("judge_mllm_eval")
+    a = auc(ev.p_yes, ev.label)
+    finite = bool(ev.p_yes.between(0, 1).all())
+    return dg.AssetCheckResult(passed=finite and a >= 0.75, metadata={"auc": a, "p_yes_in_0_1": finite})
+
+
+judge_mllm_weights_finite = _weights_check("judge_mllm")

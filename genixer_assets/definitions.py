@@ -3,10 +3,10 @@
 
 import dagster as dg
 
-from genixer_assets import checks, collection, filtering, generation, generators, instructions
+from genixer_assets import checks, collection, evaluation, filtering, generation, generators, instructions
 from resources import GenixerSettings, MLLMBackend
 
-all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering])
+all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, evaluation])
 all_checks = dg.load_asset_checks_from_modules([checks])
 
 main_job = dg.define_asset_job("main", selection=dg.AssetSelection.all(), description="The whole graph (make demo).")
