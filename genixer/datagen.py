@@ -91,11 +91,12 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
     `save` is called after every batch with all rows so far, so an interrupted shard resumes
     from its last batch."""
     cached = {} if cache is None or cache.empty else {r["request_key"]: r for r in cache.to_dict("records")}
-    rows, todo = [], []
+    rows, todo, reused = [], [], 0
     for req in requests:
         key = request_key(req["sha256"], req["prompt"], generator_id, sampling, req["seed"])
         if key in cached:
             rows.append(cached[key])
+            reused += 1
             continue
         base = {
             "sample_id": f"{generator}:{key}", "image_id": req["image_id"], "image_path": req["image_path"],
@@ -110,7 +111,6 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
             rows.append({**base, "task": fallback_task, "turns": None, "boxes": None, "points": None, "quarantine_reason": why})
         else:
             todo.append(base)
-    reused = len(rows)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         outs = generate(model, processor, [r["image_path"] for r in chunk], [r["prompt"] for r in chunk],

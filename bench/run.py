@@ -1,0 +1,52 @@
+"""make bench: the batched routines against the way the official scripts run, on the same
+inputs in one run: generation (batched vs a loop of batch-1 generate calls), the judge (one
+forward P(Yes) vs a sampled answer), region-CLIP scoring (batched vs one crop at a time)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import timed, world  # noqa: E402
+
+from genixer import judge, region_clip  # noqa: E402
+from genixer.generation import Sampling, generate, score_yes_no  # noqa: E402
+from genixer.models.embedded import build_embedded_judge, build_embedded_mllm  # noqa: E402
+from genixer.models.tokenizer import build_tokenizer  # noqa: E402
+from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction  # noqa: E402
+
+
+def row(name: str, n: int, fast: float, slow: float) -> None:
+    print(f"{name:<34} {n / fast:>10.1f}/s {n / slow:>10.1f}/s {slow / fast:>7.1f}x")
+
+
+def main() -> None:
+    p, root, images, samples, vocab = world(64)
+    paths = [r["image_path"] for r in images]
+    print("Untrained models at the demo preset's sizes (throughput does not depend on the weights; generation")
+    print("runs to max_new_tokens in both paths). Columns: batched/s, official-style/s, speed-up.\n")
+    model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
+    prompts = [f"{GENERAL_INSTRUCTIONS[0]} {specific_instruction('common_vqa')}"] * len(paths)
+    s = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=32)
+    _, fast = timed(lambda: generate(model, processor, paths, prompts, s, batch_size=32))
+    _, slow = timed(lambda: [generate(model, processor, [x], [q], s, batch_size=1) for x, q in zip(paths, prompts)])
+    row("generation (samples)", len(paths), fast, slow)
+
+    jt = build_tokenizer(judge.judge_vocabulary(vocab))
+    jm, jp = build_embedded_judge(jt, p.judge)
+    jprompts = [judge.judge_prompt(s_["turns"][0]["question"], s_["turns"][0]["answer"]) for s_ in samples if s_["task"] == "common_vqa"]
+    jpaths = [s_["image_path"] for s_ in samples if s_["task"] == "common_vqa"]
+    _, fast = timed(lambda: score_yes_no(jm, jp, jpaths, jprompts, batch_size=32))
+    _, slow = timed(lambda: [judge.sampled_judgement(jm, jp, [x], [q], batch_size=1) for x, q in zip(jpaths, jprompts)])
+    row("judge (pairs): P(Yes) vs sampled", len(jpaths), fast, slow)
+
+    cm, pre, tok = region_clip.build_region_clip(p.clip)
+    pairs = region_clip.region_pairs(samples)
+    args = ([q["image_path"] for q in pairs], [q["box"] for q in pairs], [q["expression"] for q in pairs])
+    _, fast = timed(lambda: region_clip.clip_scores(cm, pre, tok, *args, batch_size=64))
+    _, slow = timed(lambda: region_clip.clip_scores_single(cm, pre, tok, *args))
+    row("region CLIP (crops)", len(pairs), fast, slow)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""make bench-train: train a generator at the demo preset's size for a fixed number of steps;
+print tokens/s, peak resident memory, and achieved FLOP/s as a share of measured matmul FLOP/s."""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import matmul_flops, peak_rss_gb, world  # noqa: E402
+
+from genixer.evaluation import solver_records  # noqa: E402
+from genixer.models.embedded import build_embedded_mllm  # noqa: E402
+from genixer.models.tokenizer import build_tokenizer  # noqa: E402
+from genixer.training import train  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    args = ap.parse_args()
+    p, root, images, samples, vocab = world(128)
+    model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
+    vision = sum(x.numel() for n, x in model.named_parameters() if "vision_tower" in n)
+    text = sum(x.numel() for x in model.parameters()) - vision
+    cfg = replace(p.base_train, steps=args.steps, checkpoint_every=0, warmup_steps=5)
+    res = train(model, processor, solver_records(samples), cfg, tempfile.mkdtemp())
+    patches = (p.mllm.image_size // p.mllm.patch_size) ** 2 + 1
+    images_seen = args.steps * cfg.batch_size * cfg.grad_accum
+    # forward + backward ~ 6 FLOPs per parameter per token (vision tower on patches, the rest on all tokens)
+    flops = 6 * (text * res.tokens_seen + vision * patches * images_seen)
+    achieved = flops / res.wall_s
+    peak = matmul_flops()
+    print(f"model: {res.n_params / 1e6:.2f}M parameters ({vision / 1e6:.2f}M vision), batch {cfg.batch_size}, {args.steps} steps")
+    print(f"wall {res.wall_s:.1f}s  tokens/s {res.tokens_per_s:,.0f}  steps/s {args.steps / res.wall_s:.2f}")
+    print(f"peak RSS {peak_rss_gb():.2f} GB")
+    print(f"achieved {achieved / 1e9:.1f} GFLOP/s of measured fp32 matmul {peak / 1e9:.1f} GFLOP/s = {achieved / peak:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Generation and filtering assets on the smoke preset: lineage, reuse, quarantine, scores."""
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from genixer.schema import read_samples
+from genixer_assets.definitions import defs
+from resources import MLLMBackend
+from tests.conftest import metadata_of
+
+LINEAGE = ["generator", "template_id", "seed", "mode", "sampling", "request_key", "prompt", "raw_text", "quarantine_reason"]
+
+
+@pytest.mark.parametrize("name", ["raw_generations_l", "raw_generations_s"])
+def test_raw_generations_keep_lineage_and_every_row(built, name):
+    settings, results = built
+    df = settings.read_table(name)
+    assert set(LINEAGE) <= set(df.columns)
+    corpus = settings.read_table("image_corpus")
+    assert len(df) == len(corpus) * settings.get_preset().gen_per_image  # nothing dropped
+    assert df.request_key.is_unique and df.generator.str.len().eq(16).all()
+    bad = df[df.quarantine_reason.notna()]
+    assert (bad.quarantine_reason.str.len() > 0).all()
+    good = df[df.quarantine_reason.isna()]
+    assert good.turns.map(len).gt(0).all()
+
+
+def test_rerun_reuses_rows(built):
+    settings, _ = built
+    before = settings.read_table("raw_generations_l", "shard_000")
+    res = dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000",
+                         resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+    meta = metadata_of([res], "raw_generations_l")
+    assert meta["reused_from_cache"] == len(before) and meta["generated_now"] == 0
+    after = settings.read_table("raw_generations_l", "shard_000")
+    assert list(after.raw_text) == list(before.raw_text)
+
+
+def test_judge_scores_are_probabilities(built):
+    settings, _ = built
+    df = settings.read_table("scored_generations_l")
+    ok = df[df.quarantine_reason.isna()]
+    assert len(ok) and ok.judge_p_yes.between(0, 1).all()
+    assert df[df.judge_p_yes.isna()].quarantine_reason.notna().all()  # no score without a reason
+
+
+def test_genixer_vqa_follows_lambda_and_band(built):
+    settings, results = built
+    lam = settings.get_preset().judge_lambda
+    vqa = read_samples(settings.table_path("genixer_vqa"))
+    assert ((vqa.judge_p_yes >= lam) | vqa.hard_band).all()
+    assert (vqa.hard_band == vqa.judge_p_yes.between(0.5, 0.7, inclusive="left")).all()
+    assert metadata_of(results, "genixer_vqa")["rows"] == len(vqa)
+
+
+def test_rec_filter_keeps_a_reason_for_every_dropped_row(built):
+    settings, _ = built
+    rows = settings.read_table("scored_generations_s")
+    dropped = rows[rows.filter_reason.notna()]
+    assert dropped.filter_reason.str.match(r"^[123]-").all()
+    kept = read_samples(settings.table_path("genixer_rec"))
+    assert set(kept.sample_id) == set(rows[rows.filter_reason.isna()].sample_id)
+    assert np.isfinite(kept.clip_score.astype(float)).all()
+
+
+def test_generation_quality_reports(built):
+    _, results = built
+    meta = metadata_of(results, "generation_quality")
+    for key in ("vqa_correctness", "rec_correctness", "judge_vs_oracle", "clip_vs_oracle", "question_statistics", "box_statistics"):
+        assert key in meta
+    assert 0 <= meta["vqa_raw_correct"] <= 1

@@ -1,0 +1,98 @@
+"""Generation bookkeeping and the filters, on hand-made rows."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from genixer import datagen, filters
+from genixer.generation import Sampling
+from genixer.world.grammar import PHRASINGS
+
+
+def test_parse_row_quarantines_with_reasons():
+    ok = datagen.parse_row("Question: Where is the red circle? Answer: [0.100,0.200,0.300,0.400]", 100, 50, "rec")
+    assert ok["quarantine_reason"] is None and ok["task"] == "rec"
+    assert ok["boxes"] == [[pytest.approx(10), pytest.approx(10), pytest.approx(30), pytest.approx(20)]]
+    assert datagen.parse_row("", 100, 100, "rec")["quarantine_reason"].startswith("parse: empty")
+    assert datagen.parse_row("Where is it? [0.1,0.2,0.3,0.4]", 100, 100, "rec")["quarantine_reason"].startswith("parse:")
+    inverted = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,0.300,0.400]", 100, 100, "rec")
+    assert inverted["quarantine_reason"].startswith("box:") and "x1<=x0" in inverted["quarantine_reason"]
+    outside = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,1.300,0.400]", 100, 100, "rec")
+    assert outside["quarantine_reason"].startswith("box:")
+
+
+def test_points_are_parsed_separately_from_boxes():
+    r = datagen.parse_row("Question: What colour is the object at [0.500,0.250]? Answer: red", 200, 100, "pointqa")
+    assert r["points"] == [[pytest.approx(100), pytest.approx(25)]] and r["boxes"] == [] and r["task"] == "pointqa"
+
+
+def test_request_key_changes_with_each_part():
+    s = Sampling(temperature=0.7, top_p=0.9)
+    k = datagen.request_key("abc", "p", "g", s, 1)
+    assert k == datagen.request_key("abc", "p", "g", Sampling(temperature=0.7, top_p=0.9), 1)
+    others = [datagen.request_key("abd", "p", "g", s, 1), datagen.request_key("abc", "q", "g", s, 1),
+              datagen.request_key("abc", "p", "h", s, 1), datagen.request_key("abc", "p", "g", Sampling(temperature=0.5, top_p=0.9), 1),
+              datagen.request_key("abc", "p", "g", s, 2)]
+    assert k not in others and len(set(others)) == len(others)
+
+
+def test_unreadable_image_is_quarantined_without_calling_the_model(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    req = {"image_id": "x", "image_path": str(bad), "width": 10, "height": 10, "sha256": "00", "seed": 1, "prompt": "p", "template_id": "t"}
+    df, reused = datagen.generate_shard(None, None, [req], "genixer_l", "gid", Sampling(), "common_vqa", "common_vqa", None)
+    assert reused == 0 and len(df) == 1 and df.quarantine_reason[0].startswith("unreadable image")
+
+
+def test_unreadable_check():
+    assert datagen.readable("/nonexistent.png").startswith("unreadable image")
+
+
+def _row(q, a, w=128, h=128, boxes=None, quarantine=None):
+    return {"turns": [{"question": q, "answer": a}], "boxes": boxes, "width": w, "height": h, "task": "rec",
+            "quarantine_reason": quarantine, "clip_score": None, "image_path": "x", "image_id": "i"}
+
+
+def test_coarse_filter_steps():
+    rows = pd.DataFrame([
+        _row("Where is the red circle?", "[0.100,0.100,0.400,0.400]"),                  # passes
+        _row("Where is the red circle?", "[0.100,0.100,0.120,0.400]"),                  # 2.6 px wide
+        _row("Describe the object at [0.1,0.1,0.4,0.4].", "the red circle"),            # REG, not REC
+        _row("Where is the red circle?", "red"),                                        # no box answer
+        _row("x", "y", quarantine="parse: not 'Question: .. Answer: ..'"),              # malformed text
+    ])
+    out = filters.coarse_filter(rows)
+    assert pd.isna(out.filter_reason[0]) and out.expression[0] == "the red circle"
+    assert out.box[0] == [pytest.approx(12.8), pytest.approx(12.8), pytest.approx(51.2), pytest.approx(51.2)]
+    assert out.filter_reason[1].startswith("2-small")
+    assert all(out.filter_reason[i].startswith("1-malformed") for i in (2, 3, 4))
+
+
+def test_rec_expression_for_every_rec_phrasing_and_a_paraphrase():
+    for p in PHRASINGS["locate"]:
+        assert filters.rec_expression([{"question": p.format(ref="the small red circle"), "answer": "[0,0,1,1]"}]) == "the small red circle"
+    assert filters.rec_expression([{"question": "What are the coordinates of the blue star?", "answer": "x"}]) == "the blue star"
+
+
+def test_min_box_scales_the_papers_50px():
+    assert filters.min_box_px(640, 480) == pytest.approx(50)
+    assert filters.min_box_px(128, 96) == pytest.approx(10)
+
+
+def test_clip_step_threshold_and_nan():
+    rows = filters.coarse_filter(pd.DataFrame([_row("Where is the red circle?", "[0.1,0.1,0.4,0.4]") for _ in range(3)]))
+    out = filters.clip_step(rows, np.array([0.9, 0.1, np.nan]), 0.5)
+    assert pd.isna(out.filter_reason[0]) and out.clip_score[0] == 0.9
+    assert out.filter_reason[1].startswith("3-clip: 0.100 < 0.500")
+    assert out.filter_reason[2] == "3-clip: score is NaN"
+
+
+def test_select_vqa_lambda_and_hard_band():
+    df = pd.DataFrame({"judge_p_yes": [0.95, 0.75, 0.6, 0.4, np.nan, 0.99], "quarantine_reason": [None] * 5 + ["parse: x"]})
+    kept = filters.select_vqa(df, 0.7)
+    assert list(kept.index) == [0, 1, 2] and list(kept.hard_band) == [False, False, True]
+    y = filters.vqa_yields(df, (0.5, 0.9))
+    assert list(y.kept) == [3, 1]
