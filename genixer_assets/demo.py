@@ -45,6 +45,16 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print) -> 
     return results
 
 
+def step_seconds(instance: dg.DagsterInstance, results) -> dict[str, float]:
+    """Wall time of every step (asset or check) of the runs, from the instance's step stats."""
+    out: dict[str, float] = {}
+    for r in results:
+        for st in instance.get_run_step_stats(r.run_id):
+            if st.start_time and st.end_time:
+                out[st.step_key] = out.get(st.step_key, 0.0) + st.end_time - st.start_time
+    return out
+
+
 def main() -> int:
     preset = os.environ.get("GENIXER_PRESET", "demo")
     data = os.path.abspath(os.environ.get("GENIXER_DATA_DIR", "data"))
@@ -57,6 +67,9 @@ def main() -> int:
         print(f"FAILED after {time.time() - t:.0f}s: {e}")
         return 1
     print(f"Done in {time.time() - t:.0f}s. Outputs under {data}/{preset}/ (tables/, models/, world/).")
+    print("Time per asset (summed over partitions):")
+    for name, secs in sorted(step_seconds(instance, results).items(), key=lambda kv: -kv[1]):
+        print(f"  {secs:8.1f}s  {name}")
     for r in results:
         for c in r.get_asset_check_evaluations():
             shown = {k: getattr(v, "value", v) for k, v in c.metadata.items() if k != "first_problems"}

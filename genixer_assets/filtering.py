@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import filters, judge, region_clip
+from genixer.generation import score_yes_no
 from genixer.generators import holdout_images, vocabulary_texts
 from genixer.schema import read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
@@ -58,7 +59,7 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
     model, processor = backend.load(path)
     held = pd.DataFrame(judge.verification_records(val_s, random.Random(p.seed + 1), scenes))
     prompts = held.prompt.tolist()
-    p_yes = judge.score_yes_no(model, processor, held.image_path.tolist(), prompts)
+    p_yes = score_yes_no(model, processor, held.image_path.tolist(), prompts, yes=judge.YES, no=judge.NO)
     held = held.assign(p_yes=p_yes, label=held.target == judge.YES)
     held.to_parquet(settings.table_path("judge_mllm_eval"), index=False)
     by_kind = held.groupby("corruption").agg(n=("p_yes", "size"), mean_p_yes=("p_yes", "mean")).reset_index()

@@ -67,6 +67,13 @@ def test_rec_filter_keeps_a_reason_for_every_dropped_row(built):
 def test_generation_quality_reports(built):
     _, results = built
     meta = metadata_of(results, "generation_quality")
-    for key in ("vqa_correctness", "rec_correctness", "judge_vs_oracle", "clip_vs_oracle", "question_statistics", "box_statistics"):
+    for key in ("vqa_correctness", "rec_correctness", "judge_vs_oracle", "clip_vs_oracle", "question_statistics", "box_statistics", "held_in_vs_held_out"):
         assert key in meta
     assert 0 <= meta["vqa_raw_correct"] <= 1
+
+
+def test_generation_quality_covers_both_domains(built):
+    settings, _ = built
+    d = settings.read_table("generation_quality_domains")
+    assert set(d.domain) == {"held-in corpus", "held-out background"} and set(d.data) == {"genixer_l", "genixer_s"}
+    assert d.raw_correct.between(0, 1).all() and (d.kept <= d.raw).all()
