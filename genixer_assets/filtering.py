@@ -108,7 +108,13 @@ def _hist(scores: np.ndarray) -> list[tuple[float, float]]:
     return list(zip(((edges[:-1] + edges[1:]) / 2).tolist(), counts.tolist()))
 
 
-@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_l, judge_mllm], **GPU)
+# A shard is rescored when its raw generations change; the recipes refilter when any shard does
+# (run by the automation daemon under `make dev`).
+EAGER = dg.AutomationCondition.eager()
+
+
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_l, judge_mllm],
+          automation_condition=EAGER, **GPU)
 def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Every raw Genixer_L row of the shard with the judge's P(Yes): softmax over the Yes/No
     logits, one forward pass per pair (MC letters replaced by option text, MD split into turns,
@@ -133,7 +139,7 @@ class VqaFilterConfig(dg.Config):
     judge_lambda: Optional[float] = Field(None, description="keep rows with P(Yes) >= lambda (default: preset)")
 
 
-@dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"})
+@dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"}, automation_condition=EAGER)
 def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-915K recipe: generated general-task data kept by the judge (P(Yes) >= λ),
     plus the hard band 0.5 <= P(Yes) < 0.7 flagged for fine-tuning, as in the paper."""
@@ -154,7 +160,8 @@ class RecFilterConfig(dg.Config):
     clip_threshold: Optional[float] = Field(None, description="keep crops with cosine >= this (default: the calibrated threshold)")
 
 
-@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_s, region_clip_model], **GPU)
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_s, region_clip_model],
+          automation_condition=EAGER, **GPU)
 def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterConfig, settings: GenixerSettings,
                          backend: MLLMBackend) -> dg.MaterializeResult:
     """Every raw Genixer_S row of the shard through the coarse-to-fine REC filter, each row
@@ -178,7 +185,7 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
     })
 
 
-@dg.asset(group_name="filtering", deps=[scored_generations_s], kinds={"parquet"})
+@dg.asset(group_name="filtering", deps=[scored_generations_s], kinds={"parquet"}, automation_condition=EAGER)
 def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-350K recipe: generated REC data that passed all three filter steps."""
     rows = settings.read_table("scored_generations_s")
