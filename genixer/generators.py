@@ -6,10 +6,11 @@ from pathlib import Path
 
 from genixer.evaluation import solver_records
 from genixer.models.checkpoint import load_model
-from genixer.models.embedded import EmbeddedSize, build_embedded_mllm
+from genixer.models.embedded import EmbeddedSize, build_embedded_mllm, vision_tower_from_open_clip
 from genixer.models.tokenizer import build_tokenizer
 from genixer.tasks import TASKS
 from genixer.templates import specific_instruction
+from genixer.region_clip import RegionClipSize, load_region_clip, train_region_clip
 from genixer.training import TrainConfig, TrainResult, train
 from genixer.world import Scene
 from genixer.world.grammar import Desc
@@ -43,12 +44,31 @@ def caption_records(images: list[dict]) -> list[dict]:
     return out
 
 
+def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
+    """The stand-in for LLaVA's pretrained CLIP: an open_clip ViT of exactly the LLaVA tower's
+    shape, trained contrastively on whole images against their dense captions (so it must tell
+    every object's shape, colour and size apart), to initialise the vision tower."""
+    if size.vision_act != "gelu" or size.vision_intermediate != 4 * size.vision_hidden:
+        raise ValueError(f"vision pre-stage needs vision_act='gelu' and vision_intermediate = 4 x vision_hidden "
+                         f"(open_clip's ViT), got {size.vision_act!r} and {size.vision_intermediate}")
+    clip_size = RegionClipSize(image_size=size.image_size, patch_size=size.patch_size, vision_width=size.vision_hidden,
+                               vision_layers=size.vision_layers, vision_heads=size.vision_heads, text_width=size.vision_hidden,
+                               text_layers=2, text_heads=size.vision_heads, context_length=48, embed_dim=size.vision_hidden)
+    pairs = [{"image_path": c["image_path"], "box": [0.0, 0.0, float(img["width"]), float(img["height"])], "expression": c["target"],
+              "sample_id": c["record_id"], "image_id": img["image_id"], "task": "caption"}
+             for c, img in zip(caption_records(images), images)]
+    return train_region_clip(pairs, clip_size, cfg, out_dir)
+
+
 def train_base_mllm(samples: list[dict], captions: list[dict], caption_share: float, vocab: list[str],
-                    size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
-    """The embedded MLLM trained from scratch as a problem solver on every collected task
-    (question -> answer), mixed with dense captions at `caption_share` of the batches."""
+                    size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path, vision_init: str | Path | None = None) -> TrainResult:
+    """The embedded MLLM trained as a problem solver on every collected task (question ->
+    answer), mixed with dense captions at `caption_share` of the batches; its vision tower
+    starts from the `vision_init` open_clip ViT when given."""
     tokenizer = build_tokenizer(vocab)
     model, processor = build_embedded_mllm(tokenizer, size)
+    if vision_init is not None:
+        vision_tower_from_open_clip(model, load_region_clip(vision_init)[0])
     records = solver_records(samples)
     weights = None
     if captions and caption_share > 0:

@@ -36,6 +36,8 @@ class Preset:
     # step (iii): the embedded MLLM and its training budgets
     mllm: EmbeddedSize = field(default_factory=EmbeddedSize)
     base_train: TrainConfig = field(default_factory=TrainConfig)
+    # contrastive pre-stage of the vision tower (None: the tower starts from random weights)
+    vision_pretrain: TrainConfig | None = None
     caption_share: float = 0.5  # share of base_mllm batches that are dense captions (measured: +13 points on common_vqa at 600 steps)
     l_train: TrainConfig = field(default_factory=TrainConfig)
     s_train: tuple[TrainConfig, TrainConfig] = (TrainConfig(), TrainConfig())  # Genixer_S phases 1 and 2
@@ -53,14 +55,15 @@ class Preset:
     eval_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, top_p=0.9, max_new_tokens=160))
 
 
-_TINY = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64,
-                     text_hidden=64, text_layers=2, text_heads=4, text_intermediate=128)
+_TINY = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=128,
+                     text_hidden=64, text_layers=2, text_heads=4, text_intermediate=128, vision_act="gelu")
 # Measured on 2 CPU cores: objects must span several patches and shapes need detail, so 96 px
 # input with 12 px patches (64 image tokens); see README "Learnability".
-_DEMO = EmbeddedSize(image_size=96, patch_size=12, vision_hidden=128, vision_layers=3, vision_heads=4, vision_intermediate=256,
-                     text_hidden=192, text_layers=4, text_heads=4, text_intermediate=384)
+_DEMO = EmbeddedSize(image_size=96, patch_size=12, vision_hidden=128, vision_layers=3, vision_heads=4, vision_intermediate=512,
+                     text_hidden=192, text_layers=4, text_heads=4, text_intermediate=384, vision_act="gelu")
 _PAPER = EmbeddedSize(image_size=128, patch_size=8, vision_hidden=256, vision_layers=6, vision_heads=8, vision_intermediate=1024,
-                      text_hidden=512, text_layers=8, text_heads=8, text_intermediate=1376, max_position_embeddings=1024)
+                      text_hidden=512, text_layers=8, text_heads=8, text_intermediate=1376, max_position_embeddings=1024,
+                      vision_act="gelu")
 
 
 def _tc(steps: int, lr: float, batch: int = 32, warmup: int = 50, **kw) -> TrainConfig:
@@ -69,7 +72,7 @@ def _tc(steps: int, lr: float, batch: int = 32, warmup: int = 50, **kw) -> Train
 
 PRESETS = {
     "smoke": Preset("smoke", n_collect=60, n_corpus=16, n_bench=30, n_heldout=20, n_shards=2, min_per_task=40,
-                    mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), l_train=_tc(80, 3e-3, batch=16, warmup=4),
+                    mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), vision_pretrain=_tc(20, 3e-3, batch=16, warmup=2), l_train=_tc(80, 3e-3, batch=16, warmup=4),
                     s_train=(_tc(120, 3e-3, batch=16, warmup=4), _tc(120, 3e-3, batch=16, warmup=4)), val_images=6,
                     min_parse_rate=0.5, eval_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
                     gen_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
@@ -78,13 +81,14 @@ PRESETS = {
                     clip_train=_tc(30, 3e-3, batch=16, warmup=3)),
     # Budgeted for the whole graph in about 25 minutes on 2 CPU cores (README: time per asset).
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
-                   mllm=_DEMO, base_train=_tc(800, 2e-3), l_train=_tc(300, 1e-3, warmup=20),
+                   # vision pre-stage measured at 600+600 steps: held-out solver accuracy 31.9% vs 29.4% without, REG 35% vs 22%
+                   mllm=_DEMO, vision_pretrain=_tc(600, 2e-3, batch=64, warmup=30), base_train=_tc(800, 2e-3), l_train=_tc(300, 1e-3, warmup=20),
                    s_train=(_tc(150, 1e-3, warmup=20), _tc(250, 1e-3, warmup=20)), val_images=100, gen_per_image=1,
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),
                    clip_train=_tc(900, 2e-3, warmup=20)),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
-                    collect_per_image=2, min_per_task=30000, mllm=_PAPER, base_train=_tc(20000, 1e-3, batch=64, warmup=500),
+                    collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500),
                     l_train=_tc(5000, 5e-4, batch=64, warmup=200),
                     s_train=(_tc(3000, 5e-4, batch=64, warmup=200), _tc(4000, 5e-4, batch=64, warmup=200)), val_images=500,
                     judge=_PAPER, judge_train=_tc(8000, 5e-4, batch=64, warmup=200),

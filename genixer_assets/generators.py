@@ -89,9 +89,15 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
     else:
         templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
         vocab = gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])
-        captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
+        train_images = collect[~collect.image_id.isin(val)].to_dict("records")
+        captions = gen.caption_records(train_images)
+        vision_init = None
+        if p.vision_pretrain is not None:
+            vision_init = settings.model_dir("base_mllm_vision")
+            pre = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init)
+            meta.update({f"vision_pretrain_{k}": v for k, v in _train_metadata(pre, "vision pre-stage (contrastive)").items()})
         res = gen.train_base_mllm(train_s, captions, config.caption_share if config.caption_share is not None else p.caption_share,
-                                  vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"))
+                                  vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"), vision_init=vision_init)
         meta.update(_train_metadata(res, "base_mllm"))
     model, processor = backend.load(base_path(settings, backend))
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}

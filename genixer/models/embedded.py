@@ -40,7 +40,7 @@ class EmbeddedSize:
     text_heads: int = 4
     text_intermediate: int = 128
     max_position_embeddings: int = 512
-
+    vision_act: str = "quick_gelu"  # "gelu" when the tower is initialised from an open_clip ViT
 
 def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
     return dict(
@@ -62,6 +62,7 @@ def build_embedded_mllm(
         num_attention_heads=size.vision_heads,
         intermediate_size=size.vision_intermediate,
         projection_dim=size.vision_hidden,
+        hidden_act=size.vision_act,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -148,3 +149,22 @@ def _set_generation_ids(model, tokenizer: PreTrainedTokenizerFast) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def vision_tower_from_open_clip(llava, clip) -> None:
+    """Copy an open_clip ViT's weights into the LLaVA CLIP vision tower (the same network laid
+    out by another library): LLaVA starts from a pretrained CLIP, and so can the embedded model.
+    The towers must agree in image size, patch size, width, depth, heads, MLP size and activation."""
+    v, tower = clip.visual, llava.model.vision_tower
+    sd = {"embeddings.patch_embedding.weight": v.conv1.weight, "embeddings.class_embedding": v.class_embedding,
+          "embeddings.position_embedding.weight": v.positional_embedding, "pre_layrnorm.weight": v.ln_pre.weight,
+          "pre_layrnorm.bias": v.ln_pre.bias, "post_layernorm.weight": v.ln_post.weight, "post_layernorm.bias": v.ln_post.bias}
+    for i, block in enumerate(v.transformer.resblocks):
+        p = f"encoder.layers.{i}."
+        for name, w, b in zip(("q_proj", "k_proj", "v_proj"), block.attn.in_proj_weight.chunk(3), block.attn.in_proj_bias.chunk(3)):
+            sd[p + f"self_attn.{name}.weight"], sd[p + f"self_attn.{name}.bias"] = w, b
+        pairs = {"self_attn.out_proj": block.attn.out_proj, "layer_norm1": block.ln_1, "layer_norm2": block.ln_2,
+                 "mlp.fc1": block.mlp.c_fc, "mlp.fc2": block.mlp.c_proj}
+        for name, mod in pairs.items():
+            sd[p + name + ".weight"], sd[p + name + ".bias"] = mod.weight, mod.bias
+    tower.load_state_dict({k: t.detach().clone() for k, t in sd.items()}, strict=True)  # any mismatch raises
