@@ -10,6 +10,7 @@ from pydantic import Field
 from genixer import datagen
 from genixer.generation import Sampling
 from genixer.schema import read_samples, write_samples
+from genixer.tasks import TASKS
 from genixer_assets._meta import md_counts, md_table
 from genixer_assets.collection import image_corpus
 from genixer_assets.generators import GPU, genixer_l, genixer_s
@@ -31,6 +32,8 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
                      name: str, generator: str, default_task: str) -> dg.MaterializeResult:
     if config.mode not in ("type_specific", "type_agnostic"):
         raise ValueError(f"mode must be type_specific or type_agnostic, not {config.mode!r}")
+    if config.task is not None and config.task not in TASKS:
+        raise ValueError(f"task {config.task!r} is not one of {TASKS}")
     p = settings.get_preset()
     shard = context.partition_key
     base = p.gen_sampling

@@ -77,3 +77,12 @@ def test_generation_quality_covers_both_domains(built):
     d = settings.read_table("generation_quality_domains")
     assert set(d.domain) == {"held-in corpus", "held-out background"} and set(d.data) == {"genixer_l", "genixer_s"}
     assert d.raw_correct.between(0, 1).all() and (d.kept <= d.raw).all()
+
+
+@pytest.mark.parametrize("cfg,match", [({"mode": "sometimes"}, "mode must be"), ({"task": "captioning"}, "is not one of")])
+def test_bad_generation_config_is_a_clear_error(built, cfg, match):
+    settings, _ = built
+    with pytest.raises(Exception, match=match):
+        dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000",
+                       resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
+                       run_config={"ops": {"raw_generations_l": {"config": cfg}}})
