@@ -465,7 +465,7 @@ def calibrate_threshold(pos: np.ndarray, neg: np.ndarray, objective: str = "f1")
     last = np.r_[s[1:] != s[:-1], True]  # cut after the last of each run of equal scores
     cut = np.flatnonzero(last)
     tp, fp = tp[cut].astype(float), fp[cut].astype(float)
-    fn, tn = len(pos) - tp, len(neg) - fp
+    tn = len(neg) - fp
     precision = tp / (tp + fp)
     recall = tp / len(pos)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)

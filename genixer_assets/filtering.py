@@ -17,7 +17,7 @@ from genixer.generators import holdout_images, vocabulary_texts
 from genixer.schema import read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
-from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
+from genixer_assets._meta import md_counts, md_png, sample_preview
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.generation import raw_generations_l, raw_generations_s
 from genixer_assets.generators import GPU, TrainOverrides, _train_metadata

@@ -11,7 +11,7 @@ from genixer.models.embedded import build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
 from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction
 from genixer_assets.definitions import defs
-from resources import GenixerSettings, MLLMBackend
+from resources import MLLMBackend
 from tests.conftest import metadata_of
 
 

@@ -1,11 +1,9 @@
 """Generation bookkeeping and the filters, on hand-made rows."""
 
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from genixer import datagen, filters
 from genixer.generation import Sampling

@@ -10,7 +10,7 @@ from genixer.boxes import box_to_text, find_box_groups, iou, parse_boxes, parse_
 from genixer.tasks import TASKS
 from genixer.world import annotate_images, scene_seed
 from genixer.world.annotate import annotate
-from genixer.world.grammar import COMPILED, PHRASINGS, TASK_KINDS, Desc, parse_desc, unique_desc
+from genixer.world.grammar import COMPILED, PHRASINGS, TASK_KINDS, parse_desc, unique_desc
 from genixer.world.oracle import CORRECT, INCORRECT, UNPARSEABLE, check, check_turn, classify, task_of
 from genixer.world.scene import COLOURS, SHAPES, Obj, Scene, WorldConfig, sample_scene
 
@@ -578,8 +578,6 @@ def test_answers_normalised(by_task):
 
 
 def test_classify_each_phrasing_round_trips():
-    scene = Scene("x", 128, 96, "plain", 0, [Obj("circle", "red", "small", (10, 10, 29, 29)),
-                                              Obj("square", "blue", "large", (60, 40, 89, 69))])
     slots = {"ref": "the red circle", "ref2": "the blue square", "things": "circles", "thing": "a red circle",
              "box": box_to_text((10, 10, 29, 29), 128, 96), "point": "[0.150,0.200]", "rel": "to the left of",
              "options": "Options: A. red B. blue C. green D. yellow"}

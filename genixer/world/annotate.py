@@ -8,7 +8,7 @@ from genixer.boxes import box_to_text, boxes_to_text, point_to_text
 from genixer.world.grammar import (
     COLOUR_NAMES, PHRASINGS, RELATIONS, TASK_KINDS, Desc, relation_clear, relation_holds, unique_desc,
 )
-from genixer.world.scene import COLOUR_WEIGHTS, COLOURS, SHAPE_WEIGHTS, SHAPES, SIZES, Obj, Scene
+from genixer.world.scene import COLOUR_WEIGHTS, COLOURS, SHAPE_WEIGHTS, SHAPES, Scene
 
 # A turn: (question, answer, boxes mentioned in order, points mentioned in order)
 Turn = tuple[str, str, list, list]

@@ -141,7 +141,6 @@ def _place(rng: random.Random, n: int, width: int, height: int, cfg: WorldConfig
         else:
             return objects
     return objects
-    return scene
 
 
 def _background(scene: Scene) -> Image.Image:
