@@ -13,14 +13,14 @@ from pydantic import Field
 
 from genixer import filters, judge, region_clip
 from genixer.generation import score_yes_no
-from genixer.generators import holdout_images, vocabulary_texts
+from genixer.generators import vocabulary_texts
 from genixer.schema import read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
 from genixer_assets._meta import md_counts, md_png, sample_preview
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.generation import raw_generations_l, raw_generations_s
-from genixer_assets.generators import GPU, TrainOverrides, _train_metadata
+from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata
 from genixer_assets.instructions import instruction_templates
 from genixer_assets.partitions import shard_partitions
 from genixer.plots import curves_png
@@ -28,10 +28,7 @@ from resources import GenixerSettings, MLLMBackend
 
 
 def _collected(settings: GenixerSettings):
-    p = settings.get_preset()
-    scenes = settings.read_table("world_scenes")
-    collect = scenes[scenes.split == "collect"]
-    val = holdout_images(collect.image_id, p.val_images)
+    p, collect, val = _context(settings)
     samples = read_samples(settings.table_path("collected_datasets")).to_dict("records")
     by_id = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
     return p, collect, val, samples, by_id
