@@ -77,7 +77,9 @@ def train_base_mllm(samples: list[dict], captions: list[dict], caption_share: fl
     return train(model, processor, records, cfg, out_dir, sample_weights=weights)
 
 
-def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
-    """Continue training a saved model on new records (the generators' fine-tunes)."""
+def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_dir: str | Path,
+             sample_weights: list[float] | None = None) -> TrainResult:
+    """Continue training a saved model on new records (the generators' fine-tunes, the retraining
+    recipes); `sample_weights` set each record's chance of being drawn."""
     model, processor = load_model(model_dir, device="cpu")
-    return train(model, processor, records, cfg, out_dir)
+    return train(model, processor, records, cfg, out_dir, sample_weights=sample_weights)

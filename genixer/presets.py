@@ -53,6 +53,12 @@ class Preset:
     clip: RegionClipSize = field(default_factory=RegionClipSize)
     clip_train: TrainConfig = field(default_factory=TrainConfig)
     eval_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, top_p=0.9, max_new_tokens=160))
+    # retraining recipes (genixer.retraining): a round of training from base_mllm, equal steps for every recipe
+    retrain: TrainConfig = field(default_factory=lambda: TrainConfig(freeze_vision_tower=True))
+    retrain_seeds: int = 3  # seeds per main recipe (baseline, genixer_vqa, genixer_rec, raw_vqa)
+    ablation_seeds: int = 1  # seeds per ablation recipe (data scale, judge threshold)
+    added_share: float = 0.3  # share of batches drawn from stage-1 generated rows
+    rec_share: float | None = None  # share of batches for genixer_rec rows (None: plain concatenation)
 
 
 _TINY = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=128,
@@ -78,7 +84,8 @@ PRESETS = {
                     gen_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
                     judge=_TINY, judge_train=_tc(30, 3e-3, batch=16, warmup=3), judge_lambda=0.3,
                     clip=RegionClipSize(image_size=32, patch_size=8, vision_width=32, vision_layers=1, text_width=32, text_layers=1, embed_dim=32),
-                    clip_train=_tc(30, 3e-3, batch=16, warmup=3)),
+                    clip_train=_tc(30, 3e-3, batch=16, warmup=3), retrain=_tc(6, 1e-3, batch=8, warmup=1, freeze_vision_tower=True),
+                    retrain_seeds=1),
     # Budgeted for the whole graph in about 25 minutes on 2 CPU cores (README: time per asset).
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
                    # vision pre-stage measured at 600+600 steps: held-out solver accuracy 31.9% vs 29.4% without, REG 35% vs 22%
@@ -86,7 +93,7 @@ PRESETS = {
                    s_train=(_tc(150, 1e-3, warmup=20), _tc(250, 1e-3, warmup=20)), val_images=100, gen_per_image=1,
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),
-                   clip_train=_tc(900, 2e-3, warmup=20)),
+                   clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(60, 1e-3, warmup=6, freeze_vision_tower=True)),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
                     collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500),
                     l_train=_tc(5000, 5e-4, batch=64, warmup=200),
@@ -94,7 +101,8 @@ PRESETS = {
                     judge=_PAPER, judge_train=_tc(8000, 5e-4, batch=64, warmup=200),
                     clip=RegionClipSize(image_size=64, patch_size=8, vision_width=256, vision_layers=6, vision_heads=8,
                                         text_width=256, text_layers=4, text_heads=8, embed_dim=256),
-                    clip_train=_tc(6000, 1e-3, batch=128, warmup=200)),
+                    clip_train=_tc(6000, 1e-3, batch=128, warmup=200),
+                    retrain=_tc(3000, 5e-4, batch=64, warmup=100, freeze_vision_tower=True), ablation_seeds=3),
 }
 
 

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -37,7 +38,7 @@ from safetensors.torch import save_model as save_safetensors
 from transformers import get_cosine_schedule_with_warmup
 
 from genixer.models.checkpoint import save_model
-from genixer.models.inputs import encode_prompts, encode_target, open_images, pad
+from genixer.models.inputs import encode_prompts, open_images, pad
 
 log = logging.getLogger(__name__)
 
@@ -90,37 +91,57 @@ class TrainResult:
 
 @dataclass
 class _Encoded:
-    prompt_ids: list[list[int]]
+    prompt_lens: list[int]  # length of the processor's encoding of (image, prompt)
     target_ids: list[list[int]]  # target + EOS, already truncated to fit max_length
     n_truncated: int
 
 
+def _prompt_lengths(processor, records: list[dict]) -> list[int]:
+    """Each record's encoded prompt length without running the processor on every image: the
+    prompt text through the tokenizer, plus the image placeholders and special tokens, measured
+    by one real processor call per distinct image size (the only thing they depend on)."""
+    texts = processor.tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]
+    extra: dict[tuple[int, int], int] = {}
+    out = []
+    for r, t in zip(records, texts):
+        with Image.open(r["image_path"]) as im:  # reads the header only
+            size = im.size
+        if size not in extra:
+            ids, _ = encode_prompts(processor, open_images([r["image_path"]]), [r["prompt"]])
+            extra[size] = len(ids[0]) - len(t)
+        out.append(len(t) + extra[size])
+    return out
+
+
 def _encode_records(processor, records: list[dict], max_length: int) -> _Encoded:
-    """Tokenize every record once, so truncation is known (and counted) up front."""
+    """Tokenize every target once and measure every prompt, so truncation is known (and counted)
+    up front; the prompts themselves are encoded with their images when a batch is drawn."""
     tokenizer = processor.tokenizer
-    prompt_ids, target_ids, n_truncated = [], [], 0
-    for start in range(0, len(records), 64):
-        chunk = records[start : start + 64]
-        ids, _ = encode_prompts(processor, open_images([r["image_path"] for r in chunk]), [r["prompt"] for r in chunk])
-        for p_ids, rec in zip(ids, chunk):
-            t_ids = encode_target(tokenizer, rec["target"]) + [tokenizer.eos_token_id]
-            room = max_length - len(p_ids)
-            if len(t_ids) > room:
-                # Keep image + prompt whole; keep at least one target token so every record has a loss term.
-                t_ids = t_ids[: max(room, 1)]
-                n_truncated += 1
-            prompt_ids.append(p_ids)
-            target_ids.append(t_ids)
-    return _Encoded(prompt_ids, target_ids, n_truncated)
+    prompt_lens = _prompt_lengths(processor, records)
+    targets = tokenizer([r["target"] for r in records], add_special_tokens=False)["input_ids"]
+    target_ids, n_truncated = [], 0
+    for n_prompt, t in zip(prompt_lens, targets):
+        t_ids = list(t) + [tokenizer.eos_token_id]
+        room = max_length - n_prompt
+        if len(t_ids) > room:
+            # Keep image + prompt whole; keep at least one target token so every record has a loss term.
+            t_ids = t_ids[: max(room, 1)]
+            n_truncated += 1
+        target_ids.append(t_ids)
+    return _Encoded(prompt_lens, target_ids, n_truncated)
 
 
 def collate(processor, records: list[dict], enc: _Encoded, idx: list[int]) -> dict[str, torch.Tensor]:
     """Right-padded batch; labels are -100 on image placeholders, BOS, prompt and padding."""
-    _, image_inputs = encode_prompts(
+    prompt_ids, image_inputs = encode_prompts(
         processor, open_images([records[i]["image_path"] for i in idx]), [records[i]["prompt"] for i in idx]
     )
-    seqs = [enc.prompt_ids[i] + enc.target_ids[i] for i in idx]
-    labels = [[-100] * len(enc.prompt_ids[i]) + enc.target_ids[i] for i in idx]
+    for i, p in zip(idx, prompt_ids):
+        if len(p) != enc.prompt_lens[i]:
+            raise RuntimeError(f"record {i}: prompt encodes to {len(p)} tokens, measured {enc.prompt_lens[i]} "
+                               "(the processor's image tokens vary with more than the image size)")
+    seqs = [p + enc.target_ids[i] for i, p in zip(idx, prompt_ids)]
+    labels = [[-100] * len(p) + enc.target_ids[i] for i, p in zip(idx, prompt_ids)]
     batch = pad(seqs, processor.tokenizer.pad_token_id, side="right", labels=labels)
     batch.update(image_inputs)
     return batch

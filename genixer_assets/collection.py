@@ -11,7 +11,7 @@ from pydantic import Field
 from genixer.preview import preview_png
 from genixer.schema import write_samples
 from genixer.tasks import TASKS
-from genixer.world import annotate_images, build_split
+from genixer.world import annotate_gqa, annotate_images, build_split
 from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
 from genixer_assets.partitions import N_SHARDS, shard_index, shard_partitions
 from resources import GenixerSettings
@@ -81,11 +81,13 @@ def collected_datasets(config: AnnotationConfig, settings: GenixerSettings) -> d
 @dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
 def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Held-out test sets per task: `bench` images (held-in domain) and `heldout` images
-    (the held-out background style, as Flickr30K is to COCO in the paper)."""
+    (the held-out background style, as Flickr30K is to COCO in the paper), plus one GQA-like
+    compositional question (relation or count) per `bench` image."""
     p = settings.get_preset()
     scenes = settings.read_table("world_scenes")
     images = scenes[scenes.split.isin(["bench", "heldout"])].to_dict("records")
-    df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.bench_per_image, seed=p.seed + 1))
+    df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.bench_per_image, seed=p.seed + 1)
+                      + annotate_gqa([i for i in images if i["split"] == "bench"], seed=p.seed + 2))
     path = write_samples(df, settings.table_path("benchmark_sets"))
     return _annotated_result(df, path, {"by_split_task": md_counts(df, "split", "task")})
 

@@ -3,13 +3,13 @@
 
 import dagster as dg
 
-from genixer_assets import checks, collection, evaluation, filtering, generation, generators, instructions
+from genixer_assets import benchmarks, checks, collection, evaluation, filtering, generation, generators, instructions, retraining
 from resources import GenixerSettings, MLLMBackend
 
-all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, evaluation])
+all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, evaluation, retraining, benchmarks])
 all_checks = dg.load_asset_checks_from_modules([checks])
 
-# The whole graph mixes shard-partitioned and unpartitioned assets, which one Dagster run cannot
+# The whole graph mixes shard-partitioned, recipe-partitioned and unpartitioned assets, which one Dagster run cannot
 # hold; `make demo` (genixer_assets.demo) runs it as waves in dependency order instead.
 defs = dg.Definitions(
     assets=all_assets,

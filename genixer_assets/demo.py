@@ -14,12 +14,11 @@ from genixer_assets.definitions import defs
 
 
 def waves(asset_graph) -> list[list[dg.AssetKey]]:
-    """Assets in dependency order, cut wherever partitioning changes (one run per wave)."""
-    order = asset_graph.toposorted_asset_keys
+    """Assets in dependency order, cut wherever the partitions definition changes (one run per
+    wave and partition)."""
     out: list[list[dg.AssetKey]] = []
-    for key in order:
-        parted = asset_graph.get(key).partitions_def is not None
-        if out and (asset_graph.get(out[-1][0]).partitions_def is not None) == parted:
+    for key in asset_graph.toposorted_asset_keys:
+        if out and asset_graph.get(out[-1][0]).partitions_def == asset_graph.get(key).partitions_def:
             out[-1].append(key)
         else:
             out.append([key])

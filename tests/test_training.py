@@ -64,7 +64,7 @@ def test_label_masking(kind, tok, records):
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     image_ids = {processor.image_token_id, tok.convert_tokens_to_ids("|NEWLINE|")}
     for row in range(3):
-        n_prompt, n_target = len(enc.prompt_ids[row]), len(enc.target_ids[row])
+        n_prompt, n_target = enc.prompt_lens[row], len(enc.target_ids[row])
         assert (labels[row, :n_prompt] == -100).all()  # image placeholders, BOS, prompt (+ Fuyu's <0x04>)
         target = labels[row, n_prompt : n_prompt + n_target]
         assert torch.equal(target, ids[row, n_prompt : n_prompt + n_target])
@@ -81,11 +81,11 @@ def test_truncation_counted_not_dropped(tok, records, tmp_path):
     model, processor = fresh("llava", tok)
     long = dict(records[1], target="Answer: a much longer answer here " * 4)
     recs = records + [long]
-    prompt_len = len(_encode_records(processor, recs[:1], 512).prompt_ids[0])
+    prompt_len = _encode_records(processor, recs[:1], 512).prompt_lens[0]
     max_length = prompt_len + 6  # room for every short target (+EOS), not for the long one
     enc = _encode_records(processor, recs, max_length)
-    assert enc.n_truncated == 1 and len(enc.prompt_ids) == len(recs)
-    assert len(enc.prompt_ids[-1]) + len(enc.target_ids[-1]) == max_length
+    assert enc.n_truncated == 1 and len(enc.prompt_lens) == len(recs)
+    assert enc.prompt_lens[-1] + len(enc.target_ids[-1]) == max_length
     res = train(model, processor, recs, TrainConfig(steps=2, batch_size=2, max_length=max_length), tmp_path)
     assert res.n_truncated == 1 and res.steps == 2
 
@@ -163,3 +163,17 @@ def test_epochs_and_mixed_precision_switch(tok, records, tmp_path):
         cfg = TrainConfig(steps=None, epochs=1, batch_size=2, mixed_precision=precision)
         res = train(model, processor, records, cfg, tmp_path / str(i))
         assert res.steps == 2 and all(loss == loss for loss in res.losses)  # 4 records / 2 per step, no NaN
+
+
+@pytest.mark.parametrize("kind", ["llava", "fuyu"])
+def test_measured_prompt_lengths_equal_real_encodings(kind, tok, records):
+    """Prompts are measured without the image processor (one call per image size); the
+    measurement must equal what the processor produces for every record, square or not."""
+    from genixer.models.inputs import encode_prompts, open_images
+
+    _, processor = fresh(kind, tok)
+    recs = [dict(r, prompt=p) for r in records for p in (PROMPT, "What colour", "a much longer answer here What colour is the image?")]
+    enc = _encode_records(processor, recs, max_length=512)
+    real, _ = encode_prompts(processor, open_images([r["image_path"] for r in recs]), [r["prompt"] for r in recs])
+    assert enc.prompt_lens == [len(r) for r in real]
+    assert len({Image.open(r["image_path"]).size for r in recs}) == 2

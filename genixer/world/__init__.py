@@ -7,13 +7,13 @@ import random
 from pathlib import Path
 
 from genixer.tasks import TASKS
-from genixer.world.annotate import annotate
+from genixer.world.annotate import annotate, annotate_compositional
 from genixer.world.oracle import check
 from genixer.world.scene import Scene, WorldConfig, WorldConfigError, render, sample_scene
 
 SPLITS = ("collect", "corpus", "bench", "heldout")
 
-__all__ = ["SPLITS", "Scene", "WorldConfig", "WorldConfigError", "build_split", "annotate_images", "check", "scene_seed"]
+__all__ = ["SPLITS", "Scene", "WorldConfig", "WorldConfigError", "build_split", "annotate_images", "annotate_gqa", "check", "scene_seed"]
 
 
 def scene_seed(base_seed: int, split: str, index: int) -> int:
@@ -69,4 +69,15 @@ def annotate_images(images: list[dict], tasks=TASKS, per_image: int = 1, seed: i
                     **s,
                     "split": img["split"],
                 })
+    return samples
+
+
+def annotate_gqa(images: list[dict], seed: int = 0) -> list[dict]:
+    """One GQA-like compositional question (relation or count) per image row."""
+    samples = []
+    for img in images:
+        s = annotate_compositional(Scene.from_json(img["scene"]), random.Random(f"{seed}/{img['image_id']}/gqa"))
+        if s is not None:
+            samples.append({"sample_id": f"{img['image_id']}:gqa:0", "image_id": img["image_id"], "image_path": img["image_path"],
+                            "width": img["width"], "height": img["height"], **s, "split": img["split"]})
     return samples

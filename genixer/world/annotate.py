@@ -147,3 +147,14 @@ def annotate(task: str, scene: Scene, rng: random.Random) -> dict | None:
             "source": source,
         }
     return None
+
+
+def annotate_compositional(scene: Scene, rng: random.Random) -> dict | None:
+    """A GQA-like question: a spatial relation between two described objects, or a count over
+    described attributes (the compositional half of the common VQA grammar, asked on purpose)."""
+    for _ in range(20):
+        t = make_turn(rng.choice(("relation", "count")), scene, rng)
+        if t is not None:
+            return {"task": "common_vqa", "turns": [{"question": t[0], "answer": t[1]}], "boxes": [], "points": [],
+                    "source": "shapes_world:gqa"}
+    return None

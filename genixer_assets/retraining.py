@@ -1,0 +1,97 @@
+"""Retraining (the paper's Tab. 5-9): base_mllm trained one more round per recipe, with and
+without the generated data, on the same seeds and the same number of steps."""
+
+import shutil
+from dataclasses import replace
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from genixer import generators as gen
+from genixer import quality
+from genixer.evaluation import solver_records
+from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture, recipe_records
+from genixer.schema import read_samples
+from genixer.world import Scene
+from genixer_assets.collection import collected_datasets, world_scenes
+from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
+from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata, base_mllm, base_path
+from resources import GenixerSettings, MLLMBackend
+
+recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
+
+
+class RetrainConfig(TrainOverrides):
+    seeds: Optional[int] = Field(None, description="seeds to train (default: preset retrain_seeds, ablation_seeds for ablations)")
+    added_share: Optional[float] = Field(None, description="share of batches from stage-1 generated rows (default: preset)")
+    rec_share: Optional[float] = Field(None, description="share of batches from genixer_rec rows (default: plain concatenation)")
+
+
+def seed_dirs(settings: GenixerSettings, recipe: str) -> list:
+    """The model directories of a recipe's seeds, as retrained_models left them."""
+    root = settings.path("models", "retrained", recipe)
+    return sorted(d for d in root.glob("seed_*") if (d / "config.json").is_file())
+
+
+@dg.asset(group_name="retraining", partitions_def=recipe_partitions,
+          deps=[base_mllm, collected_datasets, world_scenes, genixer_vqa, genixer_rec, scored_generations_l], **GPU)
+def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, settings: GenixerSettings,
+                     backend: MLLMBackend) -> dg.MaterializeResult:
+    """base_mllm trained one more round on a recipe's mixture (see genixer.retraining): the same
+    initialisation, seeds and step budget for every recipe. One model directory per seed; an
+    interrupted seed resumes from its last checkpoint. A recipe whose generated data set is
+    empty fails, naming the upstream asset."""
+    recipe = RECIPES[context.partition_key]
+    p, collect, val = _context(settings)
+    samples = read_samples(settings.table_path("collected_datasets"))
+    collected = solver_records(samples[~samples.image_id.isin(val)].to_dict("records"))
+    captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
+    vqa_rows = None
+    if recipe.added == "vqa" and not recipe.lambda_offset:
+        vqa_rows = read_samples(settings.table_path("genixer_vqa"))
+    elif recipe.added in ("vqa", "raw_vqa"):
+        vqa_rows = settings.read_table("scored_generations_l")
+    rec_rows = read_samples(settings.table_path("genixer_rec")) if recipe.added == "rec" else None
+    n_seeds = config.seeds or (p.ablation_seeds if recipe.ablation else p.retrain_seeds)
+    added_share = config.added_share if config.added_share is not None else p.added_share
+    rec_share = config.rec_share if config.rec_share is not None else p.rec_share
+    world = settings.read_table("world_scenes")
+    scenes = {r.image_id: Scene.from_json(r.scene) for r in world[world.split == "corpus"].itertuples()}
+    rows, first, upstream = [], {}, ""
+    for k in range(n_seeds):
+        seed = p.seed + k
+        try:
+            s1, s2, upstream = added_rows(recipe, vqa_rows, rec_rows, p.judge_lambda, seed)
+        except EmptyRecipeError as e:
+            raise dg.Failure(description=str(e)) from e
+        records, weights, shares = mixture(captions, collected, recipe_records(s1) if len(s1) else [],
+                                           recipe_records(s2) if len(s2) else [], p.caption_share, added_share,
+                                           rec_share if recipe.added == "rec" else None)
+        out = settings.model_dir(f"retrained/{recipe.name}/seed_{k}")
+        cfg = config.apply(replace(p.retrain, seed=seed))
+        res = gen.finetune(base_path(settings, backend), records, cfg, out, sample_weights=weights)
+        added = pd.concat([s1, s2]) if len(s1) + len(s2) else pd.DataFrame()
+        correct = float((quality.oracle_column(added, scenes) == "correct").mean()) if len(added) else float("nan")
+        rows.append({"seed": seed, "judge_lambda": round(p.judge_lambda + recipe.lambda_offset, 3) if recipe.added else None, "stage1_rows": len(s1), "stage2_rows": len(s2), "added_oracle_correct": correct,
+                     **{f"share_{n}": v for n, v in shares.items()}, "final_loss": res.final_loss, "train_wall_s": round(res.wall_s, 1),
+                     "path": str(out)})
+        if k == 0:
+            first = _train_metadata(res, f"retrained {recipe.name} (seed {seed})")
+        context.log.info(f"{recipe.name} seed {seed}: {len(records)} records, shares {shares}, final loss {res.final_loss:.3f}")
+    table = pd.DataFrame(rows).assign(recipe=recipe.name)
+    for stale in settings.path("models", "retrained", recipe.name).glob("seed_*"):  # seeds of an earlier, larger run
+        if int(stale.name.split("_")[1]) >= n_seeds:
+            shutil.rmtree(stale)
+    table.to_parquet(settings.table_path("retrained_models", recipe.name), index=False)
+    return dg.MaterializeResult(metadata={
+        "recipe": recipe.name, "what": recipe.what, "seeds": n_seeds, "upstream": upstream or "none",
+        "initialised_from": base_path(settings, backend), "steps_per_seed": int(first["steps"]),
+        "added_rows_stage1": int(table.stage1_rows.iloc[0]), "added_rows_stage2": int(table.stage2_rows.iloc[0]),
+        "added_oracle_correct": float(table.added_oracle_correct.iloc[0]),
+        "seeds_table": dg.MetadataValue.md(table.drop(columns=["path"]).to_markdown(index=False, floatfmt=".3f")),
+        "learning_curves_seed0": first["learning_curves"],
+        "tokens_per_s": first["tokens_per_s"],
+        "train_wall_s_total": float(table.train_wall_s.sum()),
+    })

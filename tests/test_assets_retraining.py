@@ -1,0 +1,125 @@
+"""Retraining and scores on the smoke preset: every recipe, its predictions, the score table and
+the report, read back from disk."""
+
+import dataclasses
+import shutil
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from genixer.benchmarks import BENCHMARKS, score
+from genixer.generators import finetune
+from genixer.metrics import normalize_answer
+from genixer.models.checkpoint import load_model
+from genixer.retraining import RECIPES
+from genixer.schema import read_samples
+from genixer.training import TrainConfig
+from genixer_assets.definitions import defs
+from genixer_assets.retraining import seed_dirs
+from resources import MLLMBackend
+from tests.conftest import metadata_of
+
+
+def test_every_recipe_is_trained_from_base_mllm(built):
+    settings, results = built
+    p = settings.get_preset()
+    for name, recipe in RECIPES.items():
+        dirs = seed_dirs(settings, name)
+        assert len(dirs) == (p.ablation_seeds if recipe.ablation else p.retrain_seeds), name
+        table = settings.read_table("retrained_models", name)
+        assert list(table.seed) == [p.seed + k for k in range(len(dirs))]
+        assert (table.stage1_rows + table.stage2_rows > 0).all() == (recipe.added is not None), name
+    model, _ = load_model(seed_dirs(settings, "baseline")[0], device="cpu")
+    base, _ = load_model(settings.model_dir("base_mllm"), device="cpu")
+    tower = {k: v for k, v in base.state_dict().items() if "vision_tower" in k}
+    # the vision tower is frozen in retraining, the language model is not
+    assert all(np.array_equal(model.state_dict()[k].numpy(), v.numpy()) for k, v in tower.items())
+    assert any(not np.array_equal(model.state_dict()[k].numpy(), v.numpy()) for k, v in base.state_dict().items() if "language_model" in k)
+    vqa = read_samples(settings.table_path("genixer_vqa"))
+    t = settings.read_table("retrained_models", "genixer_vqa")
+    assert t.stage1_rows.iloc[0] == int((vqa.judge_p_yes >= p.judge_lambda).sum())
+    assert t.stage1_rows.iloc[0] + t.stage2_rows.iloc[0] == len(vqa)
+    assert settings.read_table("retrained_models", "raw_vqa").stage1_rows.iloc[0] == t.stage1_rows.iloc[0]
+    meta = metadata_of(results, "retrained_models")
+    assert meta["steps_per_seed"] == p.retrain.steps
+
+
+def test_predictions_cover_every_benchmark_for_every_seed(built):
+    settings, _ = built
+    bench = read_samples(settings.table_path("benchmark_sets"))
+    assert (bench.source == "shapes_world:gqa").sum() == (bench.split == "bench").groupby(bench.image_id).any().sum()
+    for name in RECIPES:
+        pred = settings.read_table("benchmark_predictions", name)
+        n_seeds = len(seed_dirs(settings, name))
+        assert pred.seed.nunique() == n_seeds and len(pred) % n_seeds == 0
+        covered = {b for bs in pred.benchmarks for b in bs}
+        assert covered == {b.name for b in BENCHMARKS if b.name != "pope"}, name
+
+
+def test_scores_are_computed_from_the_predictions(built):
+    settings, results = built
+    table = pd.read_parquet(settings.table_path("benchmark_scores"))
+    csv = pd.read_csv(settings.path("tables", "benchmark_scores.csv"))
+    assert len(csv) == len(table) and list(csv.recipe) == list(table.recipe)
+    assert set(table.recipe) == set(RECIPES) and set(table.benchmark) == {b.name for b in BENCHMARKS}
+    by_seed = pd.read_parquet(settings.table_path("benchmark_scores_by_seed"))
+    pred = settings.read_table("benchmark_predictions", "genixer_vqa")
+    first = pred[pred.seed == pred.seed.min()]
+    vqa = first[first.benchmarks.map(lambda b: "vqav2" in b)]
+    exact = float(np.mean([normalize_answer(p) == normalize_answer(t) for p, t in zip(vqa.prediction, vqa.truth)]))
+    got = by_seed[(by_seed.recipe == "genixer_vqa") & (by_seed.benchmark == "vqav2") & (by_seed.seed == pred.seed.min())].value.item()
+    assert got == pytest.approx(exact)  # one reference answer: VQA accuracy is normalised exact match
+    assert score(first).set_index("benchmark").loc["vqav2", "value"] == pytest.approx(got)
+    base = table[table.recipe == "baseline"].set_index("benchmark")["mean"]
+    row = table[table.recipe == "genixer_rec"].set_index("benchmark")
+    assert np.allclose(row["delta"], row["mean"] - base[row.index])
+    meta = metadata_of(results, "benchmark_scores")
+    assert "genixer_vqa improves" in meta["headline"] and "genixer_rec improves" in meta["headline"]
+
+
+def test_paper_report_written_with_claims_and_plots(built):
+    settings, results = built
+    text = settings.path("reports", "paper_report.md").read_text()
+    assert "## Claims" in text and "reproduced" in text and "## Benchmark scores" in text
+    for claim in ("genixer_vqa improves most VQA-type benchmarks", "More generated data scores higher", "A higher judge threshold"):
+        assert claim in text
+    for png in ("deltas.png", "data_scale.png", "judge_threshold.png"):
+        assert settings.path("reports", png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = metadata_of(results, "paper_report")
+    assert 0 <= meta["claims_reproduced"] <= meta["claims_checked"] and meta["claims_checked"] >= 5
+
+
+def test_empty_generated_set_fails_naming_the_upstream_asset(built):
+    settings, _ = built
+    path = settings.table_path("genixer_rec")
+    saved = path.with_suffix(".saved")
+    shutil.copy(path, saved)
+    try:
+        read_samples(path).iloc[:0].to_parquet(path, index=False)
+        res = dg.materialize(list(defs.assets), selection=["retrained_models"], partition_key="genixer_rec", raise_on_error=False,
+                             resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+        assert not res.success
+        failure = [e for e in res.all_events if e.is_step_failure][0].step_failure_data.error
+        assert "`genixer_rec` holds no rows" in failure.message
+    finally:
+        shutil.move(saved, path)
+
+
+def test_interrupted_retraining_resumes_to_the_same_model(built, tmp_path):
+    settings, _ = built
+    base = settings.model_dir("base_mllm")
+    samples = read_samples(settings.table_path("collected_datasets")).head(30)
+    records = [{"image_path": s["image_path"], "prompt": t["question"], "target": t["answer"], "task": s["task"]}
+               for s in samples.to_dict("records") for t in s["turns"]]
+    weights = list(np.linspace(1, 2, len(records)))
+    cfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, checkpoint_every=2, freeze_vision_tower=True)
+    finetune(base, records, cfg, tmp_path / "whole", sample_weights=weights)
+    part = finetune(base, records, dataclasses.replace(cfg, stop_after=3), tmp_path / "resumed", sample_weights=weights)
+    assert part.steps == 3 and (tmp_path / "resumed" / "checkpoint").is_dir()
+    rest = finetune(base, records, cfg, tmp_path / "resumed", sample_weights=weights)
+    assert rest.steps == 6 and not (tmp_path / "resumed" / "checkpoint").exists()
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
