@@ -258,3 +258,48 @@ def judge_mllm_separates(settings: GenixerSettings) -> dg.AssetCheckResult:
 
 
 judge_mllm_weights_finite = _weights_check("judge_mllm")
+
+
+@dg.asset_check(asset="benchmark_scores", blocking=True,
+                description="Every main recipe is scored on every benchmark with finite values and at least the preset's seeds.")
+def benchmark_scores_complete(settings: GenixerSettings) -> dg.AssetCheckResult:
+    from genixer.benchmarks import BENCHMARKS
+    from genixer.retraining import MAIN_RECIPES
+
+    t = pd.read_parquet(settings.table_path("benchmark_scores"))
+    want = settings.get_preset().retrain_seeds
+    problems = []
+    for r in MAIN_RECIPES:
+        for b in BENCHMARKS:
+            row = t[(t.recipe == r) & (t.benchmark == b.name)]
+            if row.empty:
+                problems.append(f"{r} x {b.name}: missing")
+            elif not pd.notna(row["mean"].item()) or row.seeds.item() < want:
+                problems.append(f"{r} x {b.name}: mean {row['mean'].item()}, {row.seeds.item()} seeds (want {want})")
+    return _result(not problems, problems, recipes=int(t.recipe.nunique()))
+
+
+def _improves_check(recipe: str, kind: str, what: str):
+    @dg.asset_check(asset="benchmark_scores", name=f"{recipe}_improves_most_{kind}",
+                    description=f"Aim: {recipe} beats baseline beyond the seed spread on most {what}.")
+    def _check(settings: GenixerSettings) -> dg.AssetCheckResult:
+        from genixer.benchmarks import headline
+
+        n, m, d = headline(pd.read_parquet(settings.table_path("benchmark_scores")), recipe, kind)
+        return dg.AssetCheckResult(passed=m > 0 and n > m / 2, metadata={"improved": n, "of": m, "mean_delta": d})
+
+    return _check
+
+
+genixer_vqa_improves_most_vqa = _improves_check("genixer_vqa", "vqa", "VQA-type benchmarks")
+genixer_rec_improves_most_rec = _improves_check("genixer_rec", "rec", "REC splits")
+
+
+@dg.asset_check(asset="benchmark_scores", description="Aim: raw_vqa (unfiltered) gains less than genixer_vqa on the VQA-type benchmarks.")
+def filter_worth_it(settings: GenixerSettings) -> dg.AssetCheckResult:
+    from genixer.benchmarks import headline
+
+    t = pd.read_parquet(settings.table_path("benchmark_scores"))
+    _, _, raw = headline(t, "raw_vqa", "vqa")
+    _, _, filtered = headline(t, "genixer_vqa", "vqa")
+    return dg.AssetCheckResult(passed=bool(filtered > raw), metadata={"mean_delta_genixer_vqa": filtered, "mean_delta_raw_vqa": raw})

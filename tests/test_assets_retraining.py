@@ -123,3 +123,11 @@ def test_interrupted_retraining_resumes_to_the_same_model(built, tmp_path):
     assert rest.steps == 6 and not (tmp_path / "resumed" / "checkpoint").exists()
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+def test_score_checks_ran(built):
+    _, results = built
+    checks = {c.check_name: c for r in results for c in r.get_asset_check_evaluations() if c.asset_key.to_user_string() == "benchmark_scores"}
+    assert set(checks) == {"benchmark_scores_complete", "genixer_vqa_improves_most_vqa", "genixer_rec_improves_most_rec", "filter_worth_it"}
+    assert checks["benchmark_scores_complete"].passed
+    assert checks["genixer_vqa_improves_most_vqa"].metadata["of"].value == 6
