@@ -131,14 +131,18 @@ def score(pred: pd.DataFrame) -> pd.DataFrame:
 def compare(scores: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
     """Recipe x benchmark: mean and seed standard deviation of the headline metric, the delta
     against `baseline`, and a verdict. A delta counts only beyond the seed-to-seed spread: the
-    larger of the two recipes' standard deviations over seeds (with one seed, the other's)."""
+    larger of the two recipes' standard deviations over seeds; a one-seed recipe borrows the
+    largest standard deviation any multi-seed recipe shows on that benchmark."""
     agg = scores.groupby(["recipe", "benchmark"]).value.agg(mean="mean", sd=lambda v: v.std(ddof=1), seeds="size").reset_index()
     base = agg[agg.recipe == baseline].set_index("benchmark")
     if base.empty:
         raise ValueError(f"no scores for the {baseline!r} recipe: deltas need it")
     out = agg.join(base[["mean", "sd"]].rename(columns={"mean": "baseline_mean", "sd": "baseline_sd"}), on="benchmark")
     out["delta"] = out["mean"] - out.baseline_mean
-    out["spread"] = out[["sd", "baseline_sd"]].max(axis=1, skipna=True)
+    # a one-seed recipe's own spread is unknown: take the largest spread any multi-seed recipe shows on that benchmark
+    pooled = agg[agg.seeds > 1].groupby("benchmark").sd.max()
+    own = out.sd.where(out.seeds > 1, out.benchmark.map(pooled))
+    out["spread"] = pd.concat([own, out.baseline_sd], axis=1).max(axis=1, skipna=True)
     out["verdict"] = [
         "-" if r.recipe == baseline else "no noise estimate" if np.isnan(r.spread) else
         "better" if r.delta > r.spread else "worse" if r.delta < -r.spread else "within noise"
@@ -153,6 +157,19 @@ def headline(table: pd.DataFrame, recipe: str, kind: str) -> tuple[int, int, flo
     """(benchmarks improved beyond noise, benchmarks of that kind, mean delta) for one recipe."""
     rows = table[(table.recipe == recipe) & (table.kind == kind)]
     return int((rows.verdict == "better").sum()), len(rows), float(rows.delta.mean()) if len(rows) else float("nan")
+
+
+def mean_delta_gap(table: pd.DataFrame, better: str, worse: str, kind: str = "vqa") -> tuple[float, float]:
+    """(mean delta of `better` minus that of `worse` over the benchmarks of `kind`, the mean of
+    their larger spreads): is one recipe's gain above another's beyond noise?"""
+    a = table[(table.recipe == better) & (table.kind == kind)].set_index("benchmark")
+    b = table[(table.recipe == worse) & (table.kind == kind)].set_index("benchmark")
+    common = a.index.intersection(b.index)
+    if common.empty:
+        return float("nan"), float("nan")
+    gap = float((a.loc[common, "delta"] - b.loc[common, "delta"]).mean())
+    noise = float(np.maximum(a.loc[common, "spread"].fillna(0), b.loc[common, "spread"].fillna(0)).mean())
+    return gap, noise
 
 
 def headline_lines(table: pd.DataFrame) -> list[str]:

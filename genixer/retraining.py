@@ -10,7 +10,10 @@ fine-tuning stage) for the rest. A recipe adds generated data to one or both sta
 - `raw_vqa`: the same numbers of rows, drawn from the unfiltered generations;
 - `genixer_rec`: the filtered REC rows join the fine-tuning stage (Genixer-350K in Shikra);
 - ablations: a third or two thirds of the stage-1 rows of `genixer_vqa` (Tab. 8), or another
-  judge threshold, 0.1 and 0.2 below the preset's (Tab. 9).
+  judge threshold, 0.1 and 0.2 below the preset's (Tab. 9);
+- a diagnostic the world allows and the paper could not run: `oracle_vqa`, the generated rows
+  the oracle marks correct in the caption stage (what a perfect judge would keep), to tell a weak
+  filter or weak generators from a budget too small to show any data effect.
 
 Every recipe trains for the same number of steps, so added data displaces collected data
 rather than adding iterations (the paper's equal-iteration protocol). Stage-1 generated rows get
@@ -49,6 +52,8 @@ RECIPES = {r.name: r for r in [
     Recipe("vqa_scale_67", "vqa", scale=2 / 3, ablation=True, what="genixer_vqa with two thirds of its stage-1 rows"),
     Recipe("vqa_lambda_minus_0.2", "vqa", lambda_offset=-0.2, ablation=True, what="genixer_vqa re-selected at the preset's lambda - 0.2"),
     Recipe("vqa_lambda_minus_0.1", "vqa", lambda_offset=-0.1, ablation=True, what="genixer_vqa re-selected at the preset's lambda - 0.1"),
+    Recipe("oracle_vqa", "oracle_vqa", ablation=True,
+           what="diagnostic (world only): the generated rows the oracle marks correct, as a perfect judge would keep them"),
 ]}
 MAIN_RECIPES = [r for r in RECIPES if not RECIPES[r].ablation]
 
@@ -70,6 +75,11 @@ def added_rows(recipe: Recipe, scored_l: pd.DataFrame | None, genixer_rec: pd.Da
                                    "materialise genixer_rec (or loosen its CLIP threshold) before retraining")
         return empty, genixer_rec, "genixer_rec"
     ok = scored_l[scored_l.quarantine_reason.isna() & scored_l.judge_p_yes.notna()] if scored_l is not None else pd.DataFrame()
+    if recipe.added == "oracle_vqa":  # needs an `oracle_correct` column (the world's verdict on each row)
+        stage1 = ok[ok.oracle_correct.astype(bool)] if len(ok) else ok
+        if not len(stage1):
+            raise EmptyRecipeError(f"recipe {recipe.name!r}: the upstream asset `scored_generations_l` holds no row the oracle marks correct")
+        return stage1, ok.iloc[:0], "scored_generations_l (oracle-correct rows)"
     lam = round(judge_lambda + recipe.lambda_offset, 3)
     lo, hi = HARD_BAND
     stage1 = ok[ok.judge_p_yes >= lam]

@@ -51,7 +51,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     vqa_rows = None
     if recipe.added == "vqa" and not recipe.lambda_offset:
         vqa_rows = read_samples(settings.table_path("genixer_vqa"))
-    elif recipe.added in ("vqa", "raw_vqa"):
+    elif recipe.added in ("vqa", "raw_vqa", "oracle_vqa"):
         vqa_rows = settings.read_table("scored_generations_l")
     rec_rows = read_samples(settings.table_path("genixer_rec")) if recipe.added == "rec" else None
     n_seeds = config.seeds or (p.ablation_seeds if recipe.ablation else p.retrain_seeds)
@@ -59,6 +59,8 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     rec_share = config.rec_share if config.rec_share is not None else p.rec_share
     world = settings.read_table("world_scenes")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in world[world.split == "corpus"].itertuples()}
+    if recipe.added == "oracle_vqa":
+        vqa_rows = vqa_rows.assign(oracle_correct=quality.oracle_column(vqa_rows, scenes) == "correct")
     rows, first, upstream = [], {}, ""
     for k in range(n_seeds):
         seed = p.seed + k

@@ -86,6 +86,7 @@ def test_paper_report_written_with_claims_and_plots(built):
     assert "## Claims" in text and "reproduced" in text and "## Benchmark scores" in text
     for claim in ("genixer_vqa improves most VQA-type benchmarks", "More generated data scores higher", "A higher judge threshold"):
         assert claim in text
+    assert "Diagnostic, a perfect judge" in text
     for png in ("deltas.png", "data_scale.png", "judge_threshold.png"):
         assert settings.path("reports", png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = metadata_of(results, "paper_report")

@@ -72,7 +72,9 @@ def test_compare_counts_only_deltas_beyond_the_seed_spread():
             + _scores("genixer_vqa", "vqav2", [0.60, 0.61, 0.62])  # +0.09, spread 0.02 -> better
             + _scores("genixer_vqa", "gqa", [0.28, 0.31, 0.34])  # +0.01, spread 0.03 -> within noise
             + _scores("genixer_rec", "refcoco_val", [0.05, 0.05, 0.06])  # -0.0467, spread 0.0058 -> worse
-            + _scores("vqa_scale_33", "vqav2", [0.58]))  # one seed: the baseline's spread (0.02) -> better
+            + _scores("vqa_scale_33", "vqav2", [0.58])  # one seed: +0.06 -> better against the pooled spread 0.02
+            + _scores("vqa_scale_33", "gqa", [0.36])  # one seed: +0.06, but raw_vqa shows a spread of 0.1 on gqa -> within noise
+            + _scores("raw_vqa", "gqa", [0.2, 0.3, 0.4]))
     t = compare(pd.DataFrame(rows)).set_index(["recipe", "benchmark"])
     assert t.loc[("genixer_vqa", "vqav2"), "delta"] == pytest.approx(0.09)
     assert t.loc[("genixer_vqa", "vqav2"), "spread"] == pytest.approx(0.02)
@@ -80,12 +82,13 @@ def test_compare_counts_only_deltas_beyond_the_seed_spread():
     assert t.loc[("genixer_vqa", "gqa"), "verdict"] == "within noise"
     assert t.loc[("genixer_rec", "refcoco_val"), "verdict"] == "worse"
     assert t.loc[("vqa_scale_33", "vqav2"), "verdict"] == "better" and t.loc[("vqa_scale_33", "vqav2"), "seeds"] == 1
+    assert t.loc[("vqa_scale_33", "gqa"), "spread"] == pytest.approx(0.1) and t.loc[("vqa_scale_33", "gqa"), "verdict"] == "within noise"
     assert t.loc[("baseline", "vqav2"), "verdict"] == "-"
     table = t.reset_index()
     assert headline(table, "genixer_vqa", "vqa") == (1, 2, pytest.approx(0.05))
     lines = headline_lines(table)
-    assert lines[0].startswith("genixer_vqa improves 1 of 2 VQA-type benchmarks") and "genixer_rec improves 0 of 1 REC splits" in lines[1]
-    assert "(1 worse;" in lines[1]
+    assert lines[0].startswith("genixer_vqa improves 1 of 2 VQA-type benchmarks")
+    assert lines[2].startswith("genixer_rec improves 0 of 1 REC splits") and "(1 worse;" in lines[2]
     cells = pivot(table).set_index("benchmark")
     assert cells.loc["vqav2", "genixer_vqa"] == "61.0 ± 1.0 (+9.0 ↑)" and list(cells.columns)[0] == "baseline"
 

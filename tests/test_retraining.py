@@ -67,3 +67,12 @@ def test_mixture_shares():
     assert _share(recs, w, "g2") == pytest.approx(0.1) and _share(recs, w, "col") == pytest.approx(0.4)
     with pytest.raises(ValueError, match="do not fit"):
         mixture(caps, col, [], _recs(10, "g2"), caption_share=0.5, added_share=0.3, rec_share=0.7)
+
+
+def test_oracle_diagnostic_keeps_only_oracle_correct_rows():
+    scored = SCORED.assign(oracle_correct=[True, False, False, False, True, False, False, True, False, True])
+    s1, s2, up = added_rows(RECIPES["oracle_vqa"], scored, None, 0.7, seed=0)
+    assert list(s1.sample_id) == ["s0", "s4", "s7"] and len(s2) == 0  # s9 has no judge score: quarantined upstream
+    assert "oracle" in up
+    with pytest.raises(EmptyRecipeError, match="oracle marks correct"):
+        added_rows(RECIPES["oracle_vqa"], scored.assign(oracle_correct=False), None, 0.7, seed=0)
