@@ -92,7 +92,7 @@ PRESETS = {
                    mllm=_DEMO, vision_pretrain=_tc(600, 2e-3, batch=64, warmup=30), base_train=_tc(800, 2e-3), l_train=_tc(300, 1e-3, warmup=20),
                    s_train=(_tc(150, 1e-3, warmup=20), _tc(250, 1e-3, warmup=20)), val_images=100, gen_per_image=1,
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
-                                      text_intermediate=256), judge_train=_tc(600, 2e-3),
+                                      text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
                    clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(40, 5e-4, warmup=4, freeze_vision_tower=True)),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
                     collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500),

@@ -85,10 +85,10 @@ def added_rows(recipe: Recipe, scored_l: pd.DataFrame | None, genixer_rec: pd.Da
     stage1 = ok[ok.judge_p_yes >= lam]
     stage2 = ok[(ok.judge_p_yes >= lo) & (ok.judge_p_yes < hi) & (ok.judge_p_yes < lam)]
     upstream = "genixer_vqa" if not recipe.lambda_offset else f"scored_generations_l (at lambda = {lam})"
-    if not len(stage1):
+    if not len(stage1) and not len(stage2):
         raise EmptyRecipeError(f"recipe {recipe.name!r}: the upstream asset `{upstream}` holds no row with P(Yes) >= {lam} "
-                               f"({len(ok)} scored rows); lower the judge threshold or generate more data")
-    if recipe.scale < 1:
+                               f"and none in the hard band ({len(ok)} scored rows); lower the judge threshold or generate more data")
+    if recipe.scale < 1 and len(stage1):
         stage1 = stage1.sample(n=max(1, round(recipe.scale * len(stage1))), random_state=seed)
     if recipe.added == "raw_vqa":  # the same counts, unfiltered: drawn from every parsed row
         rng = random.Random(seed)

@@ -41,7 +41,10 @@ def test_empty_generated_data_names_the_upstream_asset():
     with pytest.raises(EmptyRecipeError, match="`genixer_rec`"):
         added_rows(RECIPES["genixer_rec"], None, pd.DataFrame(), 0.7, seed=0)
     with pytest.raises(EmptyRecipeError, match="`genixer_vqa`"):
-        added_rows(RECIPES["genixer_vqa"], _scored([0.2, 0.6]), None, 0.7, seed=0)
+        added_rows(RECIPES["genixer_vqa"], _scored([0.2, 0.3]), None, 0.7, seed=0)
+    # no row above lambda but a hard band: the recipe trains on the band alone (stage1_rows 0 in its metadata)
+    s1, s2, _ = added_rows(RECIPES["vqa_scale_33"], _scored([0.2, 0.6]), None, 0.7, seed=0)
+    assert (len(s1), len(s2)) == (0, 1)
     assert added_rows(RECIPES["baseline"], None, None, 0.7, seed=0)[2] == ""
 
 
