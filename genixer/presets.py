@@ -86,7 +86,7 @@ PRESETS = {
                     clip=RegionClipSize(image_size=32, patch_size=8, vision_width=32, vision_layers=1, text_width=32, text_layers=1, embed_dim=32),
                     clip_train=_tc(30, 3e-3, batch=16, warmup=3), retrain=_tc(6, 1e-3, batch=8, warmup=1, freeze_vision_tower=True),
                     retrain_seeds=1),
-    # Budgeted for the whole graph in about 25 minutes on 2 CPU cores (README: time per asset).
+    # Budgeted for the whole graph in 28 minutes on 2 CPU cores, retraining seeds included (README: time per asset).
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
                    # vision pre-stage measured at 600+600 steps: held-out solver accuracy 31.9% vs 29.4% without, REG 35% vs 22%
                    mllm=_DEMO, vision_pretrain=_tc(600, 2e-3, batch=64, warmup=30), base_train=_tc(800, 2e-3), l_train=_tc(300, 1e-3, warmup=20),
