@@ -44,12 +44,27 @@ def caption_records(images: list[dict]) -> list[dict]:
     return out
 
 
-def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
-    """The stand-in for LLaVA's pretrained CLIP: an open_clip ViT of exactly the LLaVA tower's
-    shape, trained contrastively on whole images against their dense captions (so it must tell
-    every object's shape, colour and size apart), to initialise the vision tower."""
+VISION_OBJECTIVES = ("patch_labels", "contrastive")
+
+
+def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path, objective: str = "patch_labels",
+                    val_images: list[dict] | None = None) -> tuple[TrainResult, dict[str, float]]:
+    """The stand-in for LLaVA's pretrained vision encoder: a tower of exactly the LLaVA tower's shape,
+    trained on the annotated images before the solver, to initialise it.
+
+    - ``patch_labels`` (default, :mod:`genixer.patch_labels`): every patch learns the colour, shape,
+      size and box of the object covering it; returns held-out per-patch accuracies.
+    - ``contrastive``: an open_clip ViT trained on whole images against their dense captions (CLIP's
+      objective); returns no scores.
+    """
+    if objective == "patch_labels":
+        from genixer.patch_labels import pretrain_tower
+
+        return pretrain_tower(size, images, cfg, out_dir, val_images)
+    if objective != "contrastive":
+        raise ValueError(f"unknown vision pre-stage objective {objective!r}; expected one of {VISION_OBJECTIVES}")
     if size.vision_act != "gelu" or size.vision_intermediate != 4 * size.vision_hidden:
-        raise ValueError(f"vision pre-stage needs vision_act='gelu' and vision_intermediate = 4 x vision_hidden "
+        raise ValueError(f"the contrastive vision pre-stage needs vision_act='gelu' and vision_intermediate = 4 x vision_hidden "
                          f"(open_clip's ViT), got {size.vision_act!r} and {size.vision_intermediate}")
     clip_size = RegionClipSize(image_size=size.image_size, patch_size=size.patch_size, vision_width=size.vision_hidden,
                                vision_layers=size.vision_layers, vision_heads=size.vision_heads, text_width=size.vision_hidden,
@@ -57,18 +72,30 @@ def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, ou
     pairs = [{"image_path": c["image_path"], "box": [0.0, 0.0, float(img["width"]), float(img["height"])], "expression": c["target"],
               "sample_id": c["record_id"], "image_id": img["image_id"], "task": "caption"}
              for c, img in zip(caption_records(images), images)]
-    return train_region_clip(pairs, clip_size, cfg, out_dir)
+    return train_region_clip(pairs, clip_size, cfg, out_dir), {}
+
+
+def init_vision_tower(llava, path: str | Path) -> None:
+    """Load a vision pre-stage's tower into `llava`: a transformers ``CLIPVisionModel`` directory
+    (``config.json``, the patch-label pre-stage) or an open_clip one (the contrastive pre-stage)."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        from genixer.patch_labels import load_tower_into
+
+        load_tower_into(llava, path)
+    else:
+        vision_tower_from_open_clip(llava, load_region_clip(path)[0])
 
 
 def train_base_mllm(samples: list[dict], captions: list[dict], caption_share: float, vocab: list[str],
                     size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path, vision_init: str | Path | None = None) -> TrainResult:
     """The embedded MLLM trained as a problem solver on every collected task (question ->
     answer), mixed with dense captions at `caption_share` of the batches; its vision tower
-    starts from the `vision_init` open_clip ViT when given."""
+    starts from the `vision_init` pre-stage tower when given (see :func:`init_vision_tower`)."""
     tokenizer = build_tokenizer(vocab)
     model, processor = build_embedded_mllm(tokenizer, size)
     if vision_init is not None:
-        vision_tower_from_open_clip(model, load_region_clip(vision_init)[0])
+        init_vision_tower(model, vision_init)
     records = solver_records(samples)
     weights = None
     if captions and caption_share > 0:

@@ -36,8 +36,9 @@ class Preset:
     # step (iii): the embedded MLLM and its training budgets
     mllm: EmbeddedSize = field(default_factory=EmbeddedSize)
     base_train: TrainConfig = field(default_factory=TrainConfig)
-    # contrastive pre-stage of the vision tower (None: the tower starts from random weights)
+    # pre-stage of the vision tower (None: the tower starts from random weights); objective: "patch_labels" | "contrastive"
     vision_pretrain: TrainConfig | None = None
+    vision_objective: str = "patch_labels"
     caption_share: float = 0.5  # share of base_mllm batches that are dense captions (measured: +13 points on common_vqa at 600 steps)
     l_train: TrainConfig = field(default_factory=TrainConfig)
     s_train: tuple[TrainConfig, TrainConfig] = (TrainConfig(), TrainConfig())  # Genixer_S phases 1 and 2
@@ -77,8 +78,10 @@ def _tc(steps: int, lr: float, batch: int = 32, warmup: int = 50, **kw) -> Train
 
 
 PRESETS = {
+    # smoke keeps the contrastive pre-stage and a trainable tower: the tiny smoke generators must still produce a
+    # few oracle-correct rows for every retraining recipe; the patch-label path is tested through run config.
     "smoke": Preset("smoke", n_collect=60, n_corpus=16, n_bench=30, n_heldout=20, n_shards=2, min_per_task=40,
-                    mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), vision_pretrain=_tc(20, 3e-3, batch=16, warmup=2), l_train=_tc(80, 3e-3, batch=16, warmup=4),
+                    mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), vision_pretrain=_tc(20, 3e-3, batch=16, warmup=2), vision_objective="contrastive", l_train=_tc(80, 3e-3, batch=16, warmup=4),
                     s_train=(_tc(120, 3e-3, batch=16, warmup=4), _tc(120, 3e-3, batch=16, warmup=4)), val_images=6,
                     min_parse_rate=0.5, eval_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
                     gen_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),
@@ -88,16 +91,18 @@ PRESETS = {
                     retrain_seeds=1),
     # Budgeted for the whole graph in 28 minutes on 2 CPU cores, retraining seeds included (README: time per asset).
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
-                   # vision pre-stage measured at 600+600 steps: held-out solver accuracy 31.9% vs 29.4% without, REG 35% vs 22%
-                   mllm=_DEMO, vision_pretrain=_tc(600, 2e-3, batch=64, warmup=30), base_train=_tc(800, 2e-3), l_train=_tc(300, 1e-3, warmup=20),
-                   s_train=(_tc(150, 1e-3, warmup=20), _tc(250, 1e-3, warmup=20)), val_images=100, gen_per_image=1,
+                   # vision pre-stage (README "Learnability"): patch labels, then the solver on the frozen tower as in LLaVA
+                   mllm=_DEMO, vision_pretrain=_tc(1000, 2e-3, batch=64, warmup=30), base_train=_tc(900, 2e-3, freeze_vision_tower=True),
+                   l_train=_tc(300, 1e-3, warmup=20, freeze_vision_tower=True),
+                   s_train=(_tc(100, 1e-3, warmup=20, freeze_vision_tower=True), _tc(300, 1e-3, warmup=20, freeze_vision_tower=True)),
+                   val_images=100, gen_per_image=1,
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
                    clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(40, 5e-4, warmup=4, freeze_vision_tower=True)),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
-                    collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500),
-                    l_train=_tc(5000, 5e-4, batch=64, warmup=200),
-                    s_train=(_tc(3000, 5e-4, batch=64, warmup=200), _tc(4000, 5e-4, batch=64, warmup=200)), val_images=500,
+                    collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500, freeze_vision_tower=True),
+                    l_train=_tc(5000, 5e-4, batch=64, warmup=200, freeze_vision_tower=True),
+                    s_train=(_tc(3000, 5e-4, batch=64, warmup=200, freeze_vision_tower=True), _tc(4000, 5e-4, batch=64, warmup=200, freeze_vision_tower=True)), val_images=500,
                     judge=_PAPER, judge_train=_tc(8000, 5e-4, batch=64, warmup=200),
                     clip=RegionClipSize(image_size=64, patch_size=8, vision_width=256, vision_layers=6, vision_heads=8,
                                         text_width=256, text_layers=4, text_heads=8, embed_dim=256),

@@ -72,6 +72,7 @@ def base_path(settings: GenixerSettings, backend: MLLMBackend) -> str:
 
 class BaseConfig(TrainOverrides):
     caption_share: Optional[float] = Field(None, description="share of batches that are dense captions (default: preset)")
+    vision_objective: Optional[str] = Field(None, description="vision pre-stage: 'patch_labels' or 'contrastive' (default: preset)")
 
 
 @dg.asset(group_name="generators", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
@@ -93,9 +94,13 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
         captions = gen.caption_records(train_images)
         vision_init = None
         if p.vision_pretrain is not None:
-            vision_init = settings.model_dir("base_mllm_vision")
-            pre = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init)
-            meta.update({f"vision_pretrain_{k}": v for k, v in _train_metadata(pre, "vision pre-stage (contrastive)").items()})
+            objective = config.vision_objective or p.vision_objective
+            vision_init = settings.model_dir("base_mllm_vision") / objective
+            val_images = collect[collect.image_id.isin(val)].to_dict("records")
+            pre, scores = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init, objective, val_images)
+            meta["vision_objective"] = objective
+            meta.update({f"vision_pretrain_{k}": v for k, v in _train_metadata(pre, f"vision pre-stage ({objective})").items()})
+            meta.update({f"vision_heldout_{k}": v for k, v in scores.items()})
         res = gen.train_base_mllm(train_s, captions, config.caption_share if config.caption_share is not None else p.caption_share,
                                   vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"), vision_init=vision_init)
         meta.update(_train_metadata(res, "base_mllm"))

@@ -3,6 +3,7 @@ generating; and a user's checkpoint directory loaded in place of the embedded ba
 
 import dagster as dg
 import pytest
+import torch
 from transformers import CLIPImageProcessor, LlavaProcessor
 
 from genixer.generation import Sampling, generate
@@ -77,3 +78,20 @@ def test_bad_checkpoint_directory_is_a_clear_error(tmp_path, make, match):
     path = make(tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match=match):
         MLLMBackend(device="cpu").load(path)
+
+
+def test_base_mllm_with_the_patch_label_pre_stage_keeps_its_tower_frozen(built):
+    """The demo's path (smoke's preset keeps the contrastive one): chosen through run config."""
+    from safetensors.torch import load_file
+
+    settings, _ = built
+    cfg = {"vision_objective": "patch_labels", "freeze_vision_tower": True, "steps": 4}
+    res = dg.materialize(list(defs.assets), selection=["base_mllm"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
+                         run_config={"ops": {"base_mllm": {"config": cfg}}})
+    meta = metadata_of([res], "base_mllm")
+    assert meta["vision_objective"] == "patch_labels" and meta["vision_pretrain_steps"] > 0 and meta["steps"] == 4
+    assert all(0 <= meta[f"vision_heldout_{k}_accuracy"] <= 1 for k in ("colour", "shape", "size"))
+    tower = load_file(str(settings.model_dir("base_mllm_vision") / "patch_labels" / "model.safetensors"))
+    model, _ = MLLMBackend(device="cpu").load(settings.model_dir("base_mllm"))
+    ours = model.model.vision_tower.state_dict()
+    assert tower and all(torch.equal(ours[k], v) for k, v in tower.items())  # frozen through base training, as in LLaVA

@@ -41,6 +41,7 @@ class EmbeddedSize:
     text_intermediate: int = 128
     max_position_embeddings: int = 512
     vision_act: str = "quick_gelu"  # "gelu" when the tower is initialised from an open_clip ViT
+    vision_feature_layer: int = -2  # LLaVA-1.5 reads the penultimate layer of CLIP; -1 suits a tower pre-trained on patch labels
 
 def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
     return dict(
@@ -50,11 +51,9 @@ def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
     )
 
 
-def build_embedded_mllm(
-    tokenizer: PreTrainedTokenizerFast, size: EmbeddedSize | None = None
-) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    size = size or EmbeddedSize()
-    vision = CLIPVisionConfig(
+def vision_config(size: EmbeddedSize) -> CLIPVisionConfig:
+    """The embedded LLaVA's CLIP vision tower (also what the vision pre-stage trains)."""
+    return CLIPVisionConfig(
         image_size=size.image_size,
         patch_size=size.patch_size,
         hidden_size=size.vision_hidden,
@@ -64,6 +63,29 @@ def build_embedded_mllm(
         projection_dim=size.vision_hidden,
         hidden_act=size.vision_act,
     )
+
+
+def feature_layer(size: EmbeddedSize) -> int:
+    """The tower layer LLaVA feeds its projector (a one-layer tower has only its last)."""
+    return size.vision_feature_layer if size.vision_layers > 1 else -1
+
+
+def image_processor(size: EmbeddedSize) -> CLIPImageProcessor:
+    # Resize the whole image to image_size x image_size, no center crop: boxes near the borders of
+    # non-square scenes stay visible and box coordinates keep their meaning relative to the full image.
+    return CLIPImageProcessor(
+        do_resize=True,
+        size={"height": size.image_size, "width": size.image_size},
+        do_center_crop=False,
+        crop_size={"height": size.image_size, "width": size.image_size},
+        do_convert_rgb=True,
+    )
+
+
+def build_embedded_mllm(
+    tokenizer: PreTrainedTokenizerFast, size: EmbeddedSize | None = None
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    size = size or EmbeddedSize()
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=size.text_hidden,
@@ -77,28 +99,19 @@ def build_embedded_mllm(
     )
     n_patches = (size.image_size // size.patch_size) ** 2
     config = LlavaConfig(
-        vision_config=vision,
+        vision_config=vision_config(size),
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
         image_seq_length=n_patches,
-        # LLaVA-1.5 recipe: penultimate layer, CLS dropped ("default"). With a single vision layer use the last.
-        vision_feature_layer=-2 if size.vision_layers > 1 else -1,
+        # CLS dropped ("default"), as in LLaVA-1.5.
+        vision_feature_layer=feature_layer(size),
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
     model = LlavaForConditionalGeneration(config)
     _set_generation_ids(model, tokenizer)
-    # Resize the whole image to image_size x image_size, no center crop: boxes near the borders of
-    # non-square scenes stay visible and box coordinates keep their meaning relative to the full image.
-    image_processor = CLIPImageProcessor(
-        do_resize=True,
-        size={"height": size.image_size, "width": size.image_size},
-        do_center_crop=False,
-        crop_size={"height": size.image_size, "width": size.image_size},
-        do_convert_rgb=True,
-    )
     processor = LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=image_processor(size),
         tokenizer=tokenizer,
         patch_size=size.patch_size,
         vision_feature_select_strategy="default",
