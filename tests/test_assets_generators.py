@@ -80,11 +80,18 @@ def test_bad_checkpoint_directory_is_a_clear_error(tmp_path, make, match):
         MLLMBackend(device="cpu").load(path)
 
 
-def test_base_mllm_with_the_patch_label_pre_stage_keeps_its_tower_frozen(built):
+def test_base_mllm_with_the_patch_label_pre_stage_keeps_its_tower_frozen(built, tmp_path):
     """The demo's path (smoke's preset keeps the contrastive one): chosen through run config."""
     from safetensors.torch import load_file
 
-    settings, _ = built
+    import shutil
+
+    from resources import GenixerSettings
+
+    built_settings, _ = built  # a copy of base_mllm's inputs: the shared smoke graph's base_mllm stays as it is
+    settings = GenixerSettings(preset=built_settings.preset, data_dir=str(tmp_path))
+    for name in ("world_scenes.parquet", "collected_datasets.parquet", "instruction_templates.json"):
+        shutil.copy(built_settings.path("tables", name), settings.path("tables", name))
     cfg = {"vision_objective": "patch_labels", "freeze_vision_tower": True, "steps": 4}
     res = dg.materialize(list(defs.assets), selection=["base_mllm"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                          run_config={"ops": {"base_mllm": {"config": cfg}}})
