@@ -8,6 +8,7 @@ from genixer.evaluation import solver_records
 from genixer.models.checkpoint import load_model
 from genixer.models.embedded import EmbeddedSize, build_embedded_mllm, vision_tower_from_open_clip
 from genixer.models.tokenizer import build_tokenizer
+from genixer.patch_labels import load_tower_into, pretrain_tower
 from genixer.tasks import TASKS
 from genixer.templates import specific_instruction
 from genixer.region_clip import RegionClipSize, load_region_clip, train_region_clip
@@ -58,8 +59,6 @@ def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, ou
       objective); returns no scores.
     """
     if objective == "patch_labels":
-        from genixer.patch_labels import pretrain_tower
-
         return pretrain_tower(size, images, cfg, out_dir, val_images)
     if objective != "contrastive":
         raise ValueError(f"unknown vision pre-stage objective {objective!r}; expected one of {VISION_OBJECTIVES}")
@@ -80,8 +79,6 @@ def init_vision_tower(llava, path: str | Path) -> None:
     (``config.json``, the patch-label pre-stage) or an open_clip one (the contrastive pre-stage)."""
     path = Path(path)
     if (path / "config.json").is_file():
-        from genixer.patch_labels import load_tower_into
-
         load_tower_into(llava, path)
     else:
         vision_tower_from_open_clip(llava, load_region_clip(path)[0])

@@ -23,6 +23,7 @@ from torch import nn
 from transformers import CLIPVisionModel
 
 from genixer.models.embedded import EmbeddedSize, feature_layer, image_processor, vision_config
+from genixer.models.inputs import open_images
 from genixer.training import TrainConfig, TrainResult, train
 from genixer.world import Scene
 from genixer.world.scene import COLOURS, SHAPES, SIZES
@@ -78,8 +79,6 @@ class PatchLabelAdapter:
         self.labels: dict[str, torch.Tensor] = {}
 
     def prepare(self, records: list[dict], cfg: TrainConfig) -> int:
-        from genixer.models.inputs import open_images
-
         chunks = []
         for i in range(0, len(records), 256):  # the processed images are small (3 x 96 x 96): keep them all
             imgs = open_images([r["image_path"] for r in records[i:i + 256]])

@@ -41,7 +41,7 @@ class EmbeddedSize:
     text_intermediate: int = 128
     max_position_embeddings: int = 512
     vision_act: str = "quick_gelu"  # "gelu" when the tower is initialised from an open_clip ViT
-    vision_feature_layer: int = -2  # LLaVA-1.5 reads the penultimate layer of CLIP; -1 suits a tower pre-trained on patch labels
+    vision_feature_layer: int = -2  # LLaVA's vision_feature_layer: -2, the penultimate layer, as LLaVA-1.5 (-1 measured no better on the demo)
 
 def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
     return dict(
