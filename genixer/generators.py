@@ -12,7 +12,7 @@ from genixer.patch_labels import load_tower_into, pretrain_tower
 from genixer.tasks import TASKS
 from genixer.templates import specific_instruction
 from genixer.region_clip import RegionClipSize, load_region_clip, train_region_clip
-from genixer.training import TrainConfig, TrainResult, train
+from genixer.training import TrainConfig, TrainResult, train, weighted_pools
 from genixer.world import Scene
 from genixer.world.grammar import Desc
 
@@ -93,12 +93,22 @@ def train_base_mllm(samples: list[dict], captions: list[dict], caption_share: fl
     model, processor = build_embedded_mllm(tokenizer, size)
     if vision_init is not None:
         init_vision_tower(model, vision_init)
-    records = solver_records(samples)
-    weights = None
-    if captions and caption_share > 0:
-        weights = [(1 - caption_share) / len(records)] * len(records) + [caption_share / len(captions)] * len(captions)
-        records = records + captions
+    cap = caption_share if captions else 0.0
+    records, weights, _ = weighted_pools([("solver", solver_records(samples), 1 - cap), ("captions", captions, cap)])
     return train(model, processor, records, cfg, out_dir, sample_weights=weights)
+
+
+def generator_mixture(records: list[dict], solver: list[dict], captions: list[dict], solver_share: float,
+                      caption_share: float) -> tuple[list[dict], list[float], dict[str, float]]:
+    """A generator fine-tune's batches: its instruction records, plus a replay of the solver's own
+    training data (question -> answer records and dense captions) at the given shares of the batches,
+    so that the fine-tune keeps reading the image while it learns to write data (measured on the demo:
+    README "Generator fine-tunes")."""
+    solver_share = solver_share if solver else 0.0
+    caption_share = caption_share if captions else 0.0
+    solver, captions = ([{**r, "task": f"replay:{r['task']}"} for r in recs] for recs in (solver, captions))  # own learning curves
+    return weighted_pools([("instructions", records, 1 - solver_share - caption_share), ("replay_solver", solver, solver_share),
+                           ("replay_captions", captions, caption_share)])
 
 
 def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_dir: str | Path,

@@ -31,6 +31,7 @@ import pandas as pd
 
 from genixer.evaluation import solver_records
 from genixer.filters import HARD_BAND
+from genixer.training import weighted_pools
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,8 @@ def mixture(captions: list[dict], collected: list[dict], stage1: list[dict], sta
         gen2, col = rest * len(stage2) / n, rest * len(collected) / n
     if min(cap, gen1, col, gen2) < 0:
         raise ValueError(f"shares do not fit: captions {cap}, stage 1 {gen1}, collected {col}, stage 2 {gen2}")
-    pools = [("captions", captions, cap), ("generated_stage1", stage1, gen1), ("collected", collected, col), ("generated_stage2", stage2, gen2)]
-    records, weights, shares = [], [], {}
-    for name, recs, share in pools:
-        if recs and share > 0:
-            records += recs
-            weights += [share / len(recs)] * len(recs)
-        shares[name] = round(share, 4) if recs else 0.0
-    return records, weights, shares
+    return weighted_pools([("captions", captions, cap), ("generated_stage1", stage1, gen1), ("collected", collected, col),
+                           ("generated_stage2", stage2, gen2)])
 
 
 def recipe_records(samples: pd.DataFrame) -> list[dict]:

@@ -282,6 +282,24 @@ def _close_window(curves: dict, window: list, step: int) -> None:
     window.clear()
 
 
+def weighted_pools(pools: list[tuple[str, list[dict], float]]) -> tuple[list[dict], list[float] | None, dict[str, float]]:
+    """Records and per-record sampling weights for a mixture of named pools, each drawn at its share
+    of the batches (shares of empty pools are reported as 0); the shares must sum to 1. One pool
+    alone gets no weights (uniform draws, as for plain records)."""
+    shares = {name: (float(share) if recs else 0.0) for name, recs, share in pools}
+    if any(v < 0 for v in shares.values()) or not math.isclose(sum(shares.values()), 1.0, abs_tol=1e-6):
+        raise ValueError(f"pool shares must be non-negative and sum to 1 over the non-empty pools, got {shares}")
+    if sum(v > 0 for v in shares.values()) == 1:
+        name = next(k for k, v in shares.items() if v > 0)
+        return next(recs for n, recs, _ in pools if n == name), None, {k: round(v, 4) for k, v in shares.items()}
+    records, weights = [], []
+    for name, recs, _ in pools:
+        if recs and shares[name] > 0:
+            records += recs
+            weights += [shares[name] / len(recs)] * len(recs)
+    return records, weights, {k: round(v, 4) for k, v in shares.items()}
+
+
 def train(
     model,
     processor,

@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import generators as gen
-from genixer.evaluation import evaluate_generator, evaluate_solver, generator_summary, prior_baseline
+from genixer.evaluation import evaluate_generator, evaluate_solver, generator_summary, prior_baseline, solver_records
 from genixer.plots import curves_png, smooth
 from genixer.preview import preview_png
 from genixer.schema import read_samples
@@ -55,6 +55,7 @@ def _train_metadata(res, title: str) -> dict:
         "train_wall_s": round(res.wall_s, 1),
         "records_truncated": res.n_truncated,
         "learning_curves": md_png(curves_png(curves, title), "loss per task"),
+        "final_loss_by_group": {g: round(float(c[-1][1]), 4) for g, c in sorted(res.group_curves.items()) if c},
     }
 
 
@@ -147,23 +148,44 @@ def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dic
     }
 
 
+class GeneratorConfig(TrainOverrides):
+    replay_solver_share: Optional[float] = Field(None, description="share of batches replaying base_mllm's question -> answer data (default: preset)")
+    replay_caption_share: Optional[float] = Field(None, description="share of batches replaying base_mllm's dense captions (default: preset)")
+
+
+def _generator_records(settings: GenixerSettings, config: GeneratorConfig, preset_replay: tuple[float, float], collect, val,
+                       records: list[dict]):
+    """A fine-tune's records and sampling weights: its instruction records plus the replay of the
+    solver's own data (collected question -> answer records and captions, training images only)."""
+    solver_share = preset_replay[0] if config.replay_solver_share is None else config.replay_solver_share
+    caption_share = preset_replay[1] if config.replay_caption_share is None else config.replay_caption_share
+    solver = captions = []
+    if solver_share > 0:
+        samples = read_samples(settings.table_path("collected_datasets"))
+        solver = solver_records(samples[~samples.image_id.isin(val)].to_dict("records"))
+    if caption_share > 0:
+        captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
+    return gen.generator_mixture(records, solver, captions, solver_share, caption_share)
+
+
 @dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
-def genixer_l(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_L: base_mllm fine-tuned to generate Common VQA, Adv VQA, MC VQA and MD data
     (the paper's LLaVA-1.5-based generator)."""
     p, collect, val = _context(settings)
     recs = settings.read_table("templated_instructions")
     recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val)].to_dict("records")
-    res = gen.finetune(base_path(settings, backend), recs, config.apply(p.l_train), settings.model_dir("genixer_l"))
+    mixed, weights, shares = _generator_records(settings, config, p.l_replay, collect, val, recs)
+    res = gen.finetune(base_path(settings, backend), mixed, config.apply(p.l_train), settings.model_dir("genixer_l"), weights)
     return dg.MaterializeResult(metadata={
-        **_train_metadata(res, "genixer_l"), "records": len(recs),
+        **_train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares,
         **_generator_eval(settings, backend, "genixer_l", GENERAL_TASKS, p, collect, val),
         "path": dg.MetadataValue.path(str(settings.model_dir("genixer_l"))),
     })
 
 
 @dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
-def genixer_s(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_S: base_mllm fine-tuned in two phases (REC+REG; then PointQA, QCA, RD added and
     REC/REG reduced) to generate grounding data (the paper's Shikra-based generator)."""
     p, collect, val = _context(settings)
@@ -171,11 +193,13 @@ def genixer_s(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBa
     recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val)]
     phase1, phase2 = (recs[recs.phase == k].to_dict("records") for k in (1, 2))
     out = settings.model_dir("genixer_s")
-    r1 = gen.finetune(base_path(settings, backend), phase1, config.apply(p.s_train[0]), out / "phase1")
-    r2 = gen.finetune(out / "phase1", phase2, config.apply(p.s_train[1]), out)
+    mixed1, w1, shares = _generator_records(settings, config, p.s_replay, collect, val, phase1)
+    mixed2, w2, _ = _generator_records(settings, config, p.s_replay, collect, val, phase2)
+    r1 = gen.finetune(base_path(settings, backend), mixed1, config.apply(p.s_train[0]), out / "phase1", w1)
+    r2 = gen.finetune(out / "phase1", mixed2, config.apply(p.s_train[1]), out, w2)
     meta1 = _train_metadata(r1, "genixer_s phase 1")
     return dg.MaterializeResult(metadata={
-        **_train_metadata(r2, "genixer_s phase 2"),
+        **_train_metadata(r2, "genixer_s phase 2"), "batch_shares": shares,
         "phase1_final_loss": meta1["final_loss"], "phase1_steps": meta1["steps"], "phase1_wall_s": meta1["train_wall_s"],
         "phase1_learning_curves": meta1["learning_curves"],
         "records_phase1": len(phase1), "records_phase2": len(phase2),

@@ -102,3 +102,24 @@ def test_base_mllm_with_the_patch_label_pre_stage_keeps_its_tower_frozen(built, 
     model, _ = MLLMBackend(device="cpu").load(settings.model_dir("base_mllm"))
     ours = model.model.vision_tower.state_dict()
     assert tower and all(torch.equal(ours[k], v) for k, v in tower.items())  # frozen through base training, as in LLaVA
+
+
+def test_generator_fine_tune_replays_the_solver_data(built, tmp_path):
+    """Replay shares chosen through run config: the shares are in the metadata and every pool was trained on."""
+    import shutil
+
+    from resources import GenixerSettings
+
+    built_settings, _ = built  # a copy of genixer_l's inputs: the shared smoke graph's genixer_l stays as it is
+    settings = GenixerSettings(preset=built_settings.preset, data_dir=str(tmp_path))
+    for name in ("world_scenes.parquet", "collected_datasets.parquet", "instruction_templates.json", "templated_instructions.parquet"):
+        shutil.copy(built_settings.path("tables", name), settings.path("tables", name))
+    shutil.copytree(built_settings.model_dir("base_mllm"), settings.model_dir("base_mllm"), dirs_exist_ok=True)
+    cfg = {"replay_solver_share": 0.3, "replay_caption_share": 0.2, "steps": 12}
+    res = dg.materialize(list(defs.assets), selection=["genixer_l"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
+                         run_config={"ops": {"genixer_l": {"config": cfg}}})
+    meta = metadata_of([res], "genixer_l")
+    assert meta["batch_shares"] == {"instructions": 0.5, "replay_solver": 0.3, "replay_captions": 0.2} and meta["steps"] == 12
+    groups = set(meta["final_loss_by_group"])
+    assert "replay:caption" in groups and any(g.startswith("replay:") and g != "replay:caption" for g in groups)
+    assert groups & {"common_vqa", "adv_vqa", "mc_vqa", "md"}  # the instruction records, under their own tasks

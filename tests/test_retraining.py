@@ -79,3 +79,24 @@ def test_oracle_diagnostic_keeps_only_oracle_correct_rows():
     assert "oracle" in up
     with pytest.raises(EmptyRecipeError, match="oracle marks correct"):
         added_rows(RECIPES["oracle_vqa"], scored.assign(oracle_correct=False), None, 0.7, seed=0)
+
+
+def test_weighted_pools_rejects_shares_that_do_not_sum_to_one():
+    from genixer.training import weighted_pools
+
+    recs, w, shares = weighted_pools([("a", _recs(3, "a"), 0.25), ("b", _recs(1, "b"), 0.75), ("c", [], 0.0)])
+    assert _share(recs, w, "a") == pytest.approx(0.25) and _share(recs, w, "b") == pytest.approx(0.75) and shares["c"] == 0.0
+    with pytest.raises(ValueError, match="sum to 1"):
+        weighted_pools([("a", _recs(3, "a"), 0.5), ("b", [], 0.5)])  # an empty pool's share would be lost silently
+
+
+def test_generator_mixture_replays_solver_data_at_its_shares():
+    from genixer.generators import generator_mixture
+
+    inst, sol, caps = ([{**r, "task": "t"} for r in _recs(n, tag)] for n, tag in ((40, "inst"), (100, "sol"), (10, "cap")))
+    recs, w, shares = generator_mixture(inst, sol, caps, solver_share=0.2, caption_share=0.1)
+    assert _share(recs, w, "inst") == pytest.approx(0.7) and _share(recs, w, "sol") == pytest.approx(0.2)
+    assert _share(recs, w, "cap") == pytest.approx(0.1) and shares == {"instructions": 0.7, "replay_solver": 0.2, "replay_captions": 0.1}
+    assert {r["task"] for r in recs if r["record_id"].startswith("sol")} == {"replay:t"}  # their own learning curve
+    recs, w, shares = generator_mixture(inst, [], [], solver_share=0.2, caption_share=0.1)  # nothing to replay: instructions only
+    assert len(recs) == 40 and w is None and shares["instructions"] == 1.0  # one pool: uniform draws
