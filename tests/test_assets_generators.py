@@ -54,6 +54,10 @@ def test_base_mllm_accuracy_is_reported_per_task(built):
     ev = settings.read_table("base_mllm_eval")
     assert len(ev) and set(ev.task) >= {"common_vqa", "rec"}
     assert metadata_of(results, "base_mllm")["heldout_accuracy"] == pytest.approx(ev.correct.mean())
+    check = next(c for r in results for c in r.get_asset_check_evaluations() if c.check_name == "base_mllm_above_chance")
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert meta["accuracy"] == pytest.approx(ev.correct.mean()) and 0 <= meta["blind_prior"] <= 1
+    assert meta["margin"] == pytest.approx(meta["accuracy"] - meta["blind_prior"]) and check.passed == (meta["margin"] >= 0.1)
 
 
 def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
