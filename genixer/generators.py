@@ -99,7 +99,7 @@ def train_base_mllm(samples: list[dict], captions: list[dict], caption_share: fl
 
 
 def generator_mixture(records: list[dict], solver: list[dict], captions: list[dict], solver_share: float,
-                      caption_share: float) -> tuple[list[dict], list[float], dict[str, float]]:
+                      caption_share: float) -> tuple[list[dict], list[float] | None, dict[str, float]]:
     """A generator fine-tune's batches: its instruction records, plus a replay of the solver's own
     training data (question -> answer records and dense captions) at the given shares of the batches,
     so that the fine-tune keeps reading the image while it learns to write data (measured on the demo:

@@ -153,10 +153,9 @@ class GeneratorConfig(TrainOverrides):
     replay_caption_share: Optional[float] = Field(None, description="share of batches replaying base_mllm's dense captions (default: preset)")
 
 
-def _generator_records(settings: GenixerSettings, config: GeneratorConfig, preset_replay: tuple[float, float], collect, val,
-                       records: list[dict]):
-    """A fine-tune's records and sampling weights: its instruction records plus the replay of the
-    solver's own data (collected question -> answer records and captions, training images only)."""
+def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: tuple[float, float], collect, val):
+    """A function mixing a fine-tune's instruction records with the replay of the solver's own data
+    (collected question -> answer records and captions, training images only), read once."""
     solver_share = preset_replay[0] if config.replay_solver_share is None else config.replay_solver_share
     caption_share = preset_replay[1] if config.replay_caption_share is None else config.replay_caption_share
     solver = captions = []
@@ -165,7 +164,7 @@ def _generator_records(settings: GenixerSettings, config: GeneratorConfig, prese
         solver = solver_records(samples[~samples.image_id.isin(val)].to_dict("records"))
     if caption_share > 0:
         captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
-    return gen.generator_mixture(records, solver, captions, solver_share, caption_share)
+    return lambda records: gen.generator_mixture(records, solver, captions, solver_share, caption_share)
 
 
 @dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
@@ -175,7 +174,7 @@ def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     p, collect, val = _context(settings)
     recs = settings.read_table("templated_instructions")
     recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val)].to_dict("records")
-    mixed, weights, shares = _generator_records(settings, config, p.l_replay, collect, val, recs)
+    mixed, weights, shares = _replay(settings, config, p.l_replay, collect, val)(recs)
     res = gen.finetune(base_path(settings, backend), mixed, config.apply(p.l_train), settings.model_dir("genixer_l"), weights)
     return dg.MaterializeResult(metadata={
         **_train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares,
@@ -193,8 +192,8 @@ def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val)]
     phase1, phase2 = (recs[recs.phase == k].to_dict("records") for k in (1, 2))
     out = settings.model_dir("genixer_s")
-    mixed1, w1, shares = _generator_records(settings, config, p.s_replay, collect, val, phase1)
-    mixed2, w2, _ = _generator_records(settings, config, p.s_replay, collect, val, phase2)
+    mix = _replay(settings, config, p.s_replay, collect, val)
+    (mixed1, w1, shares), (mixed2, w2, _) = mix(phase1), mix(phase2)
     r1 = gen.finetune(base_path(settings, backend), mixed1, config.apply(p.s_train[0]), out / "phase1", w1)
     r2 = gen.finetune(out / "phase1", mixed2, config.apply(p.s_train[1]), out, w2)
     meta1 = _train_metadata(r1, "genixer_s phase 1")
