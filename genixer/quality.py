@@ -37,6 +37,12 @@ def correctness_table(raw: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def filter_noise(raw_correct: float, n_kept: int) -> float:
+    """Two binomial standard errors of a kept share drawn at the raw rate: a filter's lift must exceed
+    this to count as a rise, and a drop beyond it is a real drop."""
+    return 2 * (raw_correct * (1 - raw_correct) / max(n_kept, 1)) ** 0.5
+
+
 def precision_recall(keep: pd.Series, correct: pd.Series) -> dict:
     """A filter's decisions against the oracle: precision of what it keeps, recall of what is correct."""
     keep, correct = keep.astype(bool), correct.astype(bool)

@@ -220,14 +220,14 @@ def _filtered_checks(name: str, raw_name: str):
                     description="Oracle correctness of the filtered rows is not below that of the raw rows by more "
                                 "than two binomial standard errors of the filtered share (a drop beyond noise).")
     def beats_raw(settings: GenixerSettings) -> dg.AssetCheckResult:
-        from genixer.quality import oracle_column
+        from genixer.quality import filter_noise, oracle_column
 
         scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
         raw = settings.read_table(raw_name)
         kept = read_samples(settings.table_path(name))
         rc = float((oracle_column(raw, scenes) == "correct").mean()) if len(raw) else 0.0
         kc = float((oracle_column(kept, scenes) == "correct").mean()) if len(kept) else 0.0
-        noise = 2 * (rc * (1 - rc) / max(len(kept), 1)) ** 0.5
+        noise = filter_noise(rc, len(kept))
         return dg.AssetCheckResult(passed=kc >= rc - noise, metadata={"raw_correct": rc, "filtered_correct": kc, "tolerance": noise,
                                                                       "lift": kc - rc, "filtered_rows": len(kept)})
 
