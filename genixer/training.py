@@ -289,15 +289,13 @@ def weighted_pools(pools: list[tuple[str, list[dict], float]]) -> tuple[list[dic
     shares = {name: (float(share) if recs else 0.0) for name, recs, share in pools}
     if any(v < 0 for v in shares.values()) or not math.isclose(sum(shares.values()), 1.0, abs_tol=1e-6):
         raise ValueError(f"pool shares must be non-negative and sum to 1 over the non-empty pools, got {shares}")
-    if sum(v > 0 for v in shares.values()) == 1:
-        name = next(k for k, v in shares.items() if v > 0)
-        return next(recs for n, recs, _ in pools if n == name), None, {k: round(v, 4) for k, v in shares.items()}
-    records, weights = [], []
-    for name, recs, _ in pools:
-        if recs and shares[name] > 0:
-            records += recs
-            weights += [shares[name] / len(recs)] * len(recs)
-    return records, weights, {k: round(v, 4) for k, v in shares.items()}
+    live = [(recs, shares[name]) for name, recs, _ in pools if shares[name] > 0]
+    rounded = {k: round(v, 4) for k, v in shares.items()}
+    if len(live) == 1:
+        return live[0][0], None, rounded
+    records = [r for recs, _ in live for r in recs]
+    weights = [share / len(recs) for recs, share in live for _ in recs]
+    return records, weights, rounded
 
 
 def train(
