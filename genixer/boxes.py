@@ -132,3 +132,11 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 def inside(box: Sequence[float], width: float, height: float) -> bool:
     x0, y0, x1, y1 = box
     return 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+
+
+def answer_box(text: str, width: float, height: float) -> Box | None:
+    """The box of a REC answer, read one way by the filter and the oracle: the whole answer is
+    one box group (a final "." allowed). Malformed text raises BoxFormatError; a well-formed
+    group of other than one box gives None."""
+    boxes = parse_boxes(text.strip().rstrip("."), width, height)
+    return boxes[0] if len(boxes) == 1 else None

@@ -113,8 +113,9 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
             todo.append(base)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        outs = generate(model, processor, [r["image_path"] for r in chunk], [r["prompt"] for r in chunk],
-                        Sampling(**{**asdict(sampling), "seed": chunk[0]["seed"]}), batch_size=batch_size)
+        # Each row samples from its own recorded seed, so its text does not depend on its batch (or on what a resume reused).
+        outs = generate(model, processor, [r["image_path"] for r in chunk], [r["prompt"] for r in chunk], sampling,
+                        batch_size=batch_size, seeds=[r["seed"] for r in chunk])
         for r, o in zip(chunk, outs):
             text = o[0]
             rows.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task)})

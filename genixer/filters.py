@@ -20,12 +20,18 @@ def min_box_px(width: int, height: int, paper_px: float = PAPER_MIN_BOX_PX) -> f
     return paper_px * max(width, height) / PAPER_IMAGE_SIDE
 
 
-def select_vqa(scored: pd.DataFrame, lam: float) -> pd.DataFrame:
-    """The Genixer-915K recipe: rows with P(Yes) >= lambda, plus the hard band (flagged)."""
+def select_vqa(scored: pd.DataFrame, lam: float, hard_band_share: float = 0.01, seed: int = 0) -> pd.DataFrame:
+    """The Genixer-915K recipe: rows with P(Yes) >= lambda, plus a small fixed sample of the hard
+    band 0.5 <= P(Yes) < 0.7 (the paper added 8K such rows beside 915K: about 1%), flagged
+    `hard_band`. The sample is drawn once here, so every recipe built on it shares the same rows;
+    a sampled row goes to fine-tuning, not to the lambda set."""
     p = scored.judge_p_yes.astype(float)
     lo, hi = HARD_BAND
-    hard = (p >= lo) & (p < hi)
-    keep = scored.quarantine_reason.isna() & p.notna() & ((p >= lam) | hard)
+    ok = scored.quarantine_reason.isna() & p.notna()
+    band = scored[ok & (p >= lo) & (p < hi)]
+    n_hard = min(len(band), max(1, round(hard_band_share * int((ok & (p >= lam)).sum())))) if hard_band_share > 0 else 0
+    hard = scored.index.isin(band.sample(n=n_hard, random_state=seed).index)
+    keep = (ok & (p >= lam)) | hard
     return scored[keep].assign(hard_band=hard[keep])
 
 
@@ -47,6 +53,7 @@ def rec_expression(turns) -> str | None:
 def coarse_filter(rows: pd.DataFrame) -> pd.DataFrame:
     """Steps (1) and (2): drop malformed text or coordinates, then boxes under the minimum
     size. Adds `expression`, `box` and `filter_reason` (None = goes on to the CLIP step)."""
+    from genixer.boxes import BoxFormatError, answer_box  # one REC-answer reader, shared with the oracle
     exprs, boxes, reasons = [], [], []
     for r in rows.itertuples():
         expr, box, reason = None, None, None
@@ -54,13 +61,16 @@ def coarse_filter(rows: pd.DataFrame) -> pd.DataFrame:
             reason = f"1-malformed: {r.quarantine_reason}"
         else:
             found = rec_expression(r.turns)
-            answer = r.turns[0]["answer"].strip().rstrip(".") if found is not None else ""
+            try:  # the answer read exactly as the oracle's locate branch reads it
+                parsed = answer_box(r.turns[0]["answer"], r.width, r.height) if found is not None else None
+            except BoxFormatError:
+                parsed = None
             if found is None or find_box_groups(r.turns[0]["question"]):
                 reason = "1-malformed: not a REC question (an expression, no box)"
-            elif not BOX_GROUP_RE.fullmatch(answer) or len(parse_boxes(answer, r.width, r.height)) != 1:
+            elif parsed is None:
                 reason = "1-malformed: the answer is not exactly one box"
             else:
-                expr, box = found, [float(v) for v in parse_boxes(answer, r.width, r.height)[0]]
+                expr, box = found, [float(v) for v in parsed]
                 need = min_box_px(r.width, r.height)
                 if box[2] - box[0] < need or box[3] - box[1] < need:
                     reason = f"2-small: box {box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px under {need:.1f} px"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from genixer.models.inputs import encode_prompts, encode_target, open_images, pad
 
@@ -22,7 +23,27 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 96
     num_return_sequences: int = 1
-    seed: int = 0
+    seed: int = 0  # row seeds when generate() is given none
+
+
+def derive_seed(*parts: int) -> int:
+    """A seed from a tuple of seeds (e.g. a row's seed and a return-sequence index), well mixed."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+class RowSampler(LogitsProcessor):
+    """Temperature and top-p, then one draw per row from that row's own torch.Generator. The scores
+    returned are -inf except at the drawn token, so greedy decoding takes it: a row's sample depends
+    on its seed only, not on the other rows of its batch."""
+
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int], device):
+        self.warpers = LogitsProcessorList([TemperatureLogitsWarper(float(temperature)), TopPLogitsWarper(top_p)])
+        self.generators = [torch.Generator(device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
+        drawn = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        return torch.full_like(scores, -float("inf")).scatter_(1, drawn, 0.0)
 
 
 def _batch_inputs(model, processor, image_paths, prompts) -> dict[str, torch.Tensor]:
@@ -43,11 +64,15 @@ def generate(
     prompts: Sequence[str],
     sampling: Sampling | None = None,
     batch_size: int = 16,
+    seeds: Sequence[int] | None = None,
 ) -> list[list[str]]:
-    """``num_return_sequences`` decoded continuations per (image, prompt); new tokens only."""
+    """``num_return_sequences`` decoded continuations per (image, prompt); new tokens only.
+
+    When sampling, row i's j-th sequence is drawn with seed derive_seed(seeds[i], j) (seeds default
+    to derive_seed(sampling.seed, i)), whatever else is in its batch."""
     sampling = sampling or Sampling()
-    if len(image_paths) != len(prompts):
-        raise ValueError("image_paths and prompts must have the same length")
+    if len(image_paths) != len(prompts) or (seeds is not None and len(seeds) != len(prompts)):
+        raise ValueError("image_paths, prompts and seeds must have the same length")
     n = sampling.num_return_sequences
     # Repeat inputs ourselves instead of generate(num_return_sequences=n): generate() expands tensors
     # row-wise, which is wrong for Fuyu's flat (total_patches, dim) pixel_values.
@@ -55,8 +80,9 @@ def generate(
     texts = [t for t in prompts for _ in range(n)]
     tokenizer = processor.tokenizer
     do_sample = sampling.temperature > 0
-    sample_kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p} if do_sample else {}
-    torch.manual_seed(sampling.seed)
+    if seeds is None:
+        seeds = [derive_seed(sampling.seed, i) for i in range(len(prompts))]
+    row_seeds = [derive_seed(s, j) for s in seeds for j in range(n)]
     was_training = model.training
     model.eval()
     decoded: list[str] = []
@@ -64,14 +90,16 @@ def generate(
         batch = _batch_inputs(model, processor, paths[start : start + batch_size], texts[start : start + batch_size])
         # Positions for new tokens are derived from the attention mask by generate() itself.
         batch.pop("position_ids")
+        # RowSampler draws the tokens, so generate() itself stays greedy (and gets no temperature to warn about).
+        sampler = [RowSampler(sampling.temperature, sampling.top_p, row_seeds[start : start + batch_size], model.device)] if do_sample else []
         out = model.generate(
             **batch,
-            do_sample=do_sample,
+            do_sample=False,
+            logits_processor=LogitsProcessorList(sampler),
             max_new_tokens=sampling.max_new_tokens,
             use_cache=True,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
-            **sample_kwargs,
         )
         decoded += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     model.train(was_training)

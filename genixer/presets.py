@@ -1,4 +1,7 @@
-"""Presets: every size and budget of a pipeline run, picked by name (GENIXER_PRESET).
+"""Presets: every size and budget of a pipeline run, picked by name.
+
+The name is given by the caller: in the asset graph it is the `settings` resource
+(resources.GenixerSettings, env GENIXER_PRESET); this module never reads the environment.
 
 `smoke` runs the whole graph in the test suite, `demo` is the default main job on 2 CPU
 cores, `paper` is larger (a GPU or a long CPU run). Every number can be overridden in
@@ -7,7 +10,6 @@ Dagster run config; these are the defaults.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
 from genixer.generation import Sampling
@@ -53,16 +55,17 @@ class Preset:
     # step (iv): the filters
     judge: EmbeddedSize = field(default_factory=EmbeddedSize)
     judge_train: TrainConfig = field(default_factory=TrainConfig)
-    judge_lambda: float = 0.7  # keep generated pairs with P(Yes) >= lambda (plus the 0.5-0.7 hard band, flagged)
+    judge_lambda: float = 0.7  # keep generated pairs with P(Yes) >= lambda (plus a fixed sample of the 0.5-0.7 hard band)
+    hard_band_share: float = 0.01  # the hard-band sample, as a share of the lambda rows (the paper: 8K beside 915K)
     clip: RegionClipSize = field(default_factory=RegionClipSize)
     clip_train: TrainConfig = field(default_factory=TrainConfig)
     eval_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, top_p=0.9, max_new_tokens=160))
     # retraining recipes (genixer.retraining): a round of training from base_mllm, equal steps for every recipe
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(freeze_vision_tower=True))
-    retrain_seeds: int = 3  # seeds per main recipe (baseline, genixer_vqa, genixer_rec, raw_vqa)
+    retrain_seeds: int = 3  # seeds per main recipe (baseline, baseline_aa, genixer_vqa, genixer_rec, raw_vqa)
     ablation_seeds: int = 1  # seeds per ablation recipe (data scale, judge threshold)
-    added_share: float = 0.3  # share of batches drawn from stage-1 generated rows
-    rec_share: float | None = None  # share of batches for genixer_rec rows (None: plain concatenation)
+    generated_epochs: float = 1.0  # passes over a recipe's generated rows, added to the base mix's steps
+    reference_check_blocking: bool = False  # baseline must beat the blind prior beyond noise: blocking on `paper`
 
 
 _TINY = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=128,
@@ -91,7 +94,7 @@ PRESETS = {
                     judge=_TINY, judge_train=_tc(30, 3e-3, batch=16, warmup=3), judge_lambda=0.3,
                     clip=RegionClipSize(image_size=32, patch_size=8, vision_width=32, vision_layers=1, text_width=32, text_layers=1, embed_dim=32),
                     clip_train=_tc(30, 3e-3, batch=16, warmup=3), retrain=_tc(6, 1e-3, batch=8, warmup=1, freeze_vision_tower=True),
-                    retrain_seeds=1),
+                    retrain_seeds=2),
     # Budgeted for the whole graph in under 30 minutes on 2 CPU cores, retraining seeds included (README: time per asset).
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
                    # vision pre-stage (README "Learnability"): patch labels, then the solver on the frozen tower as in LLaVA
@@ -104,7 +107,7 @@ PRESETS = {
                    val_images=100, gen_per_image=1,
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
-                   clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(30, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=2),
+                   clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(30, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=3),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
                     collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500, freeze_vision_tower=True),
                     l_train=_tc(5000, 5e-4, batch=64, warmup=200),
@@ -113,12 +116,13 @@ PRESETS = {
                     clip=RegionClipSize(image_size=64, patch_size=8, vision_width=256, vision_layers=6, vision_heads=8,
                                         text_width=256, text_layers=4, text_heads=8, embed_dim=256),
                     clip_train=_tc(6000, 1e-3, batch=128, warmup=200),
-                    retrain=_tc(3000, 5e-4, batch=64, warmup=100, freeze_vision_tower=True), ablation_seeds=3),
+                    retrain=_tc(3000, 5e-4, batch=64, warmup=100, freeze_vision_tower=True), ablation_seeds=3,
+                    reference_check_blocking=True),
 }
 
 
-def get_preset(name: str | None = None, **overrides) -> Preset:
-    name = name or os.environ.get("GENIXER_PRESET", "demo")
+def get_preset(name: str, **overrides) -> Preset:
+    """The named preset with the given fields overridden (None: keep the preset's value)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r} (GENIXER_PRESET); expected one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})

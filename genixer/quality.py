@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from genixer.world import Scene, check
 
@@ -23,24 +24,46 @@ def oracle_column(df: pd.DataFrame, scenes: dict[str, Scene]) -> pd.Series:
     return pd.Series(out, index=df.index)
 
 
+def _counts(df: pd.DataFrame) -> dict:
+    parsed = df[df.quarantine_reason.isna()] if "quarantine_reason" in df.columns else df  # rows that reached the filter
+    return {"n": len(df), "correct": int((df.oracle == "correct").sum()), "parsed": len(parsed),
+            "parsed_correct": int((parsed.oracle == "correct").sum())}
+
+
 def correctness_table(raw: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """Per task: oracle correctness of raw and of filtered rows, and the lift."""
+    """Per task and overall: oracle correctness of all raw rows, of the parsed raw rows (the ones a
+    filter chooses from; quarantined rows count as wrong only in the first), and of the kept rows;
+    the lift is kept minus parsed, with the exact test of `filter_test`."""
     rows = []
-    for task in sorted(set(raw.task)):
-        r, k = raw[raw.task == task], kept[kept.task == task]
-        rc = float((r.oracle == "correct").mean()) if len(r) else np.nan
-        kc = float((k.oracle == "correct").mean()) if len(k) else np.nan
-        rows.append({"task": task, "raw": len(r), "raw_correct": rc, "kept": len(k), "kept_correct": kc, "lift": kc - rc})
-    rows.append({"task": "all", "raw": len(raw), "raw_correct": float((raw.oracle == "correct").mean()) if len(raw) else np.nan,
-                 "kept": len(kept), "kept_correct": float((kept.oracle == "correct").mean()) if len(kept) else np.nan})
-    rows[-1]["lift"] = rows[-1]["kept_correct"] - rows[-1]["raw_correct"]
-    return pd.DataFrame(rows)
+    for task in sorted(set(raw.task)) + ["all"]:
+        r, k = (raw, kept) if task == "all" else (raw[raw.task == task], kept[kept.task == task])
+        c = _counts(r)
+        kc = int((k.oracle == "correct").sum())
+        test = filter_test(c["parsed"], c["parsed_correct"], len(k), kc)
+        rows.append({"task": task, "raw": c["n"], "raw_correct": c["correct"] / c["n"] if c["n"] else np.nan,
+                     "raw_parsed": c["parsed"], "raw_parsed_correct": c["parsed_correct"] / c["parsed"] if c["parsed"] else np.nan,
+                     "raw_parsed_correct_n": c["parsed_correct"], "kept": len(k), "kept_correct_n": kc,
+                     "kept_correct": kc / len(k) if len(k) else np.nan, **test})
+    out = pd.DataFrame(rows)
+    return out.assign(lift=out.kept_correct - out.raw_parsed_correct)
 
 
-def filter_noise(raw_correct: float, n_kept: int) -> float:
-    """Two binomial standard errors of a kept share drawn at the raw rate: a filter's lift must exceed
-    this to count as a rise, and a drop beyond it is a real drop."""
-    return 2 * (raw_correct * (1 - raw_correct) / max(n_kept, 1)) ** 0.5
+FILTER_ALPHA = 0.05  # two-sided
+
+
+def filter_test(n_parsed: int, parsed_correct: int, n_kept: int, kept_correct: int) -> dict:
+    """Is a filter's choice better than chance? The kept rows are a subset of the parsed rows, so
+    under 'the filter keeps a random subset' the number of correct kept rows is hypergeometric
+    (scipy.stats.hypergeom): exact, and right when the raw correctness is 0 (then nothing kept can
+    be correct and no lift can be claimed). Also the Wilson 95% interval of the kept share."""
+    if n_kept == 0 or n_parsed == 0:
+        return {"kept_ci_low": np.nan, "kept_ci_high": np.nan, "p_better": np.nan, "p_worse": np.nan, "filter_verdict": "not run"}
+    ci = stats.binomtest(kept_correct, n_kept).proportion_ci(confidence_level=1 - FILTER_ALPHA, method="wilson")
+    p_better = float(stats.hypergeom.sf(kept_correct - 1, n_parsed, parsed_correct, n_kept))
+    p_worse = float(stats.hypergeom.cdf(kept_correct, n_parsed, parsed_correct, n_kept))
+    verdict = "yes" if p_better < FILTER_ALPHA / 2 else "no" if p_worse < FILTER_ALPHA / 2 else "within noise"
+    return {"kept_ci_low": float(ci.low), "kept_ci_high": float(ci.high), "p_better": p_better, "p_worse": p_worse,
+            "filter_verdict": verdict}
 
 
 def precision_recall(keep: pd.Series, correct: pd.Series) -> dict:

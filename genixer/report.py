@@ -1,17 +1,24 @@
-"""The paper report: this run's figures beside the paper's claims, each marked reproduced or not."""
+"""The paper report: this run's figures beside the paper's claims, each marked reproduced or not,
+with the reference predictors, the measured false-alarm rate of the noise test and the ablation arms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from genixer.benchmarks import BENCHMARKS, headline, headline_lines, mean_delta_gap
-from genixer.quality import filter_noise
+from genixer.benchmarks import BENCHMARKS, REFERENCES, Bootstrap, contrast, headline, headline_lines
 from genixer.retraining import RECIPES
+
+VERDICT_WORDS = {"better": "yes", "worse": "no", "within noise": "within noise", "no noise estimate": "no noise estimate",
+                 "not run": "not run"}
 
 
 def _pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def kind_benchmarks(kind: str) -> list[str]:
+    return [b.name for b in BENCHMARKS if b.kind == kind]
 
 
 def mean_score(table: pd.DataFrame, recipe: str, kind: str = "vqa") -> float:
@@ -21,78 +28,129 @@ def mean_score(table: pd.DataFrame, recipe: str, kind: str = "vqa") -> float:
 
 def ablation_series(judge_lambda: float) -> dict[str, list[tuple[float, str]]]:
     """The ablation trends as (x, recipe) points, read from the recipes: the share of genixer_vqa's
-    stage-1 rows (Tab. 8) and the judge threshold (Tab. 9), each ending at genixer_vqa itself."""
+    lambda rows (Tab. 8) and the judge threshold (Tab. 9), each ending at genixer_vqa itself."""
     vqa = {n: r for n, r in RECIPES.items() if r.added == "vqa"}
     return {"data scale": sorted((r.scale, n) for n, r in vqa.items() if r.scale < 1) + [(1.0, "genixer_vqa")],
             "judge threshold": sorted((round(judge_lambda + r.lambda_offset, 3), n) for n, r in vqa.items() if r.lambda_offset)
             + [(judge_lambda, "genixer_vqa")]}
 
 
-def _trend(table: pd.DataFrame, points: list[tuple[float, str]], label: str) -> tuple[str, bool | None]:
-    """'label x: score, ...' over the recipes present, and whether the scores rise strictly."""
+def contrasts(boot: Bootstrap, judge_lambda: float) -> pd.DataFrame:
+    """Every comparison the report makes beyond single cells, through the one bootstrap: each
+    recipe's mean delta over its kind of benchmarks, the filtering gap, and the two trends (the
+    arm with the most data, or the highest lambda, against the one with the least)."""
+    pairs = [(f"{r} vs baseline", r, "baseline", k) for r, k in (("genixer_vqa", "vqa"), ("raw_vqa", "vqa"), ("genixer_rec", "rec"),
+                                                                 ("oracle_vqa", "vqa"), ("baseline_aa", "vqa"), ("baseline_aa", "rec"))]
+    pairs.append(("filtering is worth it", "genixer_vqa", "raw_vqa", "vqa"))
+    for name, pts in ablation_series(judge_lambda).items():
+        pairs.append((f"trend: {name}", pts[-1][1], pts[0][1], "vqa"))
+    rows = [{"contrast": name if name != "baseline_aa vs baseline" else f"{name} ({k})", "a": a, "b": b, "kind": k,
+             **contrast(boot, a, b, kind_benchmarks(k))} for name, a, b, k in pairs]
+    return pd.DataFrame(rows)
+
+
+def _trend_text(table: pd.DataFrame, points: list[tuple[float, str]], label: str) -> str:
     pts = [(f"{label} {x:.2f}", mean_score(table, r)) for x, r in points if (table.recipe == r).any()]
-    if len(pts) < 2:
-        return "not run", None
-    return ", ".join(f"{lab}: {_pct(v)}" for lab, v in pts), all(b[1] > a[1] for a, b in zip(pts, pts[1:]))
+    return ", ".join(f"{lab}: {_pct(v)}" for lab, v in pts) if len(pts) > 1 else "not run"
 
 
-def _against_noise(gap: float, noise: float) -> str:
-    """A claimed rise: 'yes' beyond the noise, 'no' below minus the noise, 'within noise' between."""
-    return "yes" if gap > noise else "within noise" if gap > -noise else "no"
+def _ci(c: pd.Series) -> str:
+    return f"{100 * c.point:+.1f} points [95% CI {100 * c.lo:+.1f}, {100 * c.hi:+.1f}]"
 
 
-def claims(table: pd.DataFrame, domains: pd.DataFrame | None, judge_lambda: float = 0.7) -> pd.DataFrame:
-    """One row per claim of the paper: what the paper says, what this run measured, reproduced?"""
+def claims(table: pd.DataFrame, contrast_rows: pd.DataFrame, domains: pd.DataFrame | None, judge_lambda: float) -> pd.DataFrame:
+    """One row per claim of the paper: what the paper says, what this run measured, reproduced?
+    Every verdict is a test at 5%: 'yes' / 'no' beyond the noise, or 'within noise'."""
     rows = []
+    con = contrast_rows.set_index("contrast") if len(contrast_rows) else pd.DataFrame()
 
-    def add(claim, paper, measured, ok):
-        """ok: True / False / None (not run), or a verdict string (see _against_noise)."""
-        rows.append({"claim": claim, "paper": paper, "this run": measured,
-                     "reproduced": ok if isinstance(ok, str) else "not run" if ok is None else "yes" if ok else "no"})
+    def add(claim, paper, measured, verdict):
+        rows.append({"claim": claim, "paper": paper, "this run": measured, "reproduced": verdict})
 
     if domains is not None and len(domains):
         held_in = domains[domains.domain == "held-in corpus"].set_index("data")
-        for gen, what, paper, aim in (("genixer_l", "Generated general data is correct", "> 80% by type (Tab. 2)", 0.8),
-                                      ("genixer_s", "Generated REC data is correct", "65-100% by human check (Tab. 4)", 0.65)):
-            if gen in held_in.index:
-                r = held_in.loc[gen]
-                add(what, paper, f"{_pct(r.kept_correct)} of {int(r.kept)} kept rows (oracle)", bool(r.kept_correct >= aim))
-                noise = filter_noise(r.raw_correct, int(r.kept))
-                add(f"The {'judge' if gen == 'genixer_l' else 'CLIP'} filter raises correctness", "raw 1.4M -> " + ("915K" if gen == "genixer_l" else "350K"),
-                    f"raw {_pct(r.raw_correct)} -> kept {_pct(r.kept_correct)} (noise ±{100 * noise:.1f} points)",
-                    _against_noise(r.kept_correct - r.raw_correct, noise))
+        for gen, what, paper, aim, filt in (("genixer_l", "Generated general data is correct", "> 80% by type (Tab. 2)", 0.8, "judge"),
+                                            ("genixer_s", "Generated REC data is correct", "65-100% by human check (Tab. 4)", 0.65, "CLIP")):
+            if gen not in held_in.index:
+                continue
+            r = held_in.loc[gen]
+            ok = "not run" if not np.isfinite(r.kept_ci_low) else "yes" if r.kept_ci_low >= aim else "no" if r.kept_ci_high < aim else "within noise"
+            add(what, paper, f"{_pct(r.kept_correct)} [95% CI {_pct(r.kept_ci_low)}-{_pct(r.kept_ci_high)}] of {int(r.kept)} kept rows (oracle)", ok)
+            add(f"The {filt} filter raises correctness", "raw 1.4M -> " + ("915K" if gen == "genixer_l" else "350K"),
+                f"raw {_pct(r.raw_correct)} of all rows, {_pct(r.raw_parsed_correct)} of {int(r.raw_parsed)} parsed -> kept "
+                f"{_pct(r.kept_correct)} (exact test against a random subset: p = {r.p_better:.2g})", r.filter_verdict)
     for recipe, kind, claim, paper in (("genixer_vqa", "vqa", "genixer_vqa improves most VQA-type benchmarks", "10 of 12 (Tab. 5)"),
                                        ("genixer_rec", "rec", "genixer_rec improves most REC splits", "7 of 8, +0.6 on average (Tab. 6)")):
         if (table.recipe == recipe).any():
-            n, m, d = headline(table, recipe, kind)
-            add(claim, paper, f"{n} of {m} beyond the seed spread (mean delta {d * 100:+.1f} points)", n > m / 2)
+            n, m, _ = headline(table, recipe, kind)
+            c = con.loc[f"{recipe} vs baseline"]
+            add(claim, paper, f"{n} of {m} beyond the noise; mean delta {_ci(c)}", "yes" if n > m / 2 else "no")
         else:
-            add(claim, paper, "not run", None)
-    if (table.recipe == "raw_vqa").any() and (table.recipe == "genixer_vqa").any():
-        _, _, dr = headline(table, "raw_vqa", "vqa")
-        _, _, dg_ = headline(table, "genixer_vqa", "vqa")
-        gap, noise = mean_delta_gap(table, "genixer_vqa", "raw_vqa")
+            add(claim, paper, "not run", "not run")
+    if "filtering is worth it" in con.index and con.loc["filtering is worth it"].verdict != "not run":
+        c = con.loc["filtering is worth it"]
         add("Filtering is worth it: unfiltered data gains less", "implied by filtering 1.4M -> 915K",
-            f"mean delta raw_vqa {dr * 100:+.1f} vs genixer_vqa {dg_ * 100:+.1f} points (seed spread {noise * 100:.1f})",
-            _against_noise(gap, noise))
-    series = ablation_series(judge_lambda)
-    text, ok = _trend(table, series["data scale"], "share")
-    add("More generated data scores higher (mean VQA-type score)", "300K < 610K < 915K (Tab. 8)", text, ok)
-    text, ok = _trend(table, series["judge threshold"], "lambda")
-    add("A higher judge threshold scores higher (mean VQA-type score)", "higher lambda, fewer but better rows (Tab. 9)", text, ok)
+            f"genixer_vqa minus raw_vqa, mean over VQA-type: {_ci(c)}", VERDICT_WORDS[c.verdict])
+    for name, label, claim, paper in (("data scale", "share", "More generated data scores higher (mean VQA-type score)", "300K < 610K < 915K (Tab. 8)"),
+                                      ("judge threshold", "lambda", "A higher judge threshold scores higher (mean VQA-type score)",
+                                       "higher lambda, fewer but better rows (Tab. 9)")):
+        c = con.loc[f"trend: {name}"] if f"trend: {name}" in con.index else None
+        text = _trend_text(table, ablation_series(judge_lambda)[name], label)
+        if c is None or c.verdict == "not run":
+            add(claim, paper, text, "not run")
+        else:
+            add(claim, paper, f"{text}; {c.a} minus {c.b}: {_ci(c)}", VERDICT_WORDS[c.verdict])
     return pd.DataFrame(rows)
 
 
 def pivot(table: pd.DataFrame) -> pd.DataFrame:
-    """Benchmark x recipe cells 'mean ± sd (delta, verdict)', in percent."""
+    """Benchmark x recipe cells 'mean ± sd (delta, verdict)', in percent; reference predictors last
+    (their ↓ means the baseline beats them beyond the noise)."""
     mark = {"better": " ↑", "worse": " ↓", "within noise": "", "no noise estimate": " ?", "-": ""}
     cells = table.assign(cell=[
-        f"{100 * r.mean:.1f} ± {0 if not np.isfinite(r.sd) else 100 * r.sd:.1f}"
+        f"{100 * r.mean:.1f}" + ("" if r.recipe.startswith("ref:") else f" ± {0 if not np.isfinite(r.sd) else 100 * r.sd:.1f}")
         + ("" if r.recipe == "baseline" else f" ({100 * r.delta:+.1f}{mark[r.verdict]})") for r in table.itertuples()])
-    out = cells.pivot(index="benchmark", columns="recipe", values="cell")
+    out = cells.pivot(index="benchmark", columns="recipe", values="cell").fillna("")
     order = [b.name for b in BENCHMARKS if b.name in out.index]
-    cols = [r for r in RECIPES if r in out.columns] + [c for c in out.columns if c not in RECIPES]
+    cols = [r for r in RECIPES if r in out.columns] + [r for r in REFERENCES if r in out.columns]
     return out.loc[order, cols].reset_index()
+
+
+def reference_lines(table: pd.DataFrame) -> list[str]:
+    """What each reference predictor is, and whether the baseline beats the blind prior beyond noise."""
+    out = [f"`{k}`: {v}" for k, v in REFERENCES.items()]
+    prior = table[table.recipe == "ref:blind_prior"]
+    if len(prior):
+        beaten = prior[prior.verdict == "worse"].benchmark.tolist()
+        not_beaten = prior[prior.verdict != "worse"].benchmark.tolist()
+        out.append(f"The baseline beats the blind prior beyond the noise on {len(beaten)} of {len(prior)} benchmarks"
+                   + (f"; not on {', '.join(not_beaten)}" if not_beaten else ""))
+    return out
+
+
+def noise_lines(aa: dict, contrast_rows: pd.DataFrame) -> list[str]:
+    """How the verdicts are made and how often the test calls two identical recipes different."""
+    out = ["A delta is called better (↑) or worse (↓) when its 95% interval excludes 0: a paired bootstrap (2,000 draws) "
+           "over the benchmark questions (the same draws for every recipe) and each recipe's seeds (seed deviations inflated "
+           "by sqrt(k/(k-1))); a one-seed ablation borrows the seed spread pooled over the multi-seed recipes."]
+    if aa.get("comparisons"):
+        out.append(f"A/A control (`baseline_aa`: the baseline recipe again, other seeds): called different on {aa['actual_calls']} of "
+                   f"{aa['actual_comparisons']} benchmarks. Over all {aa['splits']} ways to split the {2 * aa['seeds_per_group']} "
+                   f"seeds of the two runs into two groups of {aa['seeds_per_group']}: {aa['false_alarms']} false alarms in "
+                   f"{aa['comparisons']} comparisons ({_pct(aa['rate'])}; the test's nominal rate is 5%).")
+    else:
+        out.append("A/A control not run (no `baseline_aa` predictions).")
+    return out
+
+
+def arms_table(retrained: pd.DataFrame | None) -> pd.DataFrame:
+    """Per recipe (first seed): the rows it adds, at which lambda, their oracle correctness, and the steps trained."""
+    if retrained is None or not len(retrained):
+        return pd.DataFrame()
+    first = retrained.sort_values("seed").groupby("recipe").head(1).set_index("recipe")
+    cols = ["judge_lambda", "stage1_rows", "stage2_rows", "added_oracle_correct", "base_steps", "steps", "generated_epochs"]
+    out = first[[c for c in cols if c in first.columns]]
+    return out.loc[[r for r in RECIPES if r in out.index]].reset_index()
 
 
 def why_not(table: pd.DataFrame, domains: pd.DataFrame | None) -> list[str]:
@@ -112,21 +170,33 @@ def why_not(table: pd.DataFrame, domains: pd.DataFrame | None) -> list[str]:
                    "(steps, share, headroom) is too small to show a data effect, whatever the filter")
         out.append(f"Diagnostic, a perfect judge (oracle_vqa: only the generated rows the oracle marks correct): {n} of {m} "
                    f"VQA-type benchmarks improved, mean delta {d * 100:+.1f} points (genixer_vqa {dv * 100:+.1f}): {verdict}.")
-    base = table[table.recipe == "baseline"]
-    if len(base):
-        spread = float(base.sd.mean())
-        out.append(f"Seed-to-seed spread of the baseline: {spread * 100:.1f} points on average; a delta must exceed the larger "
-                   "spread of the two recipes to count.")
     return out
 
 
-def report_markdown(table: pd.DataFrame, claim_rows: pd.DataFrame, reasons: list[str], seeds: dict[str, int],
-                    images: dict[str, str]) -> str:
+HELD_EQUAL = ("Held equal across recipes: the initial model (base_mllm), the seeds, the optimiser and the steps on the base mix "
+              "(captions and collected data); a recipe's generated rows add `generated_epochs` passes on top, so the steps grow "
+              "with the number of generated rows, as in the paper (more data, more iterations). The hard-band sample is drawn once "
+              "by genixer_vqa and is the same in every lambda and scale arm.")
+
+
+def report_markdown(table: pd.DataFrame, claim_rows: pd.DataFrame, reasons: list[str], seeds: dict[str, int], images: dict[str, str],
+                    aa: dict | None = None, contrast_rows: pd.DataFrame | None = None, arms: pd.DataFrame | None = None,
+                    applied: dict | None = None) -> str:
     lines = ["# Genixer on the shapes world: the paper's claims, measured", ""]
+    if applied:
+        lines += ["Applied by the filtering assets: " + ", ".join(f"{k} = {v}" for k, v in applied.items()), ""]
     lines += [f"- {h}" for h in headline_lines(table)] + [""]
     lines += ["## Claims", "", claim_rows.to_markdown(index=False), ""]
-    lines += ["## Benchmark scores (percent; mean ± sd over seeds; delta vs baseline, ↑/↓ beyond the seed spread)", "",
+    lines += ["## Noise", ""] + [f"- {x}" for x in noise_lines(aa or {}, contrast_rows if contrast_rows is not None else pd.DataFrame())] + [""]
+    if contrast_rows is not None and len(contrast_rows):
+        shown = contrast_rows.assign(**{c: 100 * contrast_rows[c] for c in ("point", "lo", "hi")})
+        lines += ["Contrasts (points; mean over the kind's benchmarks; 95% paired-bootstrap interval):", "",
+                  shown[["contrast", "a", "b", "kind", "point", "lo", "hi", "verdict"]].to_markdown(index=False, floatfmt="+.1f"), ""]
+    lines += ["## Benchmark scores (percent; mean ± sd over seeds; delta vs baseline, ↑/↓ beyond the noise)", "",
               pivot(table).to_markdown(index=False), "", "Seeds per recipe: " + ", ".join(f"{k} {v}" for k, v in seeds.items()), ""]
+    lines += ["## Reference predictors (the same questions)", ""] + [f"- {x}" for x in reference_lines(table)] + [""]
+    if arms is not None and len(arms):
+        lines += ["## What each recipe trained on (first seed)", "", arms.to_markdown(index=False, floatfmt=".3f"), "", HELD_EQUAL, ""]
     if reasons:
         lines += ["## Why the effects are (not) there", ""] + [f"- {r}" for r in reasons] + [""]
     for title, path in images.items():

@@ -7,6 +7,7 @@ A sample is a dict with the columns below. ``turns`` is a list of ``{question, a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -69,11 +70,27 @@ def to_table(samples: Iterable[dict] | pd.DataFrame, lineage: bool = False) -> p
     return table
 
 
-def write_samples(samples: Iterable[dict] | pd.DataFrame, path: str | Path, lineage: bool = False) -> Path:
+APPLIED_KEY = b"genixer.applied"
+
+
+def write_samples(samples: Iterable[dict] | pd.DataFrame, path: str | Path, lineage: bool = False, applied: dict | None = None) -> Path:
+    """Write samples as parquet; `applied` (the thresholds and settings a filter actually used) is
+    stored in the file's metadata, so every reader downstream uses the values that made the rows."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_table(samples, lineage=lineage), path)
+    table = to_table(samples, lineage=lineage)
+    if applied is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), APPLIED_KEY: json.dumps(applied).encode()})
+    pq.write_table(table, path)
     return path
+
+
+def read_applied(path: str | Path) -> dict:
+    """The settings a filtered table was made with (see write_samples); a clear error if it has none."""
+    meta = pq.read_schema(path).metadata or {}
+    if APPLIED_KEY not in meta:
+        raise ValueError(f"{path} records no applied thresholds: rematerialise the asset that wrote it")
+    return json.loads(meta[APPLIED_KEY])
 
 
 def read_samples(path: str | Path) -> pd.DataFrame:

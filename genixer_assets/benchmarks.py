@@ -1,16 +1,20 @@
 """Scores (group `evaluation`): every retrained model on the benchmarks, the recipe x benchmark
 table with its noise, and the report beside the paper's claims."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 
 from genixer import report
-from genixer.benchmarks import benchmark_samples, compare, headline_lines, predict, score
+from genixer.benchmarks import (aa_false_alarms, benchmark_samples, bootstrap, compare, headline_lines, per_question, predict,
+                                reference_predictions, score)
 from genixer.plots import bars_png, curves_png
-from genixer.schema import read_samples
+from genixer.schema import read_applied, read_samples
 from genixer_assets._meta import md_png
-from genixer_assets.collection import benchmark_sets, world_scenes
+from genixer_assets.collection import benchmark_sets, collected_datasets, world_scenes
 from genixer_assets.evaluation import generation_quality
+from genixer_assets.filtering import genixer_vqa
 from genixer_assets.generators import GPU
 from genixer_assets.retraining import recipe_partitions, retrained_models, seed_dirs
 from resources import GenixerSettings, MLLMBackend
@@ -44,31 +48,47 @@ def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSe
     })
 
 
-def _scores(settings: GenixerSettings) -> pd.DataFrame:
-    """Per-seed scores of every recipe partition on disk (partitions of recipes no longer defined are ignored)."""
+def _predictions(settings: GenixerSettings) -> pd.DataFrame:
+    """Every seed's predictions of every recipe partition on disk (recipes no longer defined are ignored),
+    and the reference predictors' answers to the same questions."""
     keys = [k for k in recipe_partitions.get_partition_keys() if settings.table_path("benchmark_predictions", k).exists()]
     if not keys:
         raise dg.Failure(description="no partition of benchmark_predictions has been materialised")
-    preds = pd.concat([settings.read_table("benchmark_predictions", k) for k in keys], ignore_index=True)
-    return pd.concat([score(g).assign(recipe=r, seed=s) for (r, s), g in preds.groupby(["recipe", "seed"])], ignore_index=True)
+    world = settings.read_table("world_scenes")
+    bench = benchmark_samples(read_samples(settings.table_path("benchmark_sets")), dict(zip(world.image_id, world.n_objects)))
+    refs = reference_predictions(bench, read_samples(settings.table_path("collected_datasets")), seed=settings.get_preset().seed)
+    return pd.concat([settings.read_table("benchmark_predictions", k) for k in keys] + [refs], ignore_index=True)
 
 
-@dg.asset(group_name="evaluation", deps=[benchmark_predictions], kinds={"parquet", "csv"})
+@dg.asset(group_name="evaluation", deps=[benchmark_predictions, benchmark_sets, collected_datasets, genixer_vqa], kinds={"parquet", "csv"})
 def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
-    """Recipe x benchmark: mean and seed standard deviation, delta against `baseline`, and whether
-    the delta exceeds the seed-to-seed spread. Parquet and CSV; per-seed scores beside them."""
-    scores = _scores(settings)
-    if not (scores.recipe == "baseline").any():
+    """Recipe x benchmark: mean and seed sd, delta against `baseline` with its 95% paired-bootstrap
+    interval (questions and seeds) and the verdict; the reference predictors (always yes, blind
+    prior, random letter, centre box) scored on the same questions; the report's contrasts; and the
+    A/A control's measured false-alarm rate. Parquet and CSV; per-seed scores beside them."""
+    preds = _predictions(settings)
+    if not (preds.recipe == "baseline").any():
         raise dg.Failure(description="benchmark_scores needs benchmark_predictions[baseline]: deltas are measured against it")
-    table = compare(scores)
+    perq = per_question(preds)
+    boot = bootstrap(perq)
+    table = compare(perq, boot=boot)
+    lam = read_applied(settings.table_path("genixer_vqa"))["judge_lambda"]
+    con = report.contrasts(boot, lam)
+    aa = aa_false_alarms(perq)
+    scores = pd.concat([score(g).assign(recipe=r, seed=s) for (r, s), g in preds.groupby(["recipe", "seed"])], ignore_index=True)
     scores.to_parquet(settings.table_path("benchmark_scores_by_seed"), index=False)
     table.to_parquet(settings.table_path("benchmark_scores"), index=False)
+    con.to_parquet(settings.table_path("benchmark_contrasts"), index=False)
+    settings.path("tables", "benchmark_noise.json").write_text(json.dumps(aa, indent=1))
     csv = settings.path("tables", "benchmark_scores.csv")
     table.to_csv(csv, index=False)
-    lines = headline_lines(table)
+    lines = headline_lines(table) + report.noise_lines(aa, con)[1:] + report.reference_lines(table)[-1:]
     return dg.MaterializeResult(metadata={
         "headline": dg.MetadataValue.md("\n".join(f"- {h}" for h in lines)),
         "scores": dg.MetadataValue.md(report.pivot(table).to_markdown(index=False)),
+        "aa_false_alarm_rate": float(aa["rate"]) if aa["comparisons"] else float("nan"),
+        "aa_control": dg.MetadataValue.json(aa),
+        "contrasts": dg.MetadataValue.md(con.to_markdown(index=False, floatfmt=".3f")),
         "seeds": dg.MetadataValue.json(scores.groupby("recipe").seed.nunique().to_dict()),
         "csv": dg.MetadataValue.path(str(csv)),
         "path": dg.MetadataValue.path(str(settings.table_path("benchmark_scores"))),
@@ -76,24 +96,31 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
 
 
 def _delta_bars(table: pd.DataFrame, recipes: list[str]) -> bytes:
-    groups = {r: [(b, 100 * d, 100 * s) for b, d, s in table[table.recipe == r][["benchmark", "delta", "spread"]].itertuples(index=False)]
-              for r in recipes if (table.recipe == r).any()}
-    return bars_png(groups, "delta vs baseline (points; bars: seed spread)", "points")
+    """Deltas with error bars of half the 95% interval's width."""
+    groups = {r: [(b, 100 * d, 50 * (hi - lo)) for b, d, lo, hi in table[table.recipe == r][["benchmark", "delta", "ci_low", "ci_high"]]
+                  .itertuples(index=False)] for r in recipes if (table.recipe == r).any()}
+    return bars_png(groups, "delta vs baseline (points; bars: half the 95% interval)", "points")
 
 
-@dg.asset(group_name="evaluation", deps=[benchmark_scores, generation_quality], kinds={"markdown"})
+@dg.asset(group_name="evaluation", deps=[benchmark_scores, generation_quality, retrained_models], kinds={"markdown"})
 def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
     """This run beside the paper: generated-data correctness, filter lift, N of M improved, the
-    data-scale and threshold trends; each claim marked reproduced or not, with the reasons."""
+    data-scale and threshold trends, each claim tested at 5%; the reference predictors, the A/A
+    false-alarm rate, and the rows each ablation arm trained on."""
     table = pd.read_parquet(settings.table_path("benchmark_scores"))
+    con = pd.read_parquet(settings.table_path("benchmark_contrasts"))
+    aa = json.loads(settings.path("tables", "benchmark_noise.json").read_text())
     seeds = pd.read_parquet(settings.table_path("benchmark_scores_by_seed")).groupby("recipe").seed.nunique().to_dict()
     domains = settings.read_table("generation_quality_domains")  # missing: a clear error naming the file
-    lam = settings.get_preset().judge_lambda
-    claim_rows = report.claims(table, domains, lam)
+    applied = {**read_applied(settings.table_path("genixer_vqa")), **read_applied(settings.table_path("genixer_rec"))}
+    lam = applied["judge_lambda"]
+    claim_rows = report.claims(table, con, domains, lam)
+    arms = report.arms_table(settings.read_table("retrained_models"))
     out = settings.path("reports", "paper_report.md")
-    pngs = {"deltas of the main recipes": ("deltas.png", _delta_bars(table, ["genixer_vqa", "raw_vqa", "genixer_rec"]))}
+    recipes = table[~table.recipe.str.startswith("ref:")]
+    pngs = {"deltas of the main recipes": ("deltas.png", _delta_bars(recipes, ["genixer_vqa", "raw_vqa", "genixer_rec", "baseline_aa"]))}
     for name, pts in report.ablation_series(lam).items():
-        xlabel = {"data scale": "share of genixer_vqa's stage-1 rows", "judge threshold": "lambda"}[name]
+        xlabel = {"data scale": "share of genixer_vqa's lambda rows", "judge threshold": "lambda"}[name]
         got = [(x, 100 * report.mean_score(table, r)) for x, r in pts if (table.recipe == r).any()]
         base = 100 * report.mean_score(table, "baseline")
         if len(got) > 1:
@@ -102,12 +129,14 @@ def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
             pngs[name] = (f"{name.replace(' ', '_')}.png", png)
     for fname, png in pngs.values():
         (out.parent / fname).write_bytes(png)
-    text = report.report_markdown(table, claim_rows, report.why_not(table, domains), seeds, {t: f for t, (f, _) in pngs.items()})
+    text = report.report_markdown(table, claim_rows, report.why_not(table, domains), seeds, {t: f for t, (f, _) in pngs.items()},
+                                  aa=aa, contrast_rows=con, arms=arms, applied=applied)
     out.write_text(text)
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(text.split("![")[0]),
         "claims_reproduced": int((claim_rows.reproduced == "yes").sum()),
         "claims_checked": int((claim_rows.reproduced != "not run").sum()),
+        "judge_lambda_applied": lam,
         **{t: md_png(png, t) for t, (_, png) in pngs.items()},
         "path": dg.MetadataValue.path(str(out)),
     })

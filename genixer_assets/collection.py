@@ -11,9 +11,9 @@ from pydantic import Field
 from genixer.preview import preview_png
 from genixer.schema import write_samples
 from genixer.tasks import TASKS
-from genixer.world import annotate_gqa, annotate_images, build_split
+from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
 from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
-from genixer_assets.partitions import N_SHARDS, shard_index, shard_partitions
+from genixer_assets.partitions import N_SHARDS, require_loaded_shards, shard_index, shard_partitions
 from resources import GenixerSettings
 
 
@@ -82,12 +82,15 @@ def collected_datasets(config: AnnotationConfig, settings: GenixerSettings) -> d
 def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Held-out test sets per task: `bench` images (held-in domain) and `heldout` images
     (the held-out background style, as Flickr30K is to COCO in the paper), plus one GQA-like
-    compositional question (relation or count) per `bench` image."""
+    compositional question (relation or count) per `bench` image. POPE is built as POPE is:
+    per image one present and, per split, one absent object, so each split is 50% "yes"."""
     p = settings.get_preset()
     scenes = settings.read_table("world_scenes")
     images = scenes[scenes.split.isin(["bench", "heldout"])].to_dict("records")
-    df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.bench_per_image, seed=p.seed + 1)
-                      + annotate_gqa([i for i in images if i["split"] == "bench"], seed=p.seed + 2))
+    bench = [i for i in images if i["split"] == "bench"]
+    df = pd.DataFrame(annotate_images(images, [t for t in TASKS if t != "adv_vqa"], per_image=config.per_image or p.bench_per_image,
+                                      seed=p.seed + 1)
+                      + annotate_pope(bench, seed=p.seed + 3) + annotate_gqa(bench, seed=p.seed + 2))
     path = write_samples(df, settings.table_path("benchmark_sets"))
     return _annotated_result(df, path, {"by_split_task": md_counts(df, "split", "task")})
 
@@ -96,6 +99,7 @@ def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.Ma
 def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
     """One shard of the unlabeled image corpus to generate on (the paper's 1.4M
     LAION/CC3M/SBU images). Scene graphs are not carried: only the oracle may see them."""
+    require_loaded_shards(settings)
     scenes = settings.read_table("world_scenes")
     corpus = scenes[scenes.split == "corpus"].reset_index(drop=True)
     k = shard_index(context.partition_key)

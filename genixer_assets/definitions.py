@@ -4,7 +4,7 @@
 import dagster as dg
 
 from genixer_assets import benchmarks, checks, collection, evaluation, filtering, generation, generators, instructions, retraining
-from resources import GenixerSettings, MLLMBackend
+from resources import SETTINGS, MLLMBackend
 
 all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, evaluation, retraining, benchmarks])
 all_checks = dg.load_asset_checks_from_modules([checks])
@@ -14,5 +14,5 @@ all_checks = dg.load_asset_checks_from_modules([checks])
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    resources={"settings": GenixerSettings(), "backend": MLLMBackend()},
+    resources={"settings": SETTINGS, "backend": MLLMBackend()},  # the settings the shard partitions were sized from
 )

@@ -4,7 +4,6 @@ Unpartitioned assets run together; partitioned ones run once per shard, in the g
 order, all recorded in the instance at DAGSTER_HOME (so `dagster dev` shows the history).
 """
 
-import os
 import sys
 import time
 
@@ -55,9 +54,8 @@ def step_seconds(instance: dg.DagsterInstance, results) -> dict[str, float]:
 
 
 def main() -> int:
-    preset = os.environ.get("GENIXER_PRESET", "demo")
-    data = os.path.abspath(os.environ.get("GENIXER_DATA_DIR", "data"))
-    print(f"Materialising the Genixer graph, preset '{preset}', data root {data}/{preset}")
+    settings = defs.resources["settings"]  # the run's settings, also the ones the partitions were sized from
+    print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root}")
     t = time.time()
     instance = dg.DagsterInstance.get()
     try:
@@ -65,7 +63,7 @@ def main() -> int:
     except dg.DagsterError as e:  # a failed step or a failed blocking check stops the graph
         print(f"FAILED after {time.time() - t:.0f}s: {e}")
         return 1
-    print(f"Done in {time.time() - t:.0f}s. Outputs under {data}/{preset}/ (tables/, models/, world/).")
+    print(f"Done in {time.time() - t:.0f}s. Outputs under {settings.root}/ (tables/, models/, world/).")
     print("Time per asset (summed over partitions):")
     for name, secs in sorted(step_seconds(instance, results).items(), key=lambda kv: -kv[1]):
         print(f"  {secs:8.1f}s  {name}")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from genixer import datagen, filters, judge, quality, region_clip
 from genixer.plots import curves_png
-from genixer.schema import read_samples
+from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
 from genixer_assets._meta import md_png
 from genixer_assets.filtering import genixer_rec, genixer_vqa
@@ -19,10 +19,11 @@ def _md(df: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=".3f"))
 
 
-def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict[str, Scene]) -> pd.DataFrame:
+def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict[str, Scene], vqa_applied: dict,
+                   rec_applied: dict) -> pd.DataFrame:
     """The paper's Tab. 4 held-out column (Flickr30K): both generators run type-specific on the
-    held-out background style, filtered exactly as the corpus was. Measurement only: these rows
-    never reach a training set."""
+    held-out background style, filtered exactly as the corpus was (the λ, hard band and CLIP
+    threshold the filtering assets applied). Measurement only: these rows never reach a training set."""
     p = settings.get_preset()
     world = settings.read_table("world_scenes")
     images = world[world.split == "heldout"]
@@ -38,7 +39,7 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
         if generator == "genixer_l":
             jm, jp = backend.load(backend.judge_checkpoint or settings.model_dir("judge_mllm"))
             df.loc[ok, "judge_p_yes"] = judge.score_samples(jm, jp, df[ok]) if ok.any() else []
-            kept = df.sample_id.isin(filters.select_vqa(df, p.judge_lambda).sample_id)
+            kept = df.sample_id.isin(filters.select_vqa(df, vqa_applied["judge_lambda"], vqa_applied["hard_band_share"], p.seed).sample_id)
         else:
             cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
             df = filters.coarse_filter(df)
@@ -47,10 +48,9 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
             if len(todo):
                 cm, pre, tok = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device()))
                 scores = region_clip.clip_scores(cm, pre, tok, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
-            df = filters.clip_step(df, scores, cal["threshold"])
+            df = filters.clip_step(df, scores, rec_applied["clip_threshold"])
             kept = df.filter_reason.isna()
-        rows.append({"domain": "held-out background", "data": generator, "raw": len(df), "raw_correct": float((df.oracle == "correct").mean()),
-                     "kept": int(kept.sum()), "kept_correct": float((df[kept].oracle == "correct").mean()) if kept.any() else np.nan})
+        rows.append({"domain": "held-out background", "data": generator, **quality.correctness_table(df, df[kept]).iloc[-1].drop("task")})
     return pd.DataFrame(rows)
 
 
@@ -62,8 +62,10 @@ def generation_quality(settings: GenixerSettings, backend: MLLMBackend) -> dg.Ma
     statistics of Fig. 7 and Fig. 8 against the collected data."""
     scenes_df = settings.read_table("world_scenes")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in scenes_df.itertuples()}
-    lam = settings.get_preset().judge_lambda
-    out = {}
+    vqa_applied = read_applied(settings.table_path("genixer_vqa"))
+    rec_applied = read_applied(settings.table_path("genixer_rec"))
+    lam = vqa_applied["judge_lambda"]
+    out = {"applied": dg.MetadataValue.json({**vqa_applied, **rec_applied})}
     tables = {}
     for name, raw_name, kept_name in (("vqa", "scored_generations_l", "genixer_vqa"), ("rec", "scored_generations_s", "genixer_rec")):
         raw = settings.read_table(raw_name)
@@ -73,6 +75,7 @@ def generation_quality(settings: GenixerSettings, backend: MLLMBackend) -> dg.Ma
         tables[name] = tab
         out[f"{name}_correctness"] = _md(tab)
         out[f"{name}_raw_correct"] = float(tab.iloc[-1].raw_correct)
+        out[f"{name}_raw_parsed_correct"] = float(tab.iloc[-1].raw_parsed_correct)
         out[f"{name}_kept_correct"] = float(tab.iloc[-1].kept_correct)
         raw[["sample_id", "task", "oracle"]].assign(data=name).to_parquet(settings.table_path(f"generation_quality_{name}"), index=False)
         if name == "vqa":
@@ -99,11 +102,10 @@ def generation_quality(settings: GenixerSettings, backend: MLLMBackend) -> dg.Ma
     out["box_statistics"] = _md(pd.DataFrame([
         quality.box_stats(coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None)), "collected REC"),
         quality.box_stats(rec_raw[rec_raw.quarantine_reason.isna()], "raw Genixer_S"), quality.box_stats(rec, "genixer_rec")]))
-    held = heldout_domain(settings, backend, scenes)
-    held_in = pd.DataFrame([{"domain": "held-in corpus", "data": d, "raw": int(t.iloc[-1].raw), "raw_correct": float(t.iloc[-1].raw_correct),
-                             "kept": int(t.iloc[-1].kept), "kept_correct": float(t.iloc[-1].kept_correct)}
+    held = heldout_domain(settings, backend, scenes, vqa_applied, rec_applied)
+    held_in = pd.DataFrame([{"domain": "held-in corpus", "data": d, **t.iloc[-1].drop("task")}
                             for d, t in (("genixer_l", tables["vqa"]), ("genixer_s", tables["rec"]))])
-    domains = pd.concat([held_in, held], ignore_index=True)
+    domains = pd.concat([held_in, held], ignore_index=True).assign(judge_lambda=lam, clip_threshold=str(rec_applied["clip_threshold"]))
     domains.to_parquet(settings.table_path("generation_quality_domains"), index=False)
     out["held_in_vs_held_out"] = _md(domains)
     return dg.MaterializeResult(metadata=out)

@@ -14,7 +14,7 @@ from pydantic import Field
 from genixer import filters, judge, region_clip
 from genixer.generation import score_yes_no
 from genixer.generators import vocabulary_texts
-from genixer.schema import read_samples, write_samples
+from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
 from genixer_assets._meta import md_counts, md_png, sample_preview
@@ -134,18 +134,24 @@ def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSet
 
 class VqaFilterConfig(dg.Config):
     judge_lambda: Optional[float] = Field(None, description="keep rows with P(Yes) >= lambda (default: preset)")
+    hard_band_share: Optional[float] = Field(None, description="hard-band sample size as a share of the lambda rows (default: preset)")
 
 
 @dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"}, automation_condition=EAGER)
 def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-915K recipe: generated general-task data kept by the judge (P(Yes) >= λ),
-    plus the hard band 0.5 <= P(Yes) < 0.7 flagged for fine-tuning, as in the paper."""
-    lam = config.judge_lambda if config.judge_lambda is not None else settings.get_preset().judge_lambda
+    plus a small fixed sample of the hard band 0.5 <= P(Yes) < 0.7, flagged for fine-tuning, as in
+    the paper. The λ and band applied travel in the file's metadata to every asset downstream."""
+    p = settings.get_preset()
+    lam = config.judge_lambda if config.judge_lambda is not None else p.judge_lambda
+    share = config.hard_band_share if config.hard_band_share is not None else p.hard_band_share
     scored = settings.read_table("scored_generations_l")
-    kept = filters.select_vqa(scored, lam)
-    path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True)
+    kept = filters.select_vqa(scored, lam, share, seed=p.seed)
+    applied = {"judge_lambda": lam, "hard_band_share": share, "hard_band": list(filters.HARD_BAND)}
+    path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         "rows": len(kept), "raw_rows": len(scored), "lambda": lam, "hard_band_rows": int(kept.hard_band.sum()),
+        "applied": dg.MetadataValue.json(applied),
         "yield_by_lambda": dg.MetadataValue.md(filters.vqa_yields(scored).to_markdown(index=False, floatfmt=".3f")),
         "by_task": md_counts(kept, "task") if len(kept) else "none",
         "preview": sample_preview(kept, 8) if len(kept) else "none",
@@ -174,7 +180,8 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
         model, preprocess, tokenizer = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device()))
         scores = region_clip.clip_scores(model, preprocess, tokenizer, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
     rows = filters.clip_step(rows, scores, threshold)
-    path = write_samples(rows.drop(columns=["box"]), settings.table_path("scored_generations_s", shard), lineage=True)
+    path = write_samples(rows.drop(columns=["box"]), settings.table_path("scored_generations_s", shard), lineage=True,
+                         applied={"clip_threshold": float(threshold)})
     return dg.MaterializeResult(metadata={
         "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold),
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
@@ -187,9 +194,12 @@ def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-350K recipe: generated REC data that passed all three filter steps."""
     rows = settings.read_table("scored_generations_s")
     kept = rows[rows.filter_reason.isna()]
-    path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True)
+    shards = sorted(settings.path("tables", "scored_generations_s").glob("*.parquet"))
+    thresholds = sorted({read_applied(f)["clip_threshold"] for f in shards})
+    applied = {"clip_threshold": thresholds[0] if len(thresholds) == 1 else thresholds}
+    path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
-        "rows": len(kept), "raw_rows": len(rows),
+        "rows": len(kept), "raw_rows": len(rows), "applied": dg.MetadataValue.json(applied),
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
         "dropped_by_step": dg.MetadataValue.md(rows.filter_reason.fillna("kept").str.split(":").str[0].value_counts().rename_axis("step").reset_index().to_markdown(index=False)),
         "preview": sample_preview(kept, 8) if len(kept) else "none",

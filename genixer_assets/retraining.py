@@ -13,7 +13,7 @@ from genixer import generators as gen
 from genixer import quality
 from genixer.evaluation import solver_records
 from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture, recipe_records
-from genixer.schema import read_samples
+from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
@@ -25,8 +25,7 @@ recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
 
 class RetrainConfig(TrainOverrides):
     seeds: Optional[int] = Field(None, description="seeds to train (default: preset retrain_seeds, ablation_seeds for ablations)")
-    added_share: Optional[float] = Field(None, description="share of batches from stage-1 generated rows (default: preset)")
-    rec_share: Optional[float] = Field(None, description="share of batches from genixer_rec rows (default: plain concatenation)")
+    generated_epochs: Optional[float] = Field(None, description="passes over the generated rows, on top of the base steps (default: preset)")
 
 
 def seed_dirs(settings: GenixerSettings, recipe: str) -> list:
@@ -40,7 +39,8 @@ def seed_dirs(settings: GenixerSettings, recipe: str) -> list:
 def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, settings: GenixerSettings,
                      backend: MLLMBackend) -> dg.MaterializeResult:
     """base_mllm trained one more round on a recipe's mixture (see genixer.retraining): the same
-    initialisation, seeds and step budget for every recipe. One model directory per seed; an
+    initialisation, seeds and base steps for every recipe, plus `generated_epochs` passes over the
+    recipe's generated rows (read at the lambda genixer_vqa applied). One model directory per seed; an
     interrupted seed resumes from its last checkpoint. A recipe whose generated data set is
     empty fails, naming the upstream asset."""
     recipe = RECIPES[context.partition_key]
@@ -48,40 +48,39 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     samples = read_samples(settings.table_path("collected_datasets"))
     collected = solver_records(samples[~samples.image_id.isin(val)].to_dict("records"))
     captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
-    vqa_rows = None
-    if recipe.added == "vqa" and not recipe.lambda_offset:
-        vqa_rows = read_samples(settings.table_path("genixer_vqa"))
-    elif recipe.added in ("vqa", "raw_vqa", "oracle_vqa"):
-        vqa_rows = settings.read_table("scored_generations_l")
+    scored = settings.read_table("scored_generations_l") if recipe.added in ("vqa", "raw_vqa", "oracle_vqa") else None
+    vqa_path = settings.table_path("genixer_vqa")
+    vqa_rows = read_samples(vqa_path) if recipe.added in ("vqa", "raw_vqa") else None
+    applied = read_applied(vqa_path) if recipe.added in ("vqa", "raw_vqa") else {}
     rec_rows = read_samples(settings.table_path("genixer_rec")) if recipe.added == "rec" else None
     n_seeds = config.seeds or (p.ablation_seeds if recipe.ablation else p.retrain_seeds)
-    added_share = config.added_share if config.added_share is not None else p.added_share
-    rec_share = config.rec_share if config.rec_share is not None else p.rec_share
+    epochs = config.generated_epochs if config.generated_epochs is not None else p.generated_epochs
     world = settings.read_table("world_scenes")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in world[world.split == "corpus"].itertuples()}
     if recipe.added == "oracle_vqa":
-        vqa_rows = vqa_rows.assign(oracle_correct=quality.oracle_column(vqa_rows, scenes) == "correct")
+        scored = scored.assign(oracle_correct=quality.oracle_column(scored, scenes) == "correct")
     rows, first, upstream = [], {}, ""
     for k in range(n_seeds):
-        seed = p.seed + k
+        seed = p.seed + recipe.seed_offset + k
         try:
-            s1, s2, upstream = added_rows(recipe, vqa_rows, rec_rows, p.judge_lambda, seed)
+            s1, s2, upstream = added_rows(recipe, scored, vqa_rows, rec_rows, applied.get("judge_lambda", p.judge_lambda), seed)
         except EmptyRecipeError as e:
             raise dg.Failure(description=str(e)) from e
-        records, weights, shares = mixture(captions, collected, recipe_records(s1) if len(s1) else [],
-                                           recipe_records(s2) if len(s2) else [], p.caption_share, added_share,
-                                           rec_share if recipe.added == "rec" else None)
-        out = settings.model_dir(f"retrained/{recipe.name}/seed_{k}")
         cfg = config.apply(replace(p.retrain, seed=seed))
-        res = gen.finetune(base_path(settings, backend), records, cfg, out, sample_weights=weights)
+        records, weights, shares, steps = mixture(captions, collected, recipe_records(s1) if len(s1) else [],
+                                                  recipe_records(s2) if len(s2) else [], p.caption_share, cfg.steps, cfg.batch_size, epochs)
+        out = settings.model_dir(f"retrained/{recipe.name}/seed_{k}")
+        res = gen.finetune(base_path(settings, backend), records, replace(cfg, steps=steps), out, sample_weights=weights)
         added = pd.concat([s1, s2]) if len(s1) + len(s2) else pd.DataFrame()
         correct = float((quality.oracle_column(added, scenes) == "correct").mean()) if len(added) else float("nan")
-        rows.append({"seed": seed, "judge_lambda": round(p.judge_lambda + recipe.lambda_offset, 3) if recipe.added else None, "stage1_rows": len(s1), "stage2_rows": len(s2), "added_oracle_correct": correct,
+        rows.append({"seed": seed, "judge_lambda": round(applied["judge_lambda"] + recipe.lambda_offset, 3) if applied else None,
+                     "stage1_rows": len(s1), "stage2_rows": len(s2), "added_oracle_correct": correct, "steps": steps,
+                     "base_steps": cfg.steps, "generated_epochs": epochs if len(added) else 0.0,
                      **{f"share_{n}": v for n, v in shares.items()}, "final_loss": res.final_loss, "train_wall_s": round(res.wall_s, 1),
                      "path": str(out)})
         if k == 0:
             first = _train_metadata(res, f"retrained {recipe.name} (seed {seed})")
-        context.log.info(f"{recipe.name} seed {seed}: {len(records)} records, shares {shares}, final loss {res.final_loss:.3f}")
+        context.log.info(f"{recipe.name} seed {seed}: {len(records)} records, {steps} steps, shares {shares}, final loss {res.final_loss:.3f}")
     table = pd.DataFrame(rows).assign(recipe=recipe.name)
     for stale in settings.path("models", "retrained", recipe.name).glob("seed_*"):  # seeds of an earlier, larger run
         if int(stale.name.split("_")[1]) >= n_seeds:
@@ -89,7 +88,8 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     table.to_parquet(settings.table_path("retrained_models", recipe.name), index=False)
     return dg.MaterializeResult(metadata={
         "recipe": recipe.name, "what": recipe.what, "seeds": n_seeds, "upstream": upstream or "none",
-        "initialised_from": base_path(settings, backend), "steps_per_seed": int(first["steps"]),
+        "initialised_from": base_path(settings, backend), "steps_per_seed": int(table.steps.iloc[0]),
+        "judge_lambda_applied": applied.get("judge_lambda", "n/a"),
         "added_rows_stage1": int(table.stage1_rows.iloc[0]), "added_rows_stage2": int(table.stage2_rows.iloc[0]),
         "added_oracle_correct": float(table.added_oracle_correct.iloc[0]),
         "seeds_table": dg.MetadataValue.md(table.drop(columns=["path"]).to_markdown(index=False, floatfmt=".3f")),

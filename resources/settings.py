@@ -18,6 +18,7 @@ class GenixerSettings(dg.ConfigurableResource):
     models are Hugging Face directories under <data_dir>/<preset>/models, images under
     <data_dir>/<preset>/world. A preset gets its own folder so smoke and demo never mix."""
 
+    # The only reader of GENIXER_PRESET: everything else gets the preset from a GenixerSettings.
     preset: str = Field(default_factory=lambda: os.environ.get("GENIXER_PRESET", "demo"),
                         description="smoke | demo | paper (env GENIXER_PRESET)")
     data_dir: str = Field(default_factory=lambda: os.environ.get("GENIXER_DATA_DIR", "data"),
@@ -54,3 +55,8 @@ class GenixerSettings(dg.ConfigurableResource):
         p = self.path("models", name)
         p.mkdir(parents=True, exist_ok=True)
         return p
+
+
+# The settings the definitions are loaded with: the `settings` resource of `defs`, and the preset the shard
+# partitions are sized from (they must exist when the asset modules are imported, before any run).
+SETTINGS = GenixerSettings()

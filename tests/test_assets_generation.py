@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from genixer.schema import read_samples
+from genixer.schema import read_applied, read_samples
 from genixer_assets.definitions import defs
 from resources import MLLMBackend
 from tests.conftest import metadata_of
@@ -47,10 +47,17 @@ def test_judge_scores_are_probabilities(built):
 
 def test_genixer_vqa_follows_lambda_and_band(built):
     settings, results = built
-    lam = settings.get_preset().judge_lambda
+    p = settings.get_preset()
     vqa = read_samples(settings.table_path("genixer_vqa"))
-    assert ((vqa.judge_p_yes >= lam) | vqa.hard_band).all()
-    assert (vqa.hard_band == vqa.judge_p_yes.between(0.5, 0.7, inclusive="left")).all()
+    assert read_applied(settings.table_path("genixer_vqa"))["judge_lambda"] == p.judge_lambda
+    scored = settings.read_table("scored_generations_l")
+    ok = scored[scored.quarantine_reason.isna()]
+    # every row at or above lambda, and a small sample of the hard band (a share of the lambda rows, at least one)
+    above = set(ok[ok.judge_p_yes >= p.judge_lambda].sample_id)
+    band = ok[ok.judge_p_yes.between(0.5, 0.7, inclusive="left")]
+    hard = vqa[vqa.hard_band]
+    assert set(vqa.sample_id) == above | set(hard.sample_id) and set(hard.sample_id) <= set(band.sample_id)
+    assert len(hard) == min(len(band), max(1, round(p.hard_band_share * len(above))))
     assert metadata_of(results, "genixer_vqa")["rows"] == len(vqa)
 
 
@@ -86,3 +93,25 @@ def test_bad_generation_config_is_a_clear_error(built, cfg, match):
         dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000",
                        resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                        run_config={"ops": {"raw_generations_l": {"config": cfg}}})
+
+
+def test_data_and_model_checks_run_per_partition_and_pass_on_the_smoke_graph(built):
+    """The checks of the shard- and recipe-partitioned assets ran once in each partition's run (tests/test_checks_fail.py
+    shows each one failing on a broken output)."""
+    from genixer_assets.partitions import shard_partitions
+    from genixer_assets.retraining import recipe_partitions
+
+    _, results = built
+    per_partition = {"image_corpus_valid": shard_partitions, "raw_generations_l_complete": shard_partitions,
+                     "raw_generations_s_complete": shard_partitions, "scored_generations_l_valid": shard_partitions,
+                     "scored_generations_s_valid": shard_partitions, "retrained_models_valid": recipe_partitions,
+                     "benchmark_predictions_complete": recipe_partitions, "region_clip_model_valid": None}
+    seen: dict[str, list] = {}
+    for r in results:
+        for c in r.get_asset_check_evaluations():
+            if c.check_name in per_partition:
+                seen.setdefault(c.check_name, []).append((r.dagster_run.tags.get("dagster/partition"), c.passed, c.metadata))
+    for name, pdef in per_partition.items():
+        keys = sorted(k for k, _, _ in seen.get(name, []))
+        assert keys == (sorted(pdef.get_partition_keys()) if pdef else [None]), name
+        assert all(ok for _, ok, _ in seen[name]), [(name, k, m) for k, ok, m in seen[name] if not ok]

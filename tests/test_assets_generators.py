@@ -4,7 +4,6 @@ generating; and a user's checkpoint directory loaded in place of the embedded ba
 import dagster as dg
 import pytest
 import torch
-from transformers import CLIPImageProcessor, LlavaProcessor
 
 from genixer.generation import Sampling, generate
 from genixer.models.checkpoint import CheckpointError
@@ -16,15 +15,31 @@ from resources import MLLMBackend
 from tests.conftest import metadata_of
 
 
+def _tensor_digests(tensors) -> set[str]:
+    import hashlib
+
+    return {hashlib.sha256(t.detach().contiguous().cpu().numpy().tobytes()).hexdigest() for t in tensors}
+
+
 @pytest.mark.parametrize("name", ["base_mllm", "genixer_l", "genixer_s"])
 def test_model_trained_loss_fell_and_reloads(built, name):
+    from safetensors.torch import load_file
+
     settings, results = built
+    p = settings.get_preset()
     meta = metadata_of(results, name)
-    assert meta["steps"] > 0 and meta["tokens_per_s"] > 0 and meta["parameters"] > 0
+    want_steps = {"base_mllm": p.base_train.steps, "genixer_l": p.l_train.steps, "genixer_s": p.s_train[1].steps}[name]
+    assert meta["steps"] == want_steps and meta["final_loss"] < meta["first_loss"]  # trained the preset's steps; the loss fell
     model, processor = MLLMBackend(device="cpu").load(settings.model_dir(name))
+    assert not model.training and sum(t.numel() for t in model.parameters()) == meta["parameters"]
+    # the reloaded model holds exactly the saved tensors (the file's key names differ from the loaded modules')
+    saved = {k: v for f in settings.model_dir(name).glob("*.safetensors") for k, v in load_file(str(f)).items()}
+    assert saved and _tensor_digests(saved.values()) == _tensor_digests(model.state_dict().values())
     img = settings.read_table("world_scenes").image_path.iloc[0]
-    out = generate(model, processor, [img], [f"{GENERAL_INSTRUCTIONS[0]} {specific_instruction('common_vqa')}"], Sampling(max_new_tokens=12))
-    assert isinstance(out[0][0], str)
+    prompt = [f"{GENERAL_INSTRUCTIONS[0]} {specific_instruction('common_vqa')}"]
+    out = generate(model, processor, [img], prompt, Sampling(max_new_tokens=12))
+    again, processor2 = MLLMBackend(device="cpu").load(settings.model_dir(name))
+    assert len(out) == 1 and len(out[0]) == 1 and out == generate(again, processor2, [img], prompt, Sampling(max_new_tokens=12))
 
 
 def test_training_loss_falls(built):
@@ -62,16 +77,35 @@ def test_base_mllm_accuracy_is_reported_per_task(built):
 
 def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
     """A tiny random LLaVA saved with save_pretrained stands in for a user's LLaVA-1.5 directory."""
-    settings, _ = built
+    import shutil
+
+    from genixer.evaluation import evaluate_solver
+    from genixer.schema import read_samples
+    from genixer.world import Scene
+    from resources import GenixerSettings
+
+    built_settings, _ = built  # a copy of base_mllm's inputs: the shared smoke graph's base_mllm and its eval stay as they are
+    settings = GenixerSettings(preset=built_settings.preset, data_dir=str(tmp_path / "data"))
+    for name in ("world_scenes.parquet", "collected_datasets.parquet"):
+        shutil.copy(built_settings.path("tables", name), settings.path("tables", name))
+    shared_eval = built_settings.table_path("base_mllm_eval").read_bytes()
     tok = build_tokenizer(["What colour is the circle? red Describe the image."])
     model, processor = build_embedded_mllm(tok)
     model.save_pretrained(tmp_path / "llava")
     processor.save_pretrained(tmp_path / "llava")
-    assert isinstance(processor, LlavaProcessor) and isinstance(processor.image_processor, CLIPImageProcessor)
     backend = MLLMBackend(device="cpu", base_checkpoint=str(tmp_path / "llava"))
     res = dg.materialize(list(defs.assets), selection=["base_mllm"], resources={"settings": settings, "backend": backend})
     meta = metadata_of([res], "base_mllm")
     assert meta["source"] == str(tmp_path / "llava") and "steps" not in meta  # evaluated, not trained
+    assert not any(settings.model_dir("base_mllm").iterdir())  # nothing trained or saved in base_mllm's place
+    # the evaluation is the checkpoint's: its answers are what the user's model, loaded through the resource, says
+    ev = settings.read_table("base_mllm_eval")
+    assert meta["heldout_accuracy"] == pytest.approx(ev.correct.mean())
+    samples = read_samples(settings.table_path("collected_datasets")).set_index("sample_id").loc[ev.sample_id].reset_index()
+    scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
+    again = evaluate_solver(*backend.load(backend.base_checkpoint), samples.to_dict("records"), scenes)  # same samples, same batches
+    assert again.answer.tolist() == ev.answer.tolist()
+    assert built_settings.table_path("base_mllm_eval").read_bytes() == shared_eval
 
 
 @pytest.mark.parametrize("make,match", [

@@ -2,6 +2,7 @@
 the report, read back from disk."""
 
 import dataclasses
+import json
 import shutil
 
 import dagster as dg
@@ -10,16 +11,16 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from genixer.benchmarks import BENCHMARKS, score
+from genixer.benchmarks import BENCHMARKS, REFERENCES, score
 from genixer.generators import finetune
 from genixer.metrics import normalize_answer
 from genixer.models.checkpoint import load_model
 from genixer.retraining import RECIPES
-from genixer.schema import read_samples
+from genixer.schema import read_applied, read_samples
 from genixer.training import TrainConfig
 from genixer_assets.definitions import defs
 from genixer_assets.retraining import seed_dirs
-from resources import MLLMBackend
+from resources import GenixerSettings, MLLMBackend
 from tests.conftest import metadata_of
 
 
@@ -30,8 +31,11 @@ def test_every_recipe_is_trained_from_base_mllm(built):
         dirs = seed_dirs(settings, name)
         assert len(dirs) == (p.ablation_seeds if recipe.ablation else p.retrain_seeds), name
         table = settings.read_table("retrained_models", name)
-        assert list(table.seed) == [p.seed + k for k in range(len(dirs))]
+        assert list(table.seed) == [p.seed + recipe.seed_offset + k for k in range(len(dirs))]
         assert (table.stage1_rows + table.stage2_rows > 0).all() == (recipe.added is not None), name
+        # the base mix trains the preset's steps; generated rows add one pass over them
+        extra = np.ceil(p.generated_epochs * (table.stage1_rows + table.stage2_rows) / p.retrain.batch_size)
+        assert (table.steps == p.retrain.steps + extra).all(), name
     model, _ = load_model(seed_dirs(settings, "baseline")[0], device="cpu")
     base, _ = load_model(settings.model_dir("base_mllm"), device="cpu")
     tower = {k: v for k, v in base.state_dict().items() if "vision_tower" in k}
@@ -40,11 +44,14 @@ def test_every_recipe_is_trained_from_base_mllm(built):
     assert any(not np.array_equal(model.state_dict()[k].numpy(), v.numpy()) for k, v in base.state_dict().items() if "language_model" in k)
     vqa = read_samples(settings.table_path("genixer_vqa"))
     t = settings.read_table("retrained_models", "genixer_vqa")
-    assert t.stage1_rows.iloc[0] == int((vqa.judge_p_yes >= p.judge_lambda).sum())
-    assert t.stage1_rows.iloc[0] + t.stage2_rows.iloc[0] == len(vqa)
+    assert t.stage1_rows.iloc[0] == int((~vqa.hard_band).sum()) and t.stage2_rows.iloc[0] == int(vqa.hard_band.sum())
+    assert t.judge_lambda.iloc[0] == read_applied(settings.table_path("genixer_vqa"))["judge_lambda"]
     assert settings.read_table("retrained_models", "raw_vqa").stage1_rows.iloc[0] == t.stage1_rows.iloc[0]
+    # the lambda arms differ in the rows they hold (they used to train on the same rows)
+    arms = [settings.read_table("retrained_models", n).stage1_rows.iloc[0] for n in ("genixer_vqa", "vqa_lambda_minus_0.1", "vqa_lambda_minus_0.2")]
+    assert arms == sorted(arms)
     meta = metadata_of(results, "retrained_models")
-    assert meta["steps_per_seed"] == p.retrain.steps
+    assert meta["steps_per_seed"] >= p.retrain.steps
 
 
 def test_predictions_cover_every_benchmark_for_every_seed(built):
@@ -64,7 +71,13 @@ def test_scores_are_computed_from_the_predictions(built):
     table = pd.read_parquet(settings.table_path("benchmark_scores"))
     csv = pd.read_csv(settings.path("tables", "benchmark_scores.csv"))
     assert len(csv) == len(table) and list(csv.recipe) == list(table.recipe)
-    assert set(table.recipe) == set(RECIPES) and set(table.benchmark) == {b.name for b in BENCHMARKS}
+    assert set(table.recipe) == set(RECIPES) | set(REFERENCES) and set(table.benchmark) == {b.name for b in BENCHMARKS}
+    refs = table[table.recipe.str.startswith("ref:")]
+    assert set(refs[refs.recipe == "ref:centre_box"].benchmark) == {b.name for b in BENCHMARKS if b.kind == "rec"}
+    # always "yes" on balanced POPE: F1 2/3 (precision 1/2, recall 1) on each split
+    yes = refs[refs.recipe == "ref:always_yes"].set_index("benchmark")
+    assert yes.loc["pope_random", "mean"] == pytest.approx(2 / 3) and yes.loc["pope", "mean"] == pytest.approx(2 / 3)
+    assert table.ci_low.notna().sum() > 0 and (table.ci_low.dropna() <= table.delta[table.ci_low.notna()] + 1e-12).all()
     by_seed = pd.read_parquet(settings.table_path("benchmark_scores_by_seed"))
     pred = settings.read_table("benchmark_predictions", "genixer_vqa")
     first = pred[pred.seed == pred.seed.min()]
@@ -87,6 +100,11 @@ def test_paper_report_written_with_claims_and_plots(built):
     for claim in ("genixer_vqa improves most VQA-type benchmarks", "More generated data scores higher", "A higher judge threshold"):
         assert claim in text
     assert "Diagnostic, a perfect judge" in text
+    for section in ("## Noise", "A/A control (`baseline_aa`", "## Reference predictors", "ref:blind_prior", "## What each recipe trained on",
+                    "Held equal across recipes"):
+        assert section in text, section
+    aa = json.loads(settings.path("tables", "benchmark_noise.json").read_text())
+    assert f"{aa['false_alarms']} false alarms in {aa['comparisons']} comparisons" in text
     for png in ("deltas.png", "data_scale.png", "judge_threshold.png"):
         assert settings.path("reports", png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = metadata_of(results, "paper_report")
@@ -127,8 +145,32 @@ def test_interrupted_retraining_resumes_to_the_same_model(built, tmp_path):
 
 
 def test_score_checks_ran(built):
-    _, results = built
+    settings, results = built
     checks = {c.check_name: c for r in results for c in r.get_asset_check_evaluations() if c.asset_key.to_user_string() == "benchmark_scores"}
-    assert set(checks) == {"benchmark_scores_complete", "genixer_vqa_improves_most_vqa", "genixer_rec_improves_most_rec", "filter_worth_it"}
+    assert set(checks) == {"benchmark_scores_complete", "genixer_vqa_improves_most_vqa", "genixer_rec_improves_most_rec", "filter_worth_it",
+                           "baseline_beats_blind_prior", "noise_test_false_alarms"}
     assert checks["benchmark_scores_complete"].passed
     assert checks["genixer_vqa_improves_most_vqa"].metadata["of"].value == 6
+    t = pd.read_parquet(settings.table_path("benchmark_scores"))
+    prior = t[t.recipe == "ref:blind_prior"]
+    assert checks["baseline_beats_blind_prior"].passed == (prior.verdict == "worse").all()
+    assert checks["baseline_beats_blind_prior"].metadata["of"].value == len(prior)
+
+
+def test_applied_lambda_travels_downstream(built, tmp_path):
+    """Override lambda on genixer_vqa alone: the lambda arms, the held-out filter and the report use it."""
+    settings, _ = built
+    shutil.copytree(settings.root, tmp_path / settings.preset)
+    mine = GenixerSettings(preset=settings.preset, data_dir=str(tmp_path))
+    lam = round(settings.get_preset().judge_lambda - 0.1, 3)
+    res = dg.materialize(list(defs.assets), selection=["genixer_vqa", "generation_quality", "benchmark_scores", "paper_report"],
+                         run_config={"ops": {"genixer_vqa": {"config": {"judge_lambda": lam}}}},
+                         resources={"settings": mine, "backend": MLLMBackend(device="cpu")})
+    assert res.success and read_applied(mine.table_path("genixer_vqa"))["judge_lambda"] == lam
+    assert (pd.read_parquet(mine.table_path("generation_quality_domains")).judge_lambda == lam).all()
+    text = mine.path("reports", "paper_report.md").read_text()
+    assert f"judge_lambda = {lam}" in text and f"lambda {lam - 0.1:.2f}" in text
+    res = dg.materialize(list(defs.assets), selection=["retrained_models"], partition_key="vqa_lambda_minus_0.1",
+                         run_config={"ops": {"retrained_models": {"config": {"seeds": 1}}}},
+                         resources={"settings": mine, "backend": MLLMBackend(device="cpu")})
+    assert res.success and mine.read_table("retrained_models", "vqa_lambda_minus_0.1").judge_lambda.item() == pytest.approx(lam - 0.1)

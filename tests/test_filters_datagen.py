@@ -45,6 +45,27 @@ def test_unreadable_image_is_quarantined_without_calling_the_model(tmp_path):
     assert reused == 0 and len(df) == 1 and df.quarantine_reason[0].startswith("unreadable image")
 
 
+def test_generate_shard_samples_each_row_with_its_recorded_seed(tmp_path, monkeypatch):
+    from PIL import Image
+    img = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8)).save(img)
+    reqs = [{"image_id": f"x{i}", "image_path": str(img), "width": 8, "height": 8, "sha256": "00", "seed": 100 + i,
+             "prompt": f"p{i}", "template_id": "t"} for i in range(5)]
+    sampling = Sampling(temperature=0.7, top_p=0.9)
+    calls = []
+
+    def fake_generate(model, processor, paths, prompts, s, batch_size=16, seeds=None):
+        calls.append((list(prompts), list(seeds), s))
+        return [[f"seed {x}"] for x in seeds]
+
+    monkeypatch.setattr(datagen, "generate", fake_generate)
+    df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", sampling, None, "common_vqa", None, batch_size=2)
+    assert len(calls) == 3 and all(s == sampling for *_, s in calls)
+    used = {p: x for prompts, seeds, _ in calls for p, x in zip(prompts, seeds)}
+    assert all(used[r.prompt] == r.seed for r in df.itertuples()) and list(df.seed) == [100, 101, 102, 103, 104]
+    assert all(r.raw_text == f"seed {r.seed}" for r in df.itertuples())
+
+
 def test_unreadable_check():
     assert datagen.readable("/nonexistent.png").startswith("unreadable image")
 

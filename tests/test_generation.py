@@ -60,6 +60,31 @@ def test_sampling_returns_n_per_input_and_is_seeded(trained, data):
     assert out == generate(model, processor, [paths["red"], paths["blue"]], PROMPTS, sampling, batch_size=4)
 
 
+def test_sampled_row_depends_on_its_seed_not_its_batch(trained, data):
+    model, processor = trained
+    _, paths, _, _ = data
+    images = [paths[c] for c in ("red", "green", "blue", "yellow")]
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[1], PROMPTS[0]]
+    sampling = Sampling(temperature=1.5, top_p=0.95, max_new_tokens=6, num_return_sequences=2)
+    batched = generate(model, processor, images, prompts, sampling, batch_size=8, seeds=[11, 12, 13, 14])
+    alone = [generate(model, processor, [i], [p], sampling, batch_size=1, seeds=[s])[0]
+             for i, p, s in zip(images, prompts, [11, 12, 13, 14])]
+    assert batched == alone
+    # in another batch (other neighbours, other position) the row still gives the same text
+    assert generate(model, processor, [images[2], images[0]], [prompts[2], prompts[0]], sampling, batch_size=4, seeds=[99, 11])[1] == batched[0]
+
+
+def test_different_seeds_sample_differently(trained, data):
+    model, processor = trained
+    _, paths, _, _ = data
+    images = [paths[c] for c in COLOURS for _ in PROMPTS]
+    prompts = [p for _ in COLOURS for p in PROMPTS]
+    sampling = Sampling(temperature=1.0, max_new_tokens=6)
+    a = generate(model, processor, images, prompts, sampling, seeds=list(range(8)))
+    b = generate(model, processor, images, prompts, sampling, seeds=list(range(100, 108)))
+    assert a != b
+
+
 def test_score_yes_no(trained, data):
     model, processor = trained
     _, paths, _, tok = data

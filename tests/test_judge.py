@@ -138,6 +138,8 @@ def test_sampled_judgement_returns_strings(world, judge):
     assert len(owner) == len(prompts) and owner[0] == 0
     out = sampled_judgement(model, processor, paths, prompts, max_new_tokens=2)
     assert len(out) == len(prompts) and all(isinstance(o, str) for o in out)
+    assert sampled_judgement(model, processor, paths, prompts, max_new_tokens=2) == out  # sampled, but under its seed
+    assert owner == sorted(owner) and set(owner) == {0, 1, 2}  # every sample's pairs, in sample order
 
 
 def test_auc():

@@ -12,7 +12,7 @@ from genixer.world import annotate_images, scene_seed
 from genixer.world.annotate import annotate
 from genixer.world.grammar import COMPILED, PHRASINGS, TASK_KINDS, parse_desc, unique_desc
 from genixer.world.oracle import CORRECT, INCORRECT, UNPARSEABLE, check, check_turn, classify, task_of
-from genixer.world.scene import COLOURS, SHAPES, Obj, Scene, WorldConfig, sample_scene
+from genixer.world.scene import COLOURS, SHAPES, Obj, Scene, WorldConfig, object_at, render, sample_scene
 
 N_SCENES = 200  # collect indices 0..199 (all placeable with the default config)
 
@@ -281,6 +281,39 @@ def test_rec_answer_is_the_referent_box(by_task):
         assert turn["answer"] == box_to_text(o.box, scene.width, scene.height)
 
 
+def test_annotated_questions_never_name_the_attribute_asked(world):
+    """Annotators describe the referent without the asked attribute, so no question is a
+    tautology (the oracle counts "What colour is the red circle?" as incorrect)."""
+    samples, _ = world
+    n = 0
+    for s in samples:
+        for t in s["turns"]:
+            kind, m = classify(t["question"])
+            if kind in ("colour", "shape", "size", "mc_colour", "mc_shape"):
+                assert getattr(parse_desc(m.group("ref")), kind.removeprefix("mc_")) is None, t["question"]
+                n += 1
+    assert n >= 500
+
+
+def test_annotated_points_lie_on_the_answered_object_in_the_image(world):
+    """Every annotated point falls on a pixel painted in the colour of the object it is about."""
+    samples, scenes = world
+    n = 0
+    for s in samples:
+        if not s["points"]:
+            continue
+        scene = scenes[s["image_id"]]
+        img = render(scene)
+        point_turns = [t for t in s["turns"] if _kind(t["question"]).startswith("point_")]
+        for (x, y), t in zip(s["points"], point_turns):
+            o = object_at(scene, x, y)
+            assert o is not None and img.getpixel((int(x), int(y))) == COLOURS[o.colour], (s["turns"], x, y)
+            if _kind(t["question"]) == "point_colour":
+                assert t["answer"] == o.colour
+            n += 1
+    assert n >= 300
+
+
 # ---- corruptions ----------------------------------------------------------------------------------
 
 def _single(by_task, task, kinds):
@@ -474,6 +507,24 @@ def test_pointqa_point_off_objects_fails():
     scene = Scene("x", 128, 96, "plain", 0, [Obj("circle", "red", "small", (10, 10, 29, 29))])
     assert check_turn("What colour is the object at [0.150,0.200]?", "red", scene).status == CORRECT
     assert check_turn("What colour is the object at [0.900,0.900]?", "red", scene).status == INCORRECT
+    # inside the circle's box, outside the circle: background is what is seen there
+    assert check_turn("What colour is the object at [0.085,0.110]?", "red", scene).status == INCORRECT
+
+
+def test_pointqa_point_in_box_off_shape_fails(by_task):
+    """Moving an annotated point to a corner of its object's box (off the shape) fails."""
+    n = 0
+    for s, scene in by_task["pointqa"]:
+        (x, y), q = s["points"][0], s["turns"][0]["question"]
+        o = object_at(scene, x, y)
+        if o.shape == "square":
+            continue
+        corner = box_to_text(o.box, scene.width, scene.height)[1:-1].split(",")[:2]  # the box's top-left corner
+        (m,) = POINT_RE.finditer(q)
+        v = check(_with_question(s, q.replace(m.group(0), "[" + ",".join(corner) + "]")), scene)
+        assert v.status == INCORRECT and "no object" in v.reason, v
+        n += 1
+    assert n >= 50
 
 
 def test_qca_wrong_final_answer_fails(by_task):

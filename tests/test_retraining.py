@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genixer.filters import select_vqa
 from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture
 
 
@@ -15,37 +16,55 @@ def _scored(p_values):
 SCORED = _scored([0.95, 0.9, 0.8, 0.75, 0.65, 0.6, 0.55, 0.45, 0.2, np.nan])
 
 
-def test_genixer_vqa_splits_lambda_rows_and_hard_band():
-    s1, s2, up = added_rows(RECIPES["genixer_vqa"], SCORED, None, 0.7, seed=0)
-    assert list(s1.judge_p_yes) == [0.95, 0.9, 0.8, 0.75] and list(s2.judge_p_yes) == [0.65, 0.6, 0.55]
+def _vqa(scored=SCORED, lam=0.7, share=0.34, seed=0):
+    """genixer_vqa as the filtering asset makes it: the lambda rows and a fixed hard-band sample."""
+    return select_vqa(scored, lam, share, seed)
+
+
+def test_genixer_vqa_keeps_lambda_rows_and_a_small_fixed_hard_band_sample():
+    vqa = _vqa()  # 4 rows >= 0.7; a third of that, rounded: 1 of the 3 band rows (0.5 <= p < 0.7)
+    assert vqa.hard_band.sum() == 1 and vqa[vqa.hard_band].judge_p_yes.between(0.5, 0.7).all()
+    assert list(_vqa(share=0.01)[lambda d: d.hard_band].index) != [] and _vqa(share=0.0).hard_band.sum() == 0
+    s1, s2, up = added_rows(RECIPES["genixer_vqa"], SCORED, vqa, None, 0.7, seed=0)
+    assert list(s1.judge_p_yes) == [0.95, 0.9, 0.8, 0.75] and list(s2.sample_id) == list(vqa[vqa.hard_band].sample_id)
     assert up == "genixer_vqa"
 
 
-def test_lambda_ablation_moves_the_threshold_and_shrinks_the_band():
-    s1, s2, up = added_rows(RECIPES["vqa_lambda_minus_0.1"], SCORED, None, 0.7, seed=0)
-    assert list(s1.judge_p_yes) == [0.95, 0.9, 0.8, 0.75, 0.65, 0.6] and list(s2.judge_p_yes) == [0.55]
-    assert "lambda = 0.6" in up
+def test_lambda_arms_differ_in_their_rows_and_share_the_hard_band():
+    scored = _scored([0.95, 0.9, 0.8, 0.75, 0.65, 0.6, 0.58, 0.55, 0.52, 0.45, 0.2, np.nan])
+    vqa = _vqa(scored)
+    arms = {n: added_rows(RECIPES[n], scored, vqa, None, 0.7, seed=0) for n in ("genixer_vqa", "vqa_lambda_minus_0.1", "vqa_lambda_minus_0.2")}
+    rows = {n: set(a[0].sample_id) for n, a in arms.items()}
+    # lambda 0.7 < 0.6 < 0.5: each arm holds rows the stricter one does not (before: all three trained on the same rows)
+    assert rows["genixer_vqa"] < rows["vqa_lambda_minus_0.1"] < rows["vqa_lambda_minus_0.2"]
+    assert len(rows["genixer_vqa"]) == 4 and len(rows["vqa_lambda_minus_0.2"]) == 4 + 5 - 1  # band rows but the one sampled
+    hard = {tuple(a[1].sample_id) for a in arms.values()}
+    assert len(hard) == 1 and not set(next(iter(hard))) & set().union(*rows.values())  # the same band sample, never in stage 1
+    assert "lambda = 0.6" in arms["vqa_lambda_minus_0.1"][2]
 
 
 def test_scale_ablation_and_raw_keep_counts():
-    s1, s2, _ = added_rows(RECIPES["vqa_scale_33"], SCORED, None, 0.7, seed=0)
-    assert len(s1) == 1 and len(s2) == 3  # a third of 4 stage-1 rows, rounded; the band untouched
-    r1, r2, up = added_rows(RECIPES["raw_vqa"], SCORED, None, 0.7, seed=0)
-    assert (len(r1), len(r2)) == (4, 3) and up == "scored_generations_l"
+    vqa = _vqa()
+    s1, s2, _ = added_rows(RECIPES["vqa_scale_33"], SCORED, vqa, None, 0.7, seed=0)
+    assert len(s1) == 1 and len(s2) == 1  # a third of 4 lambda rows, rounded; the band sample untouched
+    r1, r2, up = added_rows(RECIPES["raw_vqa"], SCORED, vqa, None, 0.7, seed=0)
+    assert (len(r1), len(r2)) == (4, 1) and up == "scored_generations_l"
     assert r1.judge_p_yes.notna().all() and not set(r1.sample_id) & set(r2.sample_id)
     # drawn from every scored row, not the judge's picks
-    assert any(set(added_rows(RECIPES["raw_vqa"], SCORED, None, 0.7, seed=k)[0].sample_id) != {"s0", "s1", "s2", "s3"} for k in range(5))
+    assert any(set(added_rows(RECIPES["raw_vqa"], SCORED, vqa, None, 0.7, seed=k)[0].sample_id) != {"s0", "s1", "s2", "s3"} for k in range(5))
 
 
 def test_empty_generated_data_names_the_upstream_asset():
     with pytest.raises(EmptyRecipeError, match="`genixer_rec`"):
-        added_rows(RECIPES["genixer_rec"], None, pd.DataFrame(), 0.7, seed=0)
+        added_rows(RECIPES["genixer_rec"], None, None, pd.DataFrame(), 0.7, seed=0)
+    low = _scored([0.2, 0.3])
     with pytest.raises(EmptyRecipeError, match="`genixer_vqa`"):
-        added_rows(RECIPES["genixer_vqa"], _scored([0.2, 0.3]), None, 0.7, seed=0)
-    # no row above lambda but a hard band: the recipe trains on the band alone (stage1_rows 0 in its metadata)
-    s1, s2, _ = added_rows(RECIPES["vqa_scale_33"], _scored([0.2, 0.6]), None, 0.7, seed=0)
+        added_rows(RECIPES["genixer_vqa"], low, _vqa(low), None, 0.7, seed=0)
+    # no row above lambda but a hard-band sample: the recipe trains on the band alone (stage1_rows 0 in its metadata)
+    band = _scored([0.2, 0.6])
+    s1, s2, _ = added_rows(RECIPES["vqa_scale_33"], band, _vqa(band), None, 0.7, seed=0)
     assert (len(s1), len(s2)) == (0, 1)
-    assert added_rows(RECIPES["baseline"], None, None, 0.7, seed=0)[2] == ""
+    assert added_rows(RECIPES["baseline"], None, None, None, 0.7, seed=0)[2] == ""
 
 
 def _recs(n, tag):
@@ -57,28 +76,28 @@ def _share(records, weights, tag):
     return float(sum(wi for r, wi in zip(records, w) if r["record_id"].startswith(tag)))
 
 
-def test_mixture_shares():
+def test_mixture_adds_steps_with_the_generated_rows():
     caps, col = _recs(10, "cap"), _recs(90, "col")
-    recs, w, shares = mixture(caps, col, [], [], caption_share=0.5, added_share=0.3)
-    assert _share(recs, w, "cap") == pytest.approx(0.5) and shares["generated_stage1"] == 0.0
-    # stage-1 rows take added_share of all batches, displacing captions; the band joins collected by concatenation
-    recs, w, shares = mixture(caps, col, _recs(5, "g1"), _recs(10, "g2"), caption_share=0.5, added_share=0.3)
-    assert _share(recs, w, "g1") == pytest.approx(0.3) and _share(recs, w, "cap") == pytest.approx(0.2)
-    assert _share(recs, w, "g2") == pytest.approx(0.5 * 10 / 100) and _share(recs, w, "col") == pytest.approx(0.5 * 90 / 100)
-    # a fixed share for the stage-2 rows (genixer_rec with rec_share)
-    recs, w, _ = mixture(caps, col, [], _recs(10, "g2"), caption_share=0.5, added_share=0.3, rec_share=0.1)
-    assert _share(recs, w, "g2") == pytest.approx(0.1) and _share(recs, w, "col") == pytest.approx(0.4)
-    with pytest.raises(ValueError, match="do not fit"):
-        mixture(caps, col, [], _recs(10, "g2"), caption_share=0.5, added_share=0.3, rec_share=0.7)
+    recs, w, shares, steps = mixture(caps, col, [], [], caption_share=0.5, base_steps=30, batch_size=8)
+    assert steps == 30 and _share(recs, w, "cap") == pytest.approx(0.5) and shares["generated_stage1"] == 0.0
+    # 80 + 16 generated rows, one pass: ceil(96 / 8) = 12 more steps; they take 96 of the 42 x 8 = 336 draws
+    recs, w, shares, steps = mixture(caps, col, _recs(80, "g1"), _recs(16, "g2"), caption_share=0.5, base_steps=30, batch_size=8)
+    assert steps == 42
+    assert _share(recs, w, "g1") == pytest.approx(80 / 336) and _share(recs, w, "g2") == pytest.approx(16 / 336)
+    # the base mix keeps its 30 x 8 = 240 draws, half of them captions
+    assert _share(recs, w, "cap") * 336 == pytest.approx(120) and _share(recs, w, "col") * 336 == pytest.approx(120)
+    # a third of the rows: a third of the generated steps (the data-scale arms differ in training on it, as in the paper)
+    assert mixture(caps, col, _recs(32, "g1"), _recs(0, "g2"), caption_share=0.5, base_steps=30, batch_size=8)[3] == 34
+    assert mixture(caps, col, _recs(32, "g1"), [], caption_share=0.5, base_steps=30, batch_size=8, epochs=2.0)[3] == 38
 
 
 def test_oracle_diagnostic_keeps_only_oracle_correct_rows():
     scored = SCORED.assign(oracle_correct=[True, False, False, False, True, False, False, True, False, True])
-    s1, s2, up = added_rows(RECIPES["oracle_vqa"], scored, None, 0.7, seed=0)
+    s1, s2, up = added_rows(RECIPES["oracle_vqa"], scored, None, None, 0.7, seed=0)
     assert list(s1.sample_id) == ["s0", "s4", "s7"] and len(s2) == 0  # s9 has no judge score: quarantined upstream
     assert "oracle" in up
     with pytest.raises(EmptyRecipeError, match="oracle marks correct"):
-        added_rows(RECIPES["oracle_vqa"], scored.assign(oracle_correct=False), None, 0.7, seed=0)
+        added_rows(RECIPES["oracle_vqa"], scored.assign(oracle_correct=False), None, None, 0.7, seed=0)
 
 
 def test_weighted_pools_rejects_shares_that_do_not_sum_to_one():

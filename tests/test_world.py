@@ -12,7 +12,7 @@ from PIL import Image
 from genixer.boxes import inside
 from genixer.world import SPLITS, build_split, scene_seed
 from genixer.world.scene import (
-    BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, WorldConfig, WorldConfigError, render, sample_scene,
+    BACKGROUNDS, COLOURS, SHAPES, SIZES, Obj, Scene, WorldConfig, WorldConfigError, object_at, on_shape, render, sample_scene,
 )
 
 CFG = WorldConfig()
@@ -81,6 +81,34 @@ def test_render_size_and_colours():
     for o in s.objects:  # the object's colour is drawn at its centre
         cx, cy = (o.box[0] + o.box[2]) // 2, (o.box[1] + o.box[3]) // 2
         assert img.getpixel((cx, cy)) == COLOURS[o.colour]
+
+
+def test_on_shape_is_the_rendered_pixels(many_scenes):
+    """on_shape marks exactly the pixels render paints in the object's colour, for every shape."""
+    shapes = Counter()
+    for s in many_scenes["collect"][:60] + many_scenes["heldout"][:20]:
+        img = render(s)
+        for o in s.objects:
+            shapes[o.shape] += 1
+            x0, y0, x1, y1 = o.box
+            for y in range(y0 - 1, y1 + 1):
+                for x in range(x0 - 1, x1 + 1):
+                    painted = img.getpixel((x, y)) == COLOURS[o.colour]
+                    assert on_shape(o, x + 0.5, y + 0.5) == painted == on_shape(o, x, y + 0.99), (s.image_id, o, x, y)
+    assert set(shapes) == set(SHAPES)
+
+
+def test_object_at_is_the_topmost_drawn():
+    # render draws in list order, so the later object is the one seen where two overlap
+    under, over = Obj("square", "red", "large", (10, 10, 50, 50)), Obj("circle", "blue", "small", (30, 30, 50, 50))
+    for order in ([under, over], [over, under]):
+        scene = Scene("x", 64, 64, "plain", 0, order)
+        img = render(scene)
+        for pt in ((40, 40), (31, 31), (15, 15), (60, 60)):
+            seen = object_at(scene, *pt)
+            assert img.getpixel(pt) == (COLOURS[seen.colour] if seen else (200, 200, 200)), (order, pt)
+    assert object_at(Scene("x", 64, 64, "plain", 0, [under, over]), 40, 40) is over
+    assert object_at(Scene("x", 64, 64, "plain", 0, [over, under]), 40, 40) is under
 
 
 # ---- build_split -------------------------------------------------------------------------------

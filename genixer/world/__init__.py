@@ -7,13 +7,13 @@ import random
 from pathlib import Path
 
 from genixer.tasks import TASKS
-from genixer.world.annotate import annotate, annotate_compositional
+from genixer.world.annotate import _pope, annotate, annotate_compositional
 from genixer.world.oracle import check
 from genixer.world.scene import Scene, WorldConfig, WorldConfigError, render, sample_scene
 
 SPLITS = ("collect", "corpus", "bench", "heldout")
 
-__all__ = ["SPLITS", "Scene", "WorldConfig", "WorldConfigError", "build_split", "annotate_images", "annotate_gqa", "check", "scene_seed"]
+__all__ = ["SPLITS", "Scene", "WorldConfig", "WorldConfigError", "build_split", "annotate_images", "annotate_gqa", "annotate_pope", "check", "scene_seed"]
 
 
 def scene_seed(base_seed: int, split: str, index: int) -> int:
@@ -80,4 +80,26 @@ def annotate_gqa(images: list[dict], seed: int = 0) -> list[dict]:
         if s is not None:
             samples.append({"sample_id": f"{img['image_id']}:gqa:0", "image_id": img["image_id"], "image_path": img["image_path"],
                             "width": img["width"], "height": img["height"], **s, "split": img["split"]})
+    return samples
+
+
+POPE_SPLITS = ("random", "popular", "adversarial")
+
+
+def annotate_pope(images: list[dict], seed: int = 0) -> list[dict]:
+    """POPE built as POPE is: per image, one question about an object that is there and, for each
+    split, one about an absent object (random, most frequent, or co-occurring), so every split is
+    50% "yes". The positive question is shared by the three splits (its answer does not depend on
+    the split); an image that lacks a negative of some split is left out, keeping the balance."""
+    samples = []
+    for img in images:
+        scene, rng = Scene.from_json(img["scene"]), random.Random(f"{seed}/{img['image_id']}/pope")
+        try:
+            made = [_pope(scene, rng, sub) for sub in ("positive", *POPE_SPLITS)]
+        except IndexError:  # rng.choice over no absent object of that kind
+            continue
+        for q, a, _, _, sub in made:
+            samples.append({"sample_id": f"{img['image_id']}:pope_{sub}:0", "image_id": img["image_id"], "image_path": img["image_path"],
+                            "width": img["width"], "height": img["height"], "task": "adv_vqa", "turns": [{"question": q, "answer": a}],
+                            "boxes": [], "points": [], "source": f"shapes_world:pope_{sub}", "split": img["split"]})
     return samples

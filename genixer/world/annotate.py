@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from genixer.boxes import box_to_text, boxes_to_text, point_to_text
+from genixer.boxes import box_to_text, boxes_to_text, parse_point, point_to_text
 from genixer.world.grammar import (
     COLOUR_NAMES, PHRASINGS, RELATIONS, TASK_KINDS, Desc, relation_clear, relation_holds, unique_desc,
 )
-from genixer.world.scene import COLOUR_WEIGHTS, COLOURS, SHAPE_WEIGHTS, SHAPES, Scene
+from genixer.world.scene import COLOUR_WEIGHTS, COLOURS, SHAPE_WEIGHTS, SHAPES, Scene, object_at
 
 # A turn: (question, answer, boxes mentioned in order, points mentioned in order)
 Turn = tuple[str, str, list, list]
@@ -63,11 +63,16 @@ def make_turn(kind: str, scene: Scene, rng: random.Random) -> Turn | None:
         return _fill(kind, rng, box=box_to_text(o.box, W, H)), d.ref(), [list(o.box)], []
     if kind.startswith("point_"):
         x0, y0, x1, y1 = o.box
-        # near the centre, so the point lies on the shape itself, not only in its box
-        px = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * (x1 - x0)
-        py = (y0 + y1) / 2 + rng.uniform(-0.1, 0.15) * (y1 - y0)
-        attr = kind.split("_")[1]
-        return _fill(kind, rng, point=point_to_text((px, py), W, H)), getattr(o, attr), [], [[px, py]]
+        for _ in range(20):
+            # near the centre, and kept only where o's own paint is seen: at the point itself
+            # and at the point its 3-decimal text reads back as
+            px = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * (x1 - x0)
+            py = (y0 + y1) / 2 + rng.uniform(-0.1, 0.15) * (y1 - y0)
+            text = point_to_text((px, py), W, H)
+            if object_at(scene, px, py) is o and object_at(scene, *parse_point(text, W, H)) is o:
+                attr = kind.split("_")[1]
+                return _fill(kind, rng, point=text), getattr(o, attr), [], [[px, py]]
+        return None
     if kind in ("reason_count", "reason_exist"):
         rel = rng.choice(RELATIONS)
         d_ref = unique_desc(o, scene, rng=rng)

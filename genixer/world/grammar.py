@@ -115,9 +115,14 @@ TASK_KINDS = {
     "rd": ("locate", "describe", "point_colour", "point_shape"),
 }
 
-_REF = r"the (?:(?:small|large) )?(?:(?:%s) )?(?:%s)" % ("|".join(COLOUR_NAMES), "|".join(NOUNS))
+_WORDS = r"(?:(?:small|large) )?(?:(?:%s) )?(?:%s)" % ("|".join(COLOUR_NAMES), "|".join(NOUNS))
+_REF = r"the " + _WORDS
 _PLURAL = r"(?:(?:small|large) )?(?:(?:%s) )?(?:%s)" % ("|".join(COLOUR_NAMES), "|".join(n + "s" for n in NOUNS))
-_THING = r"an? (?:(?:small|large) )?(?:(?:%s) )?(?:%s)" % ("|".join(COLOUR_NAMES), "|".join(NOUNS))
+_THING = r"an? " + _WORDS
+# A free referring expression (a REG answer): a description, optionally placed by a relation to a
+# second described object. Nothing else may follow, so no trailing claim goes unchecked.
+EXPRESSION_RE = re.compile(rf"(?:(?:the|an?) )?(?P<desc>{_WORDS})(?: (?P<rel>{'|'.join(RELATIONS)}) (?P<ref2>{_REF}))?",
+                           re.IGNORECASE)
 _OPTIONS = r"Options: A\. [a-z]+ B\. [a-z]+ C\. [a-z]+ D\. [a-z]+"
 SLOT_RE = {
     "ref": _REF,

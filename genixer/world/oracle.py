@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from genixer.boxes import BoxFormatError, find_box_groups, iou, parse_boxes, parse_point
+from genixer.boxes import BoxFormatError, answer_box, find_box_groups, iou, parse_boxes, parse_point
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
-from genixer.world.grammar import COMPILED, TASK_KINDS, parse_desc, relation_holds
-from genixer.world.scene import Obj, Scene
+from genixer.world.grammar import COMPILED, EXPRESSION_RE, TASK_KINDS, parse_desc, relation_clear, relation_holds
+from genixer.world.scene import Obj, Scene, object_at
 
 CORRECT, INCORRECT, UNPARSEABLE = "correct", "incorrect", "unparseable"
 IOU_THRESHOLD = 0.5
@@ -73,8 +73,13 @@ def _object_at_box(box, scene: Scene) -> Obj | None:
 
 
 def _object_at_point(pt, scene: Scene) -> Obj | None:
-    hits = [o for o in scene.objects if o.box[0] <= pt[0] < o.box[2] and o.box[1] <= pt[1] < o.box[3]]
-    return hits[0] if len(hits) == 1 else None
+    # the object whose painted pixels hold the point (the topmost one), not any box around it
+    return object_at(scene, pt[0], pt[1])
+
+
+def _unclear(what: str, rel: str) -> Verdict:
+    # too close to call: neither "yes" nor "no" is a fact of the scene, so no answer is correct
+    return Verdict(INCORRECT, f"unclear relation: {what} too close to call '{rel}'")
 
 
 def _expect(answer: str, truth: str) -> Verdict:
@@ -92,10 +97,12 @@ def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
     W, H = scene.width, scene.height
     try:
         if kind in ("colour", "shape", "size", "mc_colour", "mc_shape"):
+            attr = kind.removeprefix("mc_")
+            if getattr(parse_desc(g["ref"]), attr) is not None:  # the question gives its own answer away
+                return Verdict(INCORRECT, f"tautology: '{g['ref']}' already names the {attr} asked for")
             o, why = _resolve(g["ref"], scene)
             if o is None:
                 return Verdict(INCORRECT, why)
-            attr = kind.removeprefix("mc_")
             truth = getattr(o, attr)
             if kind.startswith("mc_"):
                 opts = dict(re.findall(r"([ABCD])\. ([a-z]+)", g["options"], re.IGNORECASE))
@@ -113,6 +120,8 @@ def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
             b, why2 = _resolve(g["ref2"], scene)
             if a is None or b is None:
                 return Verdict(INCORRECT, why or why2)
+            if not relation_clear(a, g["rel"], b):
+                return _unclear(f"{g['ref']} and {g['ref2']} are", g["rel"])
             return _expect(answer, "yes" if relation_holds(a, g["rel"], b) else "no")
         if kind == "exist":
             return _expect(answer, "yes" if parse_desc(g["thing"]).select(scene) else "no")
@@ -120,10 +129,10 @@ def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
             o, why = _resolve(g["ref"], scene)
             if o is None:
                 return Verdict(INCORRECT, why)
-            boxes = parse_boxes(answer, W, H)
-            if len(boxes) != 1:
-                return Verdict(INCORRECT, f"{len(boxes)} boxes for one object")
-            v = iou(boxes[0], o.box)
+            box = answer_box(answer, W, H)  # the REC filter reads answers with the same function
+            if box is None:
+                return Verdict(INCORRECT, "several boxes for one object")
+            v = iou(box, o.box)
             return Verdict(CORRECT) if v >= IOU_THRESHOLD else Verdict(INCORRECT, f"IoU {v:.2f} < {IOU_THRESHOLD}")
         if kind == "describe":
             boxes = parse_boxes(g["box"], W, H)
@@ -132,16 +141,11 @@ def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
             o = _object_at_box(boxes[0], scene)
             if o is None:
                 return Verdict(INCORRECT, "the question's box covers no object (IoU < 0.5)")
-            if not re.fullmatch(r"(?:the |a |an )?[a-z ]+", _norm(answer)):
-                return Verdict(UNPARSEABLE, f"answer '{answer}' is not an expression")
-            hits = parse_desc(_norm(answer)).select(scene)
-            if hits != [o]:
-                return Verdict(INCORRECT, f"'{answer}' picks out {len(hits)} objects" + ("" if len(hits) != 1 else ", not the boxed one"))
-            return Verdict(CORRECT)
+            return _check_expression(answer, o, scene)
         if kind.startswith("point_"):
             o = _object_at_point(parse_point(g["point"], W, H), scene)
             if o is None:
-                return Verdict(INCORRECT, "the point is on no single object")
+                return Verdict(INCORRECT, "the point is on no object's pixels")
             return _expect(answer, getattr(o, kind.split("_")[1]))
         if kind in ("reason_count", "reason_exist"):
             return _check_reason(kind, g, answer, scene)
@@ -150,16 +154,42 @@ def check_turn(question: str, answer: str, scene: Scene) -> Verdict:
     raise AssertionError(kind)
 
 
+def _check_expression(answer: str, o: Obj, scene: Scene) -> Verdict:
+    """A REG answer: every word must parse, and the whole expression (relation included) must
+    pick out exactly the boxed object `o`."""
+    m = EXPRESSION_RE.fullmatch(_norm(answer))
+    if m is None:
+        return Verdict(UNPARSEABLE, f"answer '{answer}' is not a referring expression of the world grammar")
+    hits = parse_desc(m["desc"]).select(scene)
+    if m["rel"]:
+        rel = m["rel"]
+        b, why = _resolve(m["ref2"], scene)
+        if b is None:
+            return Verdict(INCORRECT, why)
+        if o in hits and o is not b:
+            if not relation_clear(o, rel, b):
+                return _unclear(f"the boxed object and {m['ref2']} are", rel)
+            if not relation_holds(o, rel, b):
+                return Verdict(INCORRECT, f"the boxed object is not {rel} {m['ref2']}")
+        # an object too close to call could be read as meant too
+        hits = [x for x in hits if x is not b and (relation_holds(x, rel, b) or not relation_clear(x, rel, b))]
+    if hits != [o]:
+        return Verdict(INCORRECT, f"'{answer}' picks out {len(hits)} objects" + ("" if len(hits) != 1 else ", not the boxed one"))
+    return Verdict(CORRECT)
+
+
 def _check_reason(kind: str, g: dict, answer: str, scene: Scene) -> Verdict:
     """Chain of thought with boxes: the boxes must be right, and so must the final answer."""
     W, H = scene.width, scene.height
     o, why = _resolve(g["ref"], scene)
     if o is None:
         return Verdict(INCORRECT, why)
+    desc = parse_desc(g.get("things") or g.get("thing"))
+    if any(x is not o and desc.matches(x) and not relation_clear(x, g["rel"], o) for x in scene.objects):
+        return _unclear(f"some {desc.plural()} and {g['ref']} are", g["rel"])
     m = re.search(r"so the answer is (\w+)\.?\s*$", answer.strip(), re.IGNORECASE)
     if not m:
         return Verdict(UNPARSEABLE, "no final 'So the answer is ...'")
-    desc = parse_desc(g.get("things") or g.get("thing"))
     hits = [x for x in scene.objects if x is not o and desc.matches(x) and relation_holds(x, g["rel"], o)]
     truth = str(len(hits)) if kind == "reason_count" else ("yes" if hits else "no")
     groups = find_box_groups(answer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -173,16 +174,40 @@ def _polygon(shape: str, box: tuple[int, int, int, int]) -> list[tuple[float, fl
     return None
 
 
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill) -> None:
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill)
+    elif shape == "square":
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=fill)
+    else:
+        draw.polygon(_polygon(shape, box), fill=fill)
+
+
 def render(scene: Scene) -> Image.Image:
     img = _background(scene)
     draw = ImageDraw.Draw(img)
-    for o in scene.objects:
-        fill = COLOURS[o.colour]
-        x0, y0, x1, y1 = o.box
-        if o.shape == "circle":
-            draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill)
-        elif o.shape == "square":
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=fill)
-        else:
-            draw.polygon(_polygon(o.shape, o.box), fill=fill)
+    for o in scene.objects:  # in list order: a later object paints over an earlier one
+        _draw_shape(draw, o.shape, o.box, COLOURS[o.colour])
     return img
+
+
+@functools.lru_cache(maxsize=4096)
+def _mask(shape: str, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels `render` paints for `shape` in `box`, box-relative (drawn by the same code)."""
+    x0, y0, x1, y1 = box
+    img = Image.new("1", (x1, y1), 0)  # drawn at the true coordinates, so rasterisation is identical
+    _draw_shape(ImageDraw.Draw(img), shape, box, 1)
+    return np.asarray(img)[y0:y1, x0:x1]
+
+
+def on_shape(o: Obj, x: float, y: float) -> bool:
+    """Whether the pixel holding point (x, y) is painted by `o`'s shape (not merely in its box)."""
+    i, j = math.floor(x), math.floor(y)
+    x0, y0, x1, y1 = (int(v) for v in o.box)
+    return x0 <= i < x1 and y0 <= j < y1 and bool(_mask(o.shape, (x0, y0, x1, y1))[j - y0, i - x0])
+
+
+def object_at(scene: Scene, x: float, y: float) -> Obj | None:
+    """The object seen at point (x, y): the topmost one painted there, i.e. the last drawn."""
+    return next((o for o in reversed(scene.objects) if on_shape(o, x, y)), None)
