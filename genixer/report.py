@@ -116,6 +116,15 @@ def pivot(table: pd.DataFrame) -> pd.DataFrame:
     return out.loc[order, cols].reset_index()
 
 
+def pope_line(table: pd.DataFrame) -> str:
+    """POPE's yes-ratio beside its F1: the truth is 50% yes, and an F1 near 66.7 with a yes-ratio near 100% is 'always yes'."""
+    rows = table[(table.benchmark == "pope") & table.get("yes_ratio", pd.Series(dtype=float)).notna()] if "yes_ratio" in table else table.iloc[:0]
+    if not len(rows):
+        return ""
+    cells = ", ".join(f"{r.recipe} {100 * r.yes_ratio:.0f}% (F1 {100 * r.mean:.1f})" for r in rows.itertuples())
+    return f"POPE yes-ratio, mean over seeds and splits (the truth is 50% yes; always 'yes' scores F1 66.7): {cells}"
+
+
 def reference_lines(table: pd.DataFrame) -> list[str]:
     """What each reference predictor is, and whether the baseline beats the blind prior beyond noise."""
     out = [f"`{k}`: {v}" for k, v in REFERENCES.items()]
@@ -194,7 +203,7 @@ def report_markdown(table: pd.DataFrame, claim_rows: pd.DataFrame, reasons: list
                   shown[["contrast", "a", "b", "kind", "point", "lo", "hi", "verdict"]].to_markdown(index=False, floatfmt="+.1f"), ""]
     lines += ["## Benchmark scores (percent; mean ± sd over seeds; delta vs baseline, ↑/↓ beyond the noise)", "",
               pivot(table).to_markdown(index=False), "", "Seeds per recipe: " + ", ".join(f"{k} {v}" for k, v in seeds.items()), ""]
-    lines += ["## Reference predictors (the same questions)", ""] + [f"- {x}" for x in reference_lines(table)] + [""]
+    lines += ["## Reference predictors (the same questions)", ""] + [f"- {x}" for x in reference_lines(table) + [pope_line(table)] if x] + [""]
     if arms is not None and len(arms):
         lines += ["## What each recipe trained on (first seed)", "", arms.to_markdown(index=False, floatfmt=".3f"), "", HELD_EQUAL, ""]
     if reasons:

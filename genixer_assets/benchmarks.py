@@ -76,6 +76,7 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     con = report.contrasts(boot, lam)
     aa = aa_false_alarms(perq)
     scores = pd.concat([score(g).assign(recipe=r, seed=s) for (r, s), g in preds.groupby(["recipe", "seed"])], ignore_index=True)
+    table = table.join(scores.groupby(["recipe", "benchmark"]).yes_ratio.mean(), on=["recipe", "benchmark"])  # POPE's, beside its F1
     scores.to_parquet(settings.table_path("benchmark_scores_by_seed"), index=False)
     table.to_parquet(settings.table_path("benchmark_scores"), index=False)
     con.to_parquet(settings.table_path("benchmark_contrasts"), index=False)

@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import time
 from collections import Counter
 
 import pytest
@@ -136,11 +135,15 @@ def test_build_split_unknown_split(tmp_path):
         build_split("train", 1, tmp_path, CFG)
 
 
-def test_build_split_invalid_config_raises_before_writing(tmp_path):
-    t = time.time()
+def test_build_split_invalid_config_raises_before_writing(tmp_path, monkeypatch):
+    import genixer.world as world
+
+    def no_scene(*a, **k):  # an invalid config must fail before any scene is sampled or written
+        raise AssertionError("sample_scene was called with an invalid config")
+
+    monkeypatch.setattr(world, "sample_scene", no_scene)
     with pytest.raises(WorldConfigError, match="max_objects"):
         build_split("collect", 50, tmp_path, WorldConfig(max_objects=12))
-    assert time.time() - t < 2
     assert not (tmp_path / "collect").exists() or not any((tmp_path / "collect").iterdir())
 
 
@@ -215,11 +218,9 @@ def test_default_config_valid():
 
 
 def test_too_many_objects_raises_at_validate():
-    t = time.time()
     for n in (7, 10, 60, 1000):
-        with pytest.raises(WorldConfigError, match="max_objects"):
+        with pytest.raises(WorldConfigError, match=f"max_objects={n}"):
             WorldConfig(max_objects=n).validate()
-    assert time.time() - t < 1
 
 
 def test_min_greater_than_max():
