@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from genixer.boxes import BOX_GROUP_RE, find_box_groups, parse_boxes
+from genixer.boxes import BoxFormatError, answer_box, find_box_groups  # answer_box: one REC-answer reader, shared with the oracle
 from genixer.region_clip import locate_ref
 
 HARD_BAND = (0.5, 0.7)  # the paper's harder fine-tuning samples: 0.5 <= P(Yes) < 0.7
@@ -53,7 +53,6 @@ def rec_expression(turns) -> str | None:
 def coarse_filter(rows: pd.DataFrame) -> pd.DataFrame:
     """Steps (1) and (2): drop malformed text or coordinates, then boxes under the minimum
     size. Adds `expression`, `box` and `filter_reason` (None = goes on to the CLIP step)."""
-    from genixer.boxes import BoxFormatError, answer_box  # one REC-answer reader, shared with the oracle
     exprs, boxes, reasons = [], [], []
     for r in rows.itertuples():
         expr, box, reason = None, None, None

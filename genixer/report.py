@@ -140,8 +140,10 @@ def reference_lines(table: pd.DataFrame) -> list[str]:
 def noise_lines(aa: dict, contrast_rows: pd.DataFrame) -> list[str]:
     """How the verdicts are made and how often the test calls two identical recipes different."""
     out = ["A delta is called better (↑) or worse (↓) when its 95% interval excludes 0: a paired bootstrap (2,000 draws) "
-           "over the benchmark questions (the same draws for every recipe) and each recipe's seeds (seed deviations inflated "
-           "by sqrt(k/(k-1))); a one-seed ablation borrows the seed spread pooled over the multi-seed recipes."]
+           "over the benchmark questions (the same draws for every recipe) and each recipe's seeds (a seed's model resampled "
+           "on every benchmark at once, deviations inflated by sqrt(k/(k-1))); the half-width is t x the bootstrap standard "
+           "error at the Welch-Satterthwaite degrees of freedom of the seed part; a one-seed ablation borrows the seed "
+           "spread pooled over the multi-seed recipes."]
     if aa.get("comparisons"):
         out.append(f"A/A control (`baseline_aa`: the baseline recipe again, other seeds): called different on {aa['actual_calls']} of "
                    f"{aa['actual_comparisons']} benchmarks. Over all {aa['splits']} ways to split the {2 * aa['seeds_per_group']} "
