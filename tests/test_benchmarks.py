@@ -212,3 +212,20 @@ def test_contrast_and_claims_read_the_same_bootstrap():
     assert lines[0].startswith("genixer_vqa improves 2 of 2 VQA-type benchmarks beyond the noise")
     cells = pivot(table).set_index("benchmark")
     assert list(cells.columns)[0] == "baseline" and "↑" in cells.loc["vqav2", "genixer_vqa"]
+
+
+def test_false_alarm_rate_on_simulated_identical_recipes():
+    """Two recipes drawn from the same distribution (300 questions of varied difficulty, 3 seeds whose
+    models differ by a 5-point sd): the test calls few of 60 such pairs different (nominal 5%, so 3
+    expected); the old rule, a delta above the larger seed sd, calls far more."""
+    rng = np.random.default_rng(7)
+    calls = old = 0
+    for _ in range(60):
+        p = rng.uniform(0.1, 0.9, 300)
+        rows = []
+        for r in ("baseline", "raw_vqa"):
+            rows += _perq(r, "vqav2", [_bern(rng, np.clip(p + rng.normal(0, 0.05), 0, 1), 300) for _ in range(3)])
+        t = compare(pd.DataFrame(rows)).set_index("recipe")
+        calls += t.loc["raw_vqa", "verdict"] != "within noise"
+        old += abs(t.loc["raw_vqa", "delta"]) > max(t.loc["raw_vqa", "sd"], t.loc["baseline", "sd"])
+    assert calls <= 8 and old >= 2 * calls + 5, (calls, old)
