@@ -7,7 +7,7 @@ import pytest
 
 from genixer.benchmarks import (aa_false_alarms, benchmark_samples, bootstrap, compare, headline_lines, memberships, question_kind,
                                 reference_predictions, score)
-from genixer.quality import filter_test
+from genixer.quality import correctness_table, filter_test
 from genixer.report import claims, contrasts, pivot
 from genixer.tasks import TASKS
 
@@ -229,3 +229,15 @@ def test_false_alarm_rate_on_simulated_identical_recipes():
         calls += t.loc["raw_vqa", "verdict"] != "within noise"
         old += abs(t.loc["raw_vqa", "delta"]) > max(t.loc["raw_vqa", "sd"], t.loc["baseline", "sd"])
     assert calls <= 8 and old >= 2 * calls + 5, (calls, old)
+
+
+def test_raw_correctness_over_all_and_over_parsed_rows():
+    """A quarantined row counts as wrong over all raw rows, but the filter's lift is measured over the
+    parsed rows it chose from (dropping quarantined rows must not look like a lift)."""
+    raw = pd.DataFrame({"task": ["common_vqa"] * 5, "quarantine_reason": [None, None, None, "parse: no answer", "parse: no answer"],
+                        "oracle": ["correct", "incorrect", "incorrect", "unparseable", "unparseable"]})
+    kept = raw.iloc[[0, 1, 2]]  # a filter that keeps every parsed row
+    row = correctness_table(raw, kept).set_index("task").loc["all"]
+    assert row.raw_correct == pytest.approx(1 / 5) and row.raw_parsed_correct == pytest.approx(1 / 3) and row.raw_parsed == 3
+    assert row.kept_correct == pytest.approx(1 / 3) and row.lift == pytest.approx(0.0)  # was +13 points against all raw rows
+    assert row.filter_verdict == "within noise" and row.p_better == pytest.approx(1.0)
