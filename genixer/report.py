@@ -137,7 +137,7 @@ def reference_lines(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def noise_lines(aa: dict, contrast_rows: pd.DataFrame) -> list[str]:
+def noise_lines(aa: dict) -> list[str]:
     """How the verdicts are made and how often the test calls two identical recipes different."""
     out = ["A delta is called better (↑) or worse (↓) when its 95% interval excludes 0: a paired bootstrap (2,000 draws) "
            "over the benchmark questions (the same draws for every recipe) and each recipe's seeds (a seed's model resampled "
@@ -198,7 +198,7 @@ def report_markdown(table: pd.DataFrame, claim_rows: pd.DataFrame, reasons: list
         lines += ["Applied by the filtering assets: " + ", ".join(f"{k} = {v}" for k, v in applied.items()), ""]
     lines += [f"- {h}" for h in headline_lines(table)] + [""]
     lines += ["## Claims", "", claim_rows.to_markdown(index=False), ""]
-    lines += ["## Noise", ""] + [f"- {x}" for x in noise_lines(aa or {}, contrast_rows if contrast_rows is not None else pd.DataFrame())] + [""]
+    lines += ["## Noise", ""] + [f"- {x}" for x in noise_lines(aa or {})] + [""]
     if contrast_rows is not None and len(contrast_rows):
         shown = contrast_rows.assign(**{c: 100 * contrast_rows[c] for c in ("point", "lo", "hi")})
         lines += ["Contrasts (points; mean over the kind's benchmarks; 95% paired-bootstrap interval):", "",

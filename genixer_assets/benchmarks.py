@@ -83,7 +83,7 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     settings.path("tables", "benchmark_noise.json").write_text(json.dumps(aa, indent=1))
     csv = settings.path("tables", "benchmark_scores.csv")
     table.to_csv(csv, index=False)
-    lines = headline_lines(table) + report.noise_lines(aa, con)[1:] + report.reference_lines(table)[-1:]
+    lines = headline_lines(table) + report.noise_lines(aa)[1:] + report.reference_lines(table)[-1:]
     return dg.MaterializeResult(metadata={
         "headline": dg.MetadataValue.md("\n".join(f"- {h}" for h in lines)),
         "scores": dg.MetadataValue.md(report.pivot(table).to_markdown(index=False)),
