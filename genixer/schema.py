@@ -2,7 +2,8 @@
 
 A sample is a dict with the columns below. ``turns`` is a list of ``{question, answer}``;
 ``boxes`` are pixel xyxy in the original image, in the order the text mentions them;
-``points`` are pixel (x, y). Generated rows also carry the lineage columns.
+``points`` are pixel (x, y). Generated rows also carry the lineage columns. Rows read from a
+published data set keep ``record_id`` and the format's own extra fields in ``extra`` (JSON).
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ SAMPLE_SCHEMA = pa.schema(
         ("points", pa.list_(pa.list_(pa.float64()))),
         ("source", pa.string()),
         ("split", pa.string()),
+        # Collected from a published data set: the record's own id in its file, and what the format
+        # says beyond the schema (all VQA answers, choices, rationales, candidates...) as JSON.
+        ("record_id", pa.string()),
+        ("extra", pa.string()),
     ]
 )
+# Columns a writer may leave out (filled with nulls).
+OPTIONAL_COLUMNS = ("record_id", "extra")
 
 # Lineage of generated rows (null on collected data).
 LINEAGE_SCHEMA = pa.schema(
@@ -52,8 +59,14 @@ SAMPLE_COLUMNS = SAMPLE_SCHEMA.names
 
 
 def to_table(samples: Iterable[dict] | pd.DataFrame, lineage: bool = False) -> pa.Table:
-    """Samples -> an Arrow table in the schema (extra columns are kept after the schema's)."""
+    """Samples -> an Arrow table in the schema (extra columns are kept after the schema's); the
+    optional columns are filled with nulls where the samples lack them."""
     df = samples if isinstance(samples, pd.DataFrame) else pd.DataFrame(list(samples), columns=None)
+    if df.empty and not len(df.columns):
+        df = pd.DataFrame(columns=SAMPLE_SCHEMA.names)
+    for c in OPTIONAL_COLUMNS:
+        if c not in df.columns:
+            df = df.assign(**{c: None})
     schema = SAMPLE_SCHEMA
     if lineage:
         for f in LINEAGE_SCHEMA:
