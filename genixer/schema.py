@@ -106,6 +106,18 @@ def read_applied(path: str | Path) -> dict:
     return json.loads(meta[APPLIED_KEY])
 
 
+def concat_parquet(parts: list[str | Path], out: str | Path) -> Path:
+    """Several sample files of the one schema -> one file, a row group at a time (never all in memory)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(out, SAMPLE_SCHEMA) as writer:
+        for part in parts:
+            f = pq.ParquetFile(part)
+            for i in range(f.num_row_groups):
+                writer.write_table(f.read_row_group(i, columns=SAMPLE_SCHEMA.names).cast(SAMPLE_SCHEMA))
+    return out
+
+
 def read_samples(path: str | Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 

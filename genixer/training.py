@@ -251,8 +251,8 @@ def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result:
 
 def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rng, result: TrainResult) -> int:
     load_safetensors(model, str(ckpt / "model.safetensors"))
-    # Our own file, written by _save_checkpoint; it holds tensors + plain python state (numpy RNG dict).
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    # Tensors and plain Python state only (the numpy RNG state is a dict of ints): nothing in it is run.
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rng.bit_generator.state = state["sampler_rng"]

@@ -8,8 +8,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from genixer.images import MAX_PIXELS
 from genixer.preview import preview_png
-from genixer.schema import write_samples
+from genixer.schema import concat_parquet, read_samples, write_samples
+from genixer.sources import collect
 from genixer.tasks import TASKS
 from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
 from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
@@ -54,22 +56,64 @@ class AnnotationConfig(dg.Config):
     per_image: Optional[int] = Field(None, description="annotated samples per image and task (default: preset)")
 
 
+class SourceConfig(dg.Config):
+    format: str = Field(description="a format of `genixer collect --help`: vqav2, gqa, aokvqa, pope, llava, refcoco, "
+                                    "visual_genome, visual7w, pointqa_local, shikra_gpt4gen")
+    files: list[str] = Field(description="the format's files, in the order `genixer collect --help` lists")
+    images: Optional[str] = Field(None, description="the folder the release resolves its image paths from")
+
+
+class CollectionConfig(AnnotationConfig):
+    sources: list[SourceConfig] = Field(default_factory=list, description=(
+        "published data sets to read instead of annotating the shapes world; empty: the world (the default)"))
+    max_pixels: int = Field(MAX_PIXELS, description="refuse images with more pixels than this")
+
+
 def _annotated_result(df: pd.DataFrame, path, extra: dict) -> dg.MaterializeResult:
-    shown = [df[df.task == t].iloc[0].to_dict() for t in TASKS if (df.task == t).any()]
+    pictured = df[df.image_path.notna()]
+    shown = [pictured[pictured.task == t].iloc[0].to_dict() for t in TASKS if (pictured.task == t).any()]
     return dg.MaterializeResult(metadata={
         "samples": len(df),
         "by_task": md_counts(df, "task"),
         "preview": sample_preview(df.groupby("task").head(1), 9),
-        "boxes": md_png(preview_png(shown), "one sample per task, boxes drawn"),
+        "boxes": md_png(preview_png(shown), "one sample per task, boxes drawn") if shown else "no sample with an image",
         "path": dg.MetadataValue.path(str(path)),
         **extra,
     })
 
 
+def _collect_files(context, config: CollectionConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """The configured published data sets, read by their readers into one table; their quarantined
+    records into `collected_quarantine`."""
+    parts, reports = [], []
+    for i, src in enumerate(config.sources):
+        part = settings.path("tables", "_sources", f"{i:02d}_{src.format}.parquet")
+        report = collect(src.format, src.files, src.images, part, max_pixels=config.max_pixels, progress=False)
+        context.log.info("\n".join(report.lines()))
+        parts.append(part)
+        reports.append(report)
+    path = settings.table_path("collected_datasets")
+    concat_parquet(parts, path)
+    quarantine = pd.concat([pd.read_parquet(r.quarantine_path) for r in reports], ignore_index=True)
+    quarantine.to_parquet(settings.table_path("collected_quarantine"), index=False)
+    df = read_samples(path)
+    return _annotated_result(df, path, {
+        "by_source_task": md_counts(df, "source", "task"),
+        "quarantined": int(len(quarantine)),
+        "quarantined_by_reason": md_counts(quarantine, "source", "reason") if len(quarantine) else "none",
+        "images_missing": sum(len(r.missing_images) for r in reports),
+        "images": int(df.image_id.nunique()),
+        "text_only": int(df.image_path.isna().sum()),
+    })
+
+
 @dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
-def collected_datasets(config: AnnotationConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+def collected_datasets(context: dg.AssetExecutionContext, config: CollectionConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The nine annotated task data sets (the paper's Tab. 1: VQAv2/GQA, POPE, A-OKVQA,
-    multi-turn, RefCOCO REC/REG, PointQA, Shikra QCA and RD), from the `collect` split."""
+    multi-turn, RefCOCO REC/REG, PointQA, Shikra QCA and RD): the shapes world's `collect`
+    split annotated (default), or the published data sets named in `sources`."""
+    if config.sources:
+        return _collect_files(context, config, settings)
     p = settings.get_preset()
     scenes = settings.read_table("world_scenes")
     images = scenes[scenes.split == "collect"].to_dict("records")

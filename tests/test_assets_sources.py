@@ -1,0 +1,44 @@
+"""The graph on published data: `collected_datasets` from configured sources instead of the world."""
+
+import dagster as dg
+import pandas as pd
+
+from genixer.schema import read_samples
+from genixer_assets.checks import collected_datasets_valid
+from genixer_assets.collection import collected_datasets
+from resources import GenixerSettings
+from tests.sources.test_vqav2 import _release as vqav2_release
+
+
+def _materialize(tmp_path, sources):
+    settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data"))
+    res = dg.materialize([collected_datasets, collected_datasets_valid], resources={"settings": settings},
+                         run_config={"ops": {"collected_datasets": {"config": {"sources": sources}}}})
+    return settings, res
+
+
+def test_collected_datasets_reads_configured_sources(tmp_path):
+    q, a, images, answers = vqav2_release(tmp_path / "vqa")
+    settings, res = _materialize(tmp_path, [{"format": "vqav2", "files": [str(q), str(a)], "images": str(images)}])
+    assert res.success
+    df = read_samples(settings.table_path("collected_datasets"))
+    assert sorted(df.record_id) == ["420000", "730001"] and set(df.task) == {"common_vqa"}
+    assert set(df.source) == {"vqav2:v2_mscoco_val2014_annotations.json"}
+    quarantine = pd.read_parquet(settings.table_path("collected_quarantine"))
+    assert sorted(quarantine.reason) == ["image missing", "missing field"]
+    md = {k: getattr(v, "value", v) for k, v in res.asset_materializations_for_node("collected_datasets")[0].metadata.items()}
+    assert md["samples"] == 2 and md["quarantined"] == 2 and md["images_missing"] == 1
+    assert "vqav2:v2_mscoco_val2014_annotations.json" in md["by_source_task"] and "data:image/png;base64," in md["boxes"]
+    check = res.get_asset_check_evaluations()[0]
+    assert check.passed and check.metadata["oracle_agreement"].value == "no oracle (published data)"
+
+
+def test_collected_datasets_wrong_format_fails_clearly(tmp_path):
+    q, a, images, _ = vqav2_release(tmp_path / "vqa")
+    settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data"))
+    res = dg.materialize([collected_datasets], resources={"settings": settings}, raise_on_error=False,
+                         run_config={"ops": {"collected_datasets": {"config": {"sources": [
+                             {"format": "vqav2", "files": [str(a), str(q)], "images": str(images)}]}}}})
+    assert not res.success
+    err = res.get_step_failure_events()[0].event_specific_data.error
+    assert "vqav2 expects a JSON object with a 'questions' list" in str(err.cause or err.message) + err.message
