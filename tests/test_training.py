@@ -1,5 +1,6 @@
 from collections import Counter
 
+import pickle
 import pytest
 import torch
 from PIL import Image
@@ -177,3 +178,26 @@ def test_measured_prompt_lengths_equal_real_encodings(kind, tok, records):
     real, _ = encode_prompts(processor, open_images([r["image_path"] for r in recs]), [r["prompt"] for r in recs])
     assert enc.prompt_lens == [len(r) for r in real]
     assert len({Image.open(r["image_path"]).size for r in recs}) == 2
+
+
+class _Payload:
+    """Unpickling this would run code (write a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_resume_state_that_would_run_code_is_refused(tok, records, tmp_path):
+    cfg = TrainConfig(steps=4, batch_size=2, checkpoint_every=2, stop_after=2)
+    model, processor = fresh("llava", tok)
+    train(model, processor, records, cfg, tmp_path)
+    state = tmp_path / "checkpoint" / "trainer_state.pt"
+    marker = tmp_path / "ran"
+    torch.save({"step": 2, "payload": _Payload(marker)}, state)
+    model, processor = fresh("llava", tok)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train(model, processor, records, TrainConfig(steps=4, batch_size=2, checkpoint_every=2), tmp_path)
+    assert not marker.exists()
