@@ -1,6 +1,6 @@
+import pickle
 from collections import Counter
 
-import pickle
 import pytest
 import torch
 from PIL import Image
