@@ -14,6 +14,7 @@ from genixer.world import Scene, check
 from genixer.world.grammar import validate_phrasings
 from genixer_assets.collection import benchmark_sets, collected_datasets, image_corpus, world_scenes
 from genixer_assets.instructions import instruction_templates, templated_instructions
+from genixer_assets.partitions import partition_keys
 from resources import SETTINGS, GenixerSettings
 
 
@@ -98,7 +99,7 @@ def _partition_keys(context, partitions_def: dg.PartitionsDefinition) -> list[st
         return [context.partition_key]
     if context is not None and context.has_partition_key_range:
         return list(context.partition_keys)
-    return list(partitions_def.get_partition_keys())
+    return partition_keys(partitions_def, context.instance if context is not None else None)
 
 
 def _partition_tables(settings: GenixerSettings, name: str, keys: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:

@@ -1,6 +1,7 @@
 """Step (i): the collected, annotated data sets, the unlabeled corpus and the benchmarks."""
 
 
+import json
 from dataclasses import replace
 from typing import Optional
 
@@ -15,7 +16,7 @@ from genixer.sources import collect
 from genixer.tasks import TASKS
 from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
 from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
-from genixer_assets.partitions import N_SHARDS, require_loaded_shards, shard_index, shard_partitions
+from genixer_assets.partitions import CORPUS_SHARDS, shard_partitions
 from resources import GenixerSettings
 
 
@@ -139,21 +140,67 @@ def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.Ma
     return _annotated_result(df, path, {"by_split_task": md_counts(df, "split", "task")})
 
 
-@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes], partitions_def=shard_partitions)
-def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
-    """One shard of the unlabeled image corpus to generate on (the paper's 1.4M
-    LAION/CC3M/SBU images). Scene graphs are not carried: only the oracle may see them."""
-    require_loaded_shards(settings)
+class CorpusConfig(dg.Config):
+    kind: str = Field("world", description="world (the shapes world's corpus split) | folder | parquet | webdataset")
+
+
+def _world_shards(settings: GenixerSettings) -> dict[str, list[str]]:
+    """The world's corpus split, every n-th image in shard n of the preset's `n_shards`."""
     scenes = settings.read_table("world_scenes")
     corpus = scenes[scenes.split == "corpus"].reset_index(drop=True)
-    k = shard_index(context.partition_key)
-    shard = corpus[corpus.index % N_SHARDS == k][["image_id", "image_path", "width", "height", "sha256", "background"]]
-    shard = shard.assign(shard=context.partition_key)
-    path = settings.table_path("image_corpus", context.partition_key)
+    n = settings.get_preset().n_shards
+    return {f"shard_{k:03d}": corpus.image_id[corpus.index % n == k].tolist() for k in range(n)}
+
+
+@dg.asset(group_name="collection", kinds={"python", "json"}, deps=[world_scenes])
+def corpus_shards(context: dg.AssetExecutionContext, config: CorpusConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """The unlabeled corpus cut into shards (the paper's 1.4M LAION/CC3M/SBU images, generated on
+    shard by shard). Each shard becomes a dynamic partition of `image_corpus` and everything
+    generated from it; a shard once planned keeps its images, new ones form new shards."""
+    if config.kind != "world":
+        raise dg.Failure(f"corpus kind {config.kind!r} is not one of: world")
+    shards = _world_shards(settings)
+    manifest = {"kind": config.kind, "shards": shards}
+    path = settings.table_path("corpus_shards").with_suffix(".json")
+    path.write_text(json.dumps(manifest))
+    registered = set(context.instance.get_dynamic_partitions(CORPUS_SHARDS))
+    new = [k for k in shards if k not in registered]
+    stale = sorted(registered - set(shards))  # registered for another data root: not this corpus's
+    context.instance.add_dynamic_partitions(CORPUS_SHARDS, new)
+    for k in stale:
+        context.instance.delete_dynamic_partition(CORPUS_SHARDS, k)
+    return dg.MaterializeResult(metadata={
+        "shards": len(shards), "new_shards": dg.MetadataValue.json(new), "removed_stale_partitions": dg.MetadataValue.json(stale),
+        "images": sum(len(v) for v in shards.values()),
+        "images_per_shard": dg.MetadataValue.md(pd.Series({k: len(v) for k, v in shards.items()}, name="images").rename_axis("shard").reset_index().to_markdown(index=False)),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+def read_corpus_manifest(settings: GenixerSettings) -> dict:
+    path = settings.table_path("corpus_shards").with_suffix(".json")
+    if not path.exists():
+        raise dg.Failure(f"corpus_shards has not been materialised: {path} is missing")
+    return json.loads(path.read_text())
+
+
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[corpus_shards], partitions_def=shard_partitions)
+def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
+    """One shard of the unlabeled image corpus to generate on, each image with its content hash,
+    width and height. Scene graphs are not carried: only the oracle may see them."""
+    manifest = read_corpus_manifest(settings)
+    key = context.partition_key
+    if key not in manifest["shards"]:
+        raise dg.Failure(f"shard {key!r} is not in the corpus manifest (its shards: {sorted(manifest['shards'])[:5]}...); "
+                         "rematerialise corpus_shards")
+    scenes = settings.read_table("world_scenes").set_index("image_id")
+    shard = scenes.loc[manifest["shards"][key], ["image_path", "width", "height", "sha256", "background"]].reset_index()
+    shard = shard.assign(shard=key)
+    path = settings.table_path("image_corpus", key)
     shard.to_parquet(path, index=False)
     return dg.MaterializeResult(metadata={
         "images": len(shard),
-        "shard": context.partition_key,
+        "shard": key,
         "path": dg.MetadataValue.path(str(path)),
         "preview": md_table(shard, 5),
     })

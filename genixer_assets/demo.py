@@ -10,6 +10,7 @@ import time
 import dagster as dg
 
 from genixer_assets.definitions import defs
+from genixer_assets.partitions import partition_keys
 
 
 def waves(asset_graph) -> list[list[dg.AssetKey]]:
@@ -33,7 +34,7 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print) -> 
     results = []
     for wave in waves(graph):
         pdef = graph.get(wave[0]).partitions_def
-        for key in pdef.get_partition_keys() if pdef else [None]:
+        for key in partition_keys(pdef, instance) if pdef else [None]:
             t = time.time()
             res = dg.materialize(assets, selection=dg.AssetSelection.assets(*wave), instance=instance,
                                  resources=resources or defs.resources, partition_key=key, run_config=QUIET)

@@ -1,28 +1,16 @@
-"""Partitions: the image corpus is cut into shards; generation runs one shard per partition.
+"""Partitions: the image corpus is cut into shards, and generation runs one shard per partition.
 
-The shard count comes from the preset of resources.SETTINGS (the `settings` resource of the
-definitions), so it is fixed when the definitions are loaded; a shard holds every n-th corpus image.
+Shards follow the corpus: `corpus_shards` plans them (the world's corpus split cut into the preset's
+`n_shards`; a tar is a shard; a folder is cut into shards of a set size) and registers each new
+shard as a dynamic partition, so new files become new partitions without touching the old ones.
 """
 
 import dagster as dg
 
-from resources import SETTINGS, GenixerSettings
-
-N_SHARDS = SETTINGS.get_preset().n_shards
-shard_partitions = dg.StaticPartitionsDefinition([f"shard_{i:03d}" for i in range(N_SHARDS)])
+CORPUS_SHARDS = "corpus_shards"
+shard_partitions = dg.DynamicPartitionsDefinition(name=CORPUS_SHARDS)
 
 
-def shard_index(key: str) -> int:
-    return int(key.split("_")[1])
-
-
-def require_loaded_shards(settings: GenixerSettings) -> None:
-    """Fail if a run's settings cut the corpus into other shards than the partitions were built with
-    (a run given another `settings` resource than the one the definitions were loaded with)."""
-    n = settings.get_preset().n_shards
-    if n != N_SHARDS:
-        raise dg.Failure(
-            f"the run's preset {settings.preset!r} has {n} shards, but the definitions were loaded with preset "
-            f"{SETTINGS.preset!r} ({N_SHARDS} shard partitions); set GENIXER_PRESET={settings.preset} before loading "
-            "the definitions (or run with the preset they were loaded with)"
-        )
+def partition_keys(pdef: dg.PartitionsDefinition, instance: dg.DagsterInstance | None) -> list[str]:
+    """The partition keys of a definition, dynamic ones read from the instance."""
+    return list(pdef.get_partition_keys(dynamic_partitions_store=instance))

@@ -2,21 +2,28 @@ import os
 
 import pytest
 
-# The shard partitions are sized from the preset when the definitions are imported.
+# The settings resource of the definitions reads the preset when they are imported.
 os.environ["GENIXER_PRESET"] = "smoke"
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    """The whole graph materialised once on the smoke preset into a temporary data root."""
+def instance():
+    """The instance the smoke graph is built in: it holds the corpus shards (dynamic partitions), so a
+    test that reruns a shard-partitioned asset of `built` passes it to dg.materialize."""
     import dagster as dg
 
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, instance):
+    """The whole graph materialised once on the smoke preset into a temporary data root."""
     from genixer_assets.demo import materialize_all
     from resources import GenixerSettings, MLLMBackend
 
     data = tmp_path_factory.mktemp("data")
     settings = GenixerSettings(preset="smoke", data_dir=str(data))
-    results = materialize_all(dg.DagsterInstance.ephemeral(), resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
+    results = materialize_all(instance, resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                               log=lambda *_: None)
     return settings, results
 

@@ -26,10 +26,10 @@ def test_raw_generations_keep_lineage_and_every_row(built, name):
     assert good.turns.map(len).gt(0).all()
 
 
-def test_rerun_reuses_rows(built):
+def test_rerun_reuses_rows(built, instance):
     settings, _ = built
     before = settings.read_table("raw_generations_l", "shard_000")
-    res = dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000",
+    res = dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000", instance=instance,
                          resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
     meta = metadata_of([res], "raw_generations_l")
     assert meta["reused_from_cache"] == len(before) and meta["generated_now"] == 0
@@ -87,15 +87,15 @@ def test_generation_quality_covers_both_domains(built):
 
 
 @pytest.mark.parametrize("cfg,match", [({"mode": "sometimes"}, "mode must be"), ({"task": "captioning"}, "is not one of")])
-def test_bad_generation_config_is_a_clear_error(built, cfg, match):
+def test_bad_generation_config_is_a_clear_error(built, instance, cfg, match):
     settings, _ = built
     with pytest.raises(Exception, match=match):
-        dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000",
+        dg.materialize(list(defs.assets), selection=["raw_generations_l"], partition_key="shard_000", instance=instance,
                        resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
                        run_config={"ops": {"raw_generations_l": {"config": cfg}}})
 
 
-def test_data_and_model_checks_run_per_partition_and_pass_on_the_smoke_graph(built):
+def test_data_and_model_checks_run_per_partition_and_pass_on_the_smoke_graph(built, instance):
     """The checks of the shard- and recipe-partitioned assets ran once in each partition's run (tests/test_checks_fail.py
     shows each one failing on a broken output)."""
     from genixer_assets.partitions import shard_partitions
@@ -113,5 +113,5 @@ def test_data_and_model_checks_run_per_partition_and_pass_on_the_smoke_graph(bui
                 seen.setdefault(c.check_name, []).append((r.dagster_run.tags.get("dagster/partition"), c.passed, c.metadata))
     for name, pdef in per_partition.items():
         keys = sorted(k for k, _, _ in seen.get(name, []))
-        assert keys == (sorted(pdef.get_partition_keys()) if pdef else [None]), name
+        assert keys == (sorted(pdef.get_partition_keys(dynamic_partitions_store=instance)) if pdef else [None]), name
         assert all(ok for _, ok, _ in seen[name]), [(name, k, m) for k, ok, m in seen[name] if not ok]

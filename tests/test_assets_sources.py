@@ -42,3 +42,25 @@ def test_collected_datasets_wrong_format_fails_clearly(tmp_path):
     assert not res.success
     err = res.get_step_failure_events()[0].event_specific_data.error
     assert "vqav2 expects a JSON object with a 'questions' list" in str(err.cause or err.message) + err.message
+
+
+def test_corpus_shards_become_dynamic_partitions_once(tmp_path):
+    from genixer_assets.collection import corpus_shards, image_corpus, world_scenes
+    from genixer_assets.partitions import CORPUS_SHARDS
+
+    settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data"))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CORPUS_SHARDS, ["stale_from_another_root"])
+    small = {"ops": {"world_scenes": {"config": {"n_collect": 2, "n_corpus": 6, "n_bench": 2, "n_heldout": 2}}}}
+    res = dg.materialize([world_scenes, corpus_shards], resources={"settings": settings}, instance=instance, run_config=small)
+    md = res.asset_materializations_for_node("corpus_shards")[0].metadata
+    assert md["new_shards"].value == ["shard_000", "shard_001"] and md["removed_stale_partitions"].value == ["stale_from_another_root"]
+    assert instance.get_dynamic_partitions(CORPUS_SHARDS) == ["shard_000", "shard_001"]
+    again = dg.materialize([corpus_shards], resources={"settings": settings}, instance=instance)
+    assert again.asset_materializations_for_node("corpus_shards")[0].metadata["new_shards"].value == []
+    dg.materialize([image_corpus], partition_key="shard_001", resources={"settings": settings}, instance=instance)
+    shard = settings.read_table("image_corpus", "shard_001")
+    scenes = settings.read_table("world_scenes")
+    corpus = scenes[scenes.split == "corpus"].reset_index(drop=True)
+    assert list(shard.image_id) == list(corpus.image_id[1::2]) and (shard.shard == "shard_001").all()
+    assert list(shard.sha256) == list(corpus.sha256[1::2])

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
+from genixer.presets import get_preset
 from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
 from genixer.schema import write_samples
 from genixer_assets import checks
@@ -23,8 +24,15 @@ from genixer_assets.partitions import shard_partitions
 from genixer_assets.retraining import recipe_partitions
 from resources import GenixerSettings
 
-SHARDS = shard_partitions.get_partition_keys()
+SHARDS = ["shard_000", "shard_001"]  # the smoke preset's world corpus shards
 RECIPE = "baseline"
+
+
+def _instance() -> dg.DagsterInstance:
+    """An instance that knows the corpus shards (dynamic partitions), as one after corpus_shards ran."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shard_partitions.name, SHARDS)
+    return instance
 
 
 @pytest.fixture
@@ -33,7 +41,7 @@ def settings(tmp_path):
 
 
 def test_the_smoke_preset_has_two_shards():
-    assert SHARDS == ["shard_000", "shard_001"] and RECIPE in recipe_partitions.get_partition_keys()
+    assert get_preset("smoke").n_shards == len(SHARDS) and RECIPE in recipe_partitions.get_partition_keys()
 
 
 # ---- running a check ---------------------------------------------------------------------------
@@ -45,7 +53,7 @@ def _asset_key(check) -> dg.AssetKey:
 
 def direct(check, settings) -> dg.AssetCheckResult:
     """The check called as a function, outside any run: no partition key."""
-    context = dg.build_asset_check_context(resources={"settings": settings})
+    context = dg.build_asset_check_context(resources={"settings": settings}, instance=_instance())
     result = check(context)
     del context  # tears its resources down now, not at interpreter exit
     return result
@@ -63,7 +71,8 @@ def in_run(check, settings, partition_key: str, partitions_def=shard_partitions,
         return dg.MaterializeResult()
 
     assets = [stand_in, check] + ([consumer] if downstream else [])
-    res = dg.materialize(assets, partition_key=partition_key, resources={"settings": settings}, raise_on_error=False)
+    res = dg.materialize(assets, partition_key=partition_key, resources={"settings": settings}, raise_on_error=False,
+                         instance=_instance())
     (ev,) = res.get_asset_check_evaluations()
     ran = {e.asset_key for e in res.get_asset_materialization_events()}
     return ev, consumer.key in ran
