@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--no-verify-images", action="store_true", help="read image headers only (faster; truncated files are then caught later)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(run=_collect)
+    from genixer import exports
+    exports.add_cli(sub)
 
     args = parser.parse_args(argv)
     try:
