@@ -162,6 +162,7 @@ def write_card(df: pd.DataFrame, out: str | Path, fmt: str, images_root: Path, a
         "## Models and thresholds", "", "Generator checkpoints (sha256 of the saved config and weights, first 16 hex digits):", "",
         "| source | generator checkpoint | samples |", "| --- | --- | --- |", *(f"| {s} | `{g}` | {n} |" for (s, g), n in gens.items()), "",
         f"- judge checkpoint: {_or(applied.get('judge_checkpoint'), 'not recorded in the input')}",
+        f"- region CLIP checkpoint: {_or(applied.get('region_clip_checkpoint'), 'not recorded in the input')}",
         f"- λ (judge, keep P(Yes) >= λ): {_or(applied.get('judge_lambda'), 'not applied')}",
         f"- CLIP threshold (region CLIP, keep cosine >= it): {_or(applied.get('clip_threshold'), 'not applied')}",
         f"- settings the filter recorded: `{json.dumps(applied, sort_keys=True)}`" if applied else "- settings the filter recorded: none",
@@ -176,24 +177,30 @@ def write_card(df: pd.DataFrame, out: str | Path, fmt: str, images_root: Path, a
     return _write(card_path(out), "\n".join(lines) + "\n")
 
 
+def export(input_path: str | Path, fmt: str, out: str | Path, images_root: str | Path | None = None,
+           embed_images: bool = False) -> tuple[Path, Path, int]:
+    """Export a samples table as `fmt` with its card: (output, card, samples written)."""
+    if embed_images and fmt != "parquet":
+        raise ExportError("--embed-images applies to the parquet format only")
+    df = read_samples(input_path)
+    if df.empty:
+        raise ExportError(f"{input_path} holds no samples")
+    if df.turns.isna().any():
+        raise ExportError(f"{input_path} has rows without turns (quarantined), e.g. {df.sample_id[df.turns.isna()].iloc[0]}")
+    applied = read_applied(input_path) if APPLIED_KEY in (pq.read_schema(input_path).metadata or {}) else None
+    root, _ = image_paths(df, images_root)
+    extra = {"embed_images": True} if embed_images else {}
+    out = EXPORTERS[fmt](df, out, root, **extra)
+    return out, write_card(df, out, fmt, root, applied, input_path), len(df)
+
+
 def _run(args) -> int:
     try:
-        if args.embed_images and args.format != "parquet":
-            raise ExportError("--embed-images applies to the parquet format only")
-        df = read_samples(args.input)
-        if df.empty:
-            raise ExportError(f"{args.input} holds no samples")
-        if df.turns.isna().any():
-            raise ExportError(f"{args.input} has rows without turns (quarantined), e.g. {df.sample_id[df.turns.isna()].iloc[0]}")
-        applied = read_applied(args.input) if APPLIED_KEY in (pq.read_schema(args.input).metadata or {}) else None
-        root, _ = image_paths(df, args.images_root)
-        extra = {"embed_images": True} if args.embed_images else {}
-        out = EXPORTERS[args.format](df, args.out, root, **extra)
-        card = write_card(df, out, args.format, root, applied, args.input)
+        out, card, n = export(args.input, args.format, args.out, args.images_root, args.embed_images)
     except ExportError as e:
         print(f"genixer export: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {len(df)} samples to {out} (card: {card})")
+    print(f"wrote {n} samples to {out} (card: {card})")
     return 0
 
 

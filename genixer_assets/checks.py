@@ -13,6 +13,7 @@ from genixer.templates import ParseError, parse_generation, validate_general
 from genixer.world import Scene, check
 from genixer.world.grammar import validate_phrasings
 from genixer_assets.collection import benchmark_sets, collected_datasets, image_corpus, world_scenes
+from genixer_assets.exports import FILE_NAMES, dataset_exports
 from genixer_assets.instructions import instruction_templates, templated_instructions
 from genixer_assets.partitions import partition_keys
 from resources import SETTINGS, GenixerSettings
@@ -578,3 +579,27 @@ def benchmark_predictions_complete(context: dg.AssetCheckExecutionContext, setti
             problems.append(f"{recipe}: {int(not_str.sum())} predictions are not strings")
     return _result(not problems, problems, recipes=", ".join(keys), rows=sum(len(t) for t in tables.values()),
                    samples_per_seed=len(want))
+
+
+@dg.asset_check(asset=dataset_exports, blocking=True,
+                description="Every export holds exactly the samples of its table (ids in order), and its card exists.")
+def dataset_exports_complete(settings: GenixerSettings) -> dg.AssetCheckResult:
+    from genixer.exports import card_path
+
+    problems, checked = [], 0
+    for name in ("genixer_vqa", "genixer_rec"):
+        ids = list(read_samples(settings.table_path(name)).sample_id)
+        folder = settings.path("exports", name)
+        for out in sorted(p for p in folder.glob("*/*") if p.name in FILE_NAMES.values()):
+            checked += 1
+            if out.suffix == ".json":
+                got = [r["id"] for r in json.loads(out.read_text())]
+            elif out.suffix == ".jsonl":
+                got = [json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()]
+            else:
+                got = pd.read_parquet(out, columns=["id"]).id.tolist()
+            if got != ids:
+                problems.append(f"{out}: {len(got)} samples, {name} has {len(ids)} (or another order)")
+            if not card_path(out).exists():
+                problems.append(f"{out}: no dataset card")
+    return _result(not problems, problems, exports_checked=checked)

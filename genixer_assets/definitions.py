@@ -3,10 +3,12 @@
 
 import dagster as dg
 
-from genixer_assets import benchmarks, checks, collection, evaluation, filtering, generation, generators, instructions, retraining
+from genixer_assets import (benchmarks, checks, collection, evaluation, exports, filtering, generation, generators, instructions,
+                            retraining)
 from resources import SETTINGS, MLLMBackend
 
-all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, evaluation, retraining, benchmarks])
+all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports, evaluation, retraining,
+                                             benchmarks])
 all_checks = dg.load_asset_checks_from_modules([checks])
 
 # The whole graph mixes shard-partitioned, recipe-partitioned and unpartitioned assets, which one Dagster run cannot

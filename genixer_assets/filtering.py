@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import filters, judge, region_clip
+from genixer.datagen import checkpoint_id
 from genixer.generation import score_yes_no
 from genixer.generators import vocabulary_texts
 from genixer.schema import read_applied, read_samples, write_samples
@@ -118,13 +119,15 @@ def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSet
     the sample's score the lowest turn score). A NaN score is quarantined."""
     shard = context.partition_key
     raw = read_samples(settings.table_path("raw_generations_l", shard))
-    model, processor = backend.load(backend.judge_checkpoint or settings.model_dir("judge_mllm"))
+    judge_dir = backend.judge_checkpoint or settings.model_dir("judge_mllm")
+    model, processor = backend.load(judge_dir)
     ok = raw.quarantine_reason.isna()
     scores = judge.score_samples(model, processor, raw[ok]) if ok.any() else np.array([])
     raw.loc[ok, "judge_p_yes"] = scores
     nan = ok & raw.judge_p_yes.isna()
     raw.loc[nan, "quarantine_reason"] = "judge: no judgeable question/answer pair (NaN score)"
-    path = write_samples(raw, settings.table_path("scored_generations_l", shard), lineage=True)
+    path = write_samples(raw, settings.table_path("scored_generations_l", shard), lineage=True,
+                         applied={"judge_checkpoint": checkpoint_id(judge_dir)})
     return dg.MaterializeResult(metadata={
         "rows": len(raw), "scored": int(ok.sum() - nan.sum()), "quarantined": int(raw.quarantine_reason.notna().sum()),
         "mean_p_yes": float(np.nanmean(scores)) if len(scores) else float("nan"),
@@ -137,6 +140,13 @@ class VqaFilterConfig(dg.Config):
     hard_band_share: Optional[float] = Field(None, description="hard-band sample size as a share of the lambda rows (default: preset)")
 
 
+def _applied_across_shards(settings: GenixerSettings, name: str, key: str):
+    """A setting every scored shard recorded: the one value, or the sorted distinct values."""
+    values = sorted({json.dumps(read_applied(f).get(key)) for f in sorted(settings.path("tables", name).glob("*.parquet"))})
+    values = [json.loads(v) for v in values]
+    return values[0] if len(values) == 1 else values
+
+
 @dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"}, automation_condition=EAGER)
 def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-915K recipe: generated general-task data kept by the judge (P(Yes) >= λ),
@@ -147,7 +157,8 @@ def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.Materi
     share = config.hard_band_share if config.hard_band_share is not None else p.hard_band_share
     scored = settings.read_table("scored_generations_l")
     kept = filters.select_vqa(scored, lam, share, seed=p.seed)
-    applied = {"judge_lambda": lam, "hard_band_share": share, "hard_band": list(filters.HARD_BAND)}
+    applied = {"judge_lambda": lam, "hard_band_share": share, "hard_band": list(filters.HARD_BAND),
+               "judge_checkpoint": _applied_across_shards(settings, "scored_generations_l", "judge_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         "rows": len(kept), "raw_rows": len(scored), "lambda": lam, "hard_band_rows": int(kept.hard_band.sum()),
@@ -181,7 +192,7 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
         scores = region_clip.clip_scores(model, preprocess, tokenizer, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
     rows = filters.clip_step(rows, scores, threshold)
     path = write_samples(rows.drop(columns=["box"]), settings.table_path("scored_generations_s", shard), lineage=True,
-                         applied={"clip_threshold": float(threshold)})
+                         applied={"clip_threshold": float(threshold), "region_clip_checkpoint": checkpoint_id(cal["model"])})
     return dg.MaterializeResult(metadata={
         "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold),
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
@@ -194,9 +205,8 @@ def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-350K recipe: generated REC data that passed all three filter steps."""
     rows = settings.read_table("scored_generations_s")
     kept = rows[rows.filter_reason.isna()]
-    shards = sorted(settings.path("tables", "scored_generations_s").glob("*.parquet"))
-    thresholds = sorted({read_applied(f)["clip_threshold"] for f in shards})
-    applied = {"clip_threshold": thresholds[0] if len(thresholds) == 1 else thresholds}
+    applied = {"clip_threshold": _applied_across_shards(settings, "scored_generations_s", "clip_threshold"),
+               "region_clip_checkpoint": _applied_across_shards(settings, "scored_generations_s", "region_clip_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         "rows": len(kept), "raw_rows": len(rows), "applied": dg.MetadataValue.json(applied),
