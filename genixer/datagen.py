@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from PIL import Image
 
 from genixer.boxes import BoxFormatError, find_box_groups, parse_boxes, parse_point, POINT_RE
 from genixer.generation import Sampling, generate
+from genixer.images import ImageError, image_size
 from genixer.templates import ParseError, parse_generation, specific_instruction
 from genixer.world.oracle import task_of
 
@@ -41,11 +41,10 @@ def request_key(image_sha256: str, prompt: str, generator_id: str, sampling: Sam
 def readable(path: str) -> str | None:
     """None if the image decodes, else why not."""
     try:
-        with Image.open(path) as im:
-            im.load()
+        image_size(path)  # decodes the whole image
         return None
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a reason to quarantine
-        return f"unreadable image: {type(e).__name__}: {e}"
+    except ImageError as e:
+        return f"unreadable image: {e}"
 
 
 def plan_requests(images: pd.DataFrame, general: list[str], task: str | None, per_image: int, seed: int) -> list[dict]:

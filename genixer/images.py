@@ -41,10 +41,13 @@ def _check_pixels(im: Image.Image, where: str, max_pixels: int) -> None:
 def _open(src, where: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns from 89 megapixels, under MAX_PIXELS: the check below is the one that decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(src)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{where}: not a readable image ({e})") from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{where}: over Pillow's pixel limit, refused before decoding ({e})") from e
+    except UnidentifiedImageError as e:  # Pillow's message only repeats the file's name
+        raise ImageError(f"{where}: not a readable image") from e
     except FileNotFoundError as e:
         raise ImageError(f"{where}: no such file") from e
     except OSError as e:
@@ -70,7 +73,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
         hi = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
-        a = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+        a = np.clip(np.rint(a / hi * 255.0), 0, 255).astype(np.uint8)
         return Image.fromarray(a, mode="L").convert("RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")

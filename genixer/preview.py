@@ -7,12 +7,14 @@ import textwrap
 
 from PIL import Image, ImageDraw
 
+from genixer.images import open_rgb
+
 
 def preview_png(samples: list[dict], scale: int = 2, text_width: int = 44) -> bytes:
     """A column of tiles: the image (boxes and points drawn) beside its question/answer text."""
     tiles = []
     for s in samples:
-        img = Image.open(s["image_path"]).convert("RGB")
+        img = open_rgb(s["image_path"])
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
         draw = ImageDraw.Draw(img)
         for b in list(s.get("boxes") if s.get("boxes") is not None else []):

@@ -50,6 +50,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from safetensors.torch import save_file
 
 from genixer.boxes import BoxFormatError, iou, parse_boxes
+from genixer.images import image_size, open_rgb
 from genixer.training import TrainConfig, TrainResult, train
 from genixer.world.grammar import COMPILED, SLOT_RE
 
@@ -293,8 +294,7 @@ class _ImageCache:
         if im is None:
             if len(self.images) >= self.limit:
                 self.images.pop(next(iter(self.images)))
-            with Image.open(path) as f:
-                im = f.convert("RGB")
+            im = open_rgb(path)
             self.images[path] = im
         return im
 
@@ -544,8 +544,7 @@ def negative_pairs(pairs: list[dict], scenes_or_samples, rng, kinds: Iterable[st
                 out.append({**base, "expression": _norm_expr(e), "negative": "swap"})
         if "shift" in kinds:
             if p["image_path"] not in sizes:
-                with Image.open(p["image_path"]) as im:
-                    sizes[p["image_path"]] = im.size
+                sizes[p["image_path"]] = image_size(p["image_path"], verify=False)
             W, H = sizes[p["image_path"]]
             x0, y0, x1, y1 = p["box"]
             w, h = x1 - x0, y1 - y0

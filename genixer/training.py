@@ -28,7 +28,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -37,6 +36,7 @@ from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 from transformers import get_cosine_schedule_with_warmup
 
+from genixer.images import image_size
 from genixer.models.checkpoint import save_model
 from genixer.models.inputs import encode_prompts, open_images, pad
 
@@ -104,8 +104,7 @@ def _prompt_lengths(processor, records: list[dict]) -> list[int]:
     extra: dict[tuple[int, int], int] = {}
     out = []
     for r, t in zip(records, texts):
-        with Image.open(r["image_path"]) as im:  # reads the header only
-            size = im.size
+        size = image_size(r["image_path"], verify=False)  # the header only
         if size not in extra:
             ids, _ = encode_prompts(processor, open_images([r["image_path"]]), [r["prompt"]])
             extra[size] = len(ids[0]) - len(t)

@@ -13,6 +13,7 @@ from genixer.images import MAX_PIXELS
 from genixer.preview import preview_png
 from genixer.schema import concat_parquet, read_samples, write_samples
 from genixer.sources import collect
+from genixer.sources.corpus import CorpusSpec, plan_shards, read_shard
 from genixer.tasks import TASKS
 from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
 from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
@@ -141,7 +142,19 @@ def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.Ma
 
 
 class CorpusConfig(dg.Config):
-    kind: str = Field("world", description="world (the shapes world's corpus split) | folder | parquet | webdataset")
+    kind: str = Field("world", description="world (the shapes world's corpus split) | folder (images, recursive) | "
+                                           "parquet (image bytes or paths) | webdataset (img2dataset tar shards)")
+    path: Optional[str] = Field(None, description="folder | parquet / tar files: a folder, a glob, or one file")
+    shard_size: int = Field(1000, description="images per shard of a folder (tar and parquet files are a shard each)")
+    image_column: Optional[str] = Field(None, description="parquet: the column holding image bytes or paths (default: found)")
+
+
+CORPUS_KINDS = ("folder", "parquet", "webdataset")
+
+
+def _corpus_spec(manifest: dict) -> CorpusSpec:
+    return CorpusSpec(kind=manifest["kind"], path=manifest["path"], shard_size=manifest["shard_size"],
+                      image_column=manifest["image_column"])
 
 
 def _world_shards(settings: GenixerSettings) -> dict[str, list[str]]:
@@ -157,10 +170,15 @@ def corpus_shards(context: dg.AssetExecutionContext, config: CorpusConfig, setti
     """The unlabeled corpus cut into shards (the paper's 1.4M LAION/CC3M/SBU images, generated on
     shard by shard). Each shard becomes a dynamic partition of `image_corpus` and everything
     generated from it; a shard once planned keeps its images, new ones form new shards."""
-    if config.kind != "world":
-        raise dg.Failure(f"corpus kind {config.kind!r} is not one of: world")
-    shards = _world_shards(settings)
-    manifest = {"kind": config.kind, "shards": shards}
+    if config.kind == "world":
+        shards = _world_shards(settings)
+    else:
+        if config.kind not in CORPUS_KINDS or not config.path:
+            raise dg.Failure(f"corpus kind must be world or one of {CORPUS_KINDS} with a path; got {config.kind!r}, path {config.path!r}")
+        spec = CorpusSpec(kind=config.kind, path=config.path, shard_size=config.shard_size, image_column=config.image_column)
+        shards = plan_shards(spec, settings.path("tables", "corpus_manifest.json")).shards
+    manifest = {"kind": config.kind, "path": config.path, "shard_size": config.shard_size, "image_column": config.image_column,
+                "shards": shards}
     path = settings.table_path("corpus_shards").with_suffix(".json")
     path.write_text(json.dumps(manifest))
     registered = set(context.instance.get_dynamic_partitions(CORPUS_SHARDS))
@@ -193,13 +211,25 @@ def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -
     if key not in manifest["shards"]:
         raise dg.Failure(f"shard {key!r} is not in the corpus manifest (its shards: {sorted(manifest['shards'])[:5]}...); "
                          "rematerialise corpus_shards")
-    scenes = settings.read_table("world_scenes").set_index("image_id")
-    shard = scenes.loc[manifest["shards"][key], ["image_path", "width", "height", "sha256", "background"]].reset_index()
-    shard = shard.assign(shard=key)
+    quarantine = []
+    if manifest["kind"] == "world":
+        scenes = settings.read_table("world_scenes").set_index("image_id")
+        shard = scenes.loc[manifest["shards"][key], ["image_path", "width", "height", "sha256", "background"]].reset_index()
+        shard = shard.assign(shard=key)
+    else:
+        shard, quarantine = read_shard(_corpus_spec(manifest), key, settings.path("tables", "corpus_manifest.json"),
+                                       settings.path("corpus_cache"))
     path = settings.table_path("image_corpus", key)
     shard.to_parquet(path, index=False)
+    qpath = settings.table_path("image_corpus_quarantine", key)
+    pd.DataFrame(quarantine, columns=["source", "key", "reason"]).to_parquet(qpath, index=False)
+    if shard.empty:
+        raise dg.Failure(f"shard {key} has no usable image ({len(quarantine)} quarantined, see {qpath})")
     return dg.MaterializeResult(metadata={
         "images": len(shard),
+        "quarantined": len(quarantine),
+        "quarantined_by_reason": dg.MetadataValue.md(pd.DataFrame(quarantine).reason.str.split(":").str[0].value_counts()
+                                                     .rename_axis("reason").reset_index().to_markdown(index=False)) if quarantine else "none",
         "shard": key,
         "path": dg.MetadataValue.path(str(path)),
         "preview": md_table(shard, 5),

@@ -64,3 +64,59 @@ def test_corpus_shards_become_dynamic_partitions_once(tmp_path):
     corpus = scenes[scenes.split == "corpus"].reset_index(drop=True)
     assert list(shard.image_id) == list(corpus.image_id[1::2]) and (shard.shard == "shard_001").all()
     assert list(shard.sha256) == list(corpus.sha256[1::2])
+
+
+def _corpus_run(settings, instance, corpus_config):
+    from genixer_assets.collection import corpus_shards
+
+    res = dg.materialize([corpus_shards], resources={"settings": settings}, instance=instance,
+                         run_config={"ops": {"corpus_shards": {"config": corpus_config}}})
+    return res.asset_materializations_for_node("corpus_shards")[0].metadata["new_shards"].value
+
+
+def _corpus_shard(settings, instance, key):
+    from genixer_assets.collection import image_corpus
+
+    res = dg.materialize([image_corpus], partition_key=key, resources={"settings": settings}, instance=instance)
+    return settings.read_table("image_corpus", key), res.asset_materializations_for_node("image_corpus")[0].metadata
+
+
+def test_image_corpus_from_a_folder_and_from_webdataset_tars(tmp_path):
+    from tests.sources.test_corpus import _img2dataset_shard, _jpeg, _sha
+
+    instance = dg.DagsterInstance.ephemeral()
+    # a folder of plain images, cut into shards of 2; a truncated file is quarantined, a text file ignored
+    folder = tmp_path / "photos"
+    for i, name in enumerate(["a.jpg", "sub/b.png", "sub/deeper/c.webp"]):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(_jpeg((30 + i, 20), fmt={"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[name.rsplit(".", 1)[1]]))
+    (folder / "broken.jpg").write_bytes(_jpeg((40, 40))[:200])
+    (folder / "notes.txt").write_text("not an image")
+    settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data_folder"))
+    cfg = {"kind": "folder", "path": str(folder), "shard_size": 2}
+    assert _corpus_run(settings, instance, cfg) == ["folder-00000", "folder-00001"]
+    rows = pd.concat([_corpus_shard(settings, instance, k)[0] for k in ("folder-00000", "folder-00001")])
+    assert sorted(rows.image_id) == ["a.jpg", "sub/b.png", "sub/deeper/c.webp"]
+    assert rows.set_index("image_id").loc["a.jpg", ["width", "height"]].tolist() == [30, 20]
+    assert (rows.sha256.str.len() == 64).all()
+    q = pd.read_parquet(settings.table_path("image_corpus_quarantine", "folder-00000"))
+    q2 = pd.read_parquet(settings.table_path("image_corpus_quarantine", "folder-00001"))
+    assert list(pd.concat([q, q2]).key) == ["broken.jpg"]
+    (folder / "new.jpg").write_bytes(_jpeg((8, 8)))
+    assert _corpus_run(settings, instance, cfg) == ["folder-00002"]  # the old shards keep their images
+    assert list(_corpus_shard(settings, instance, "folder-00002")[0].image_id) == ["new.jpg"]
+
+    # WebDataset tars as img2dataset writes them: a tar is a shard
+    wds = tmp_path / "wds"
+    wds.mkdir()
+    jpg = _jpeg((12, 9))
+    _img2dataset_shard(wds, "00000", {"000000000": (jpg, "a red kite", {"json", "txt"}), "000000001": (_jpeg((5, 5)), "grass", {"json"})})
+    settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data_wds"))
+    instance = dg.DagsterInstance.ephemeral()
+    assert _corpus_run(settings, instance, {"kind": "webdataset", "path": str(wds)}) == ["wds-00000"]
+    shard, md = _corpus_shard(settings, instance, "wds-00000")
+    r = shard.set_index("image_id").loc["wds-00000/000000000"]
+    assert (r.width, r.height, r.caption, r.sha256) == (12, 9, "a red kite", _sha(jpg))
+    assert open(r.image_path, "rb").read() == jpg and md["images"].value == 2
+    _img2dataset_shard(wds, "00001", {"000010000": (_jpeg((6, 6)), "sky", {"txt"})})
+    assert _corpus_run(settings, instance, {"kind": "webdataset", "path": str(wds)}) == ["wds-00001"]

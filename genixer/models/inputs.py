@@ -15,15 +15,13 @@ import torch
 from PIL import Image
 from transformers import FuyuProcessor
 
+from genixer.images import open_rgb
+
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
 
 
 def open_images(paths: Sequence[str | Path]) -> list[Image.Image]:
-    images = []
-    for p in paths:
-        with Image.open(p) as im:
-            images.append(im.convert("RGB"))
-    return images
+    return [open_rgb(p) for p in paths]
 
 
 def _inserts_image_token(processor) -> bool:
