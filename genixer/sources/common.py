@@ -35,7 +35,7 @@ class SourceFormatError(ValueError):
     """A file that is not the format it was given as."""
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(SourceFormatError, pickle.UnpicklingError):
     """A pickle that asks to build or call anything beyond plain containers, strings and numbers."""
 
 
@@ -119,6 +119,8 @@ class Context:
             "record_id": rid,
             "extra": json.dumps(extra, sort_keys=True) if extra else None,
         }
+        if image is not None:
+            s["boxes"] = [_clamp(b, image.width, image.height) for b in s["boxes"]]
         problems = _problems(s)
         if problems:
             raise Reject("invalid sample", "; ".join(problems))
@@ -174,6 +176,18 @@ class Context:
             return f
         return tqdm.wrapattr(f, "read", total=path.stat().st_size, desc=f"{self.fmt} {path.name}", unit="B",
                              unit_scale=True, leave=False, miniters=1)
+
+
+# Releases round boxes outward: a corner at most this many pixels outside the image is moved onto its
+# edge; one further out makes the record quarantined ("box ... not inside the image").
+EDGE_SLACK_PX = 2.0
+
+
+def _clamp(box: list[float], w: int, h: int) -> list[float]:
+    x0, y0, x1, y1 = box
+    if -EDGE_SLACK_PX <= x0 and -EDGE_SLACK_PX <= y0 and x1 <= w + EDGE_SLACK_PX and y1 <= h + EDGE_SLACK_PX:
+        return [max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))]
+    return box
 
 
 def _problems(s: dict) -> list[str]:
