@@ -10,7 +10,7 @@ export GENIXER_PRESET ?= demo
 # to import); override TORCH_SPEC for another platform, e.g. a CUDA index.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test dev bench bench-train clean
+.PHONY: install demo test dev bench bench-train bench-sources clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ bench: install
 
 bench-train: install
 	$(PY) bench/train.py
+
+bench-sources: install
+	$(PY) bench/sources.py
 
 clean:
 	rm -rf data .dagster/storage .dagster/history .dagster/schedules

@@ -80,7 +80,7 @@ ANSWER_TOKENS = {"rec": 32}  # a box is ~25 tokens (digits are single tokens); e
 SHORT_ANSWER_TOKENS = 8
 
 
-def predict(model, processor, samples: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+def predict(model, processor, samples: pd.DataFrame, batch_size: int = 128) -> pd.DataFrame:
     """Greedy answers to each sample's (single-turn) question, batched by task (similar lengths)."""
     order = samples.sort_values("task", kind="stable")
     questions = [t[0]["question"] for t in order.turns]

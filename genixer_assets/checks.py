@@ -47,7 +47,7 @@ def _samples_check(df: pd.DataFrame, scenes: pd.DataFrame | None) -> tuple[list[
     by_id = {r.image_id: Scene.from_json(r.scene) for r in scenes.itertuples()} if scenes is not None else {}
     ok = judged = 0
     for s in df.to_dict("records"):
-        if s["image_path"] is None:  # a text-only record of a published set: no image to check against
+        if pd.isna(s["image_path"]):  # a text-only record of a published set: no image to check against
             problems += [f"{s['sample_id']}: {p}" for p in sample_problems({**s, "boxes": [], "points": []})]
             continue
         problems += [f"{s['sample_id']}: {p}" for p in sample_problems(s)]

@@ -33,6 +33,33 @@ def test_collected_datasets_reads_configured_sources(tmp_path):
     assert check.passed and check.metadata["oracle_agreement"].value == "no oracle (published data)"
 
 
+def test_collected_datasets_from_vqav2_refcoco_and_llava_together(tmp_path):
+    from tests.sources.test_llava import _release as llava_release
+    from tests.sources.test_refcoco import _release as refcoco_release
+
+    q, a, vqa_images, _ = vqav2_release(tmp_path / "vqa")
+    refs, instances, coco = refcoco_release(tmp_path / "ref")
+    llava, playground = llava_release(tmp_path / "llava")
+    settings, res = _materialize(tmp_path, [
+        {"format": "vqav2", "files": [str(q), str(a)], "images": str(vqa_images)},
+        {"format": "refcoco", "files": [str(refs), str(instances)], "images": str(coco)},
+        {"format": "llava", "files": [str(llava)], "images": str(playground)}])
+    assert res.success and res.get_asset_check_evaluations()[0].passed
+    df = read_samples(settings.table_path("collected_datasets"))
+    # every source's own rows, as `genixer collect` writes them one by one
+    for i, (fmt, files, images) in enumerate([("vqav2", [q, a], vqa_images), ("refcoco", [refs, instances], coco), ("llava", [llava], playground)]):
+        alone = read_samples(settings.path("tables", "_sources", f"{i:02d}_{fmt}.parquet"))
+        mine = df[df.source.str.startswith(fmt + ":")].reset_index(drop=True)
+        assert len(alone) > 0 and alone.sample_id.tolist() == mine.sample_id.tolist()
+    assert {"rec", "reg", "common_vqa", "md"} <= set(df.task)
+    text_only = df[df.image_path.isna()]
+    assert text_only.record_id.tolist() == ["i6IyJda_0"] and text_only.extra.str.contains("text_only").all()
+    md = {k: getattr(v, "value", v) for k, v in res.asset_materializations_for_node("collected_datasets")[0].metadata.items()}
+    assert md["text_only"] == 1 and md["samples"] == len(df)
+    quarantine = pd.read_parquet(settings.table_path("collected_quarantine"))
+    assert {"vqav2", "refcoco", "llava"} == set(quarantine.source.str.split(":").str[0])
+
+
 def test_collected_datasets_wrong_format_fails_clearly(tmp_path):
     q, a, images, _ = vqav2_release(tmp_path / "vqa")
     settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data"))
