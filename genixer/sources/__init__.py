@@ -8,9 +8,9 @@ it, and the tasks it yields; `genixer collect --help` prints this table.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -132,4 +132,4 @@ def describe_formats() -> str:
 
 
 # The readers register themselves on import.
-from genixer.sources import readers_general, readers_grounding  # noqa: E402,F401
+from genixer.sources import readers_general, readers_grounding  # noqa: F401

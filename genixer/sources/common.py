@@ -14,9 +14,10 @@ import io
 import json
 import pickle
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import ijson
 from tqdm.auto import tqdm
@@ -194,6 +195,18 @@ def _problems(s: dict) -> list[str]:
     if s["image_path"] is None:  # text-only: no geometry to check
         return [p for p in sample_problems({**s, "boxes": [], "points": []})]
     return sample_problems(s)
+
+
+def check_first_record(ctx: Context, path: str | Path, first: Any, fields: Iterable[str], expected: str,
+                       need: str = "all") -> None:
+    """A file's first record decides whether the file is the format at all: it must be an object with
+    `need` ("all" or "any") of the format's own `fields`; if not, one clear error names what was found
+    (instead of every record quarantined one by one)."""
+    fields = set(fields)
+    if isinstance(first, dict) and (fields <= first.keys() if need == "all" else bool(fields & first.keys())):
+        return
+    found = f"an object with keys {list(first)[:8]}" if isinstance(first, dict) else f"a JSON {type(first).__name__}: {json.dumps(first, default=str)[:60]}"
+    raise SourceFormatError(f"{ctx.fmt} expects {expected} in {Path(path).name}; its first record is {found}")
 
 
 # -- streaming JSON --------------------------------------------------------------------------------

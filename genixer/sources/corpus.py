@@ -37,9 +37,9 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 import pandas as pd
 import pyarrow as pa

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from genixer.sources import register
 from genixer.sources.common import (
     Context,
     Reject,
-    SourceFormatError,
+    check_first_record,
     json_items,
     json_lines,
 )
@@ -64,15 +63,6 @@ def read_vqav2(files: list[Path], ctx: Context):
         ctx.reject(qid, qfile, questions[qid], "no annotation", f"question_id {qid} has no annotation in {afile.name}")
 
 
-def _check_format(ctx: Context, path: Path, first, fields: set[str], expected: str) -> None:
-    """The first record must be an object with at least one of the format's own `fields`; if not,
-    the file is another format: one clear error instead of every record quarantined."""
-    if isinstance(first, dict) and fields & first.keys():
-        return
-    found = f"an object with keys {list(first)[:8]}" if isinstance(first, dict) else json.dumps(first)[:80]
-    raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; its first record is {found}")
-
-
 @register("gqa",
           files=("questions JSON (<split>_balanced_questions.json, or the <split>_all_questions[_<n>].json shards) ...",),
           images="GQA's images/ folder holding <imageId>.jpg",
@@ -84,7 +74,7 @@ def read_gqa(files: list[Path], ctx: Context):
         split = m.group(1) if m else None
         for n, (qid, q) in enumerate(json_items(ctx, path, "kv", expected)):
             if n == 0:
-                _check_format(ctx, path, q, {"imageId", "fullAnswer", "semantic", "isBalanced"}, expected)
+                check_first_record(ctx, path, q, {"imageId", "fullAnswer", "semantic", "isBalanced"}, expected, need="any")
 
             def convert(qid=qid, q=q, path=path, split=split):
                 if q.get("answer") is None:
@@ -105,7 +95,7 @@ def read_aokvqa(files: list[Path], ctx: Context):
     expected = "a JSON list of A-OKVQA questions"
     for n, r in enumerate(json_items(ctx, path, "item", expected)):
         if n == 0:
-            _check_format(ctx, path, r, {"choices", "correct_choice_idx", "direct_answers", "rationales"}, expected)
+            check_first_record(ctx, path, r, {"choices", "correct_choice_idx", "direct_answers", "rationales"}, expected, need="any")
 
         def convert(r=r):
             choices, idx = r["choices"], r.get("correct_choice_idx")
@@ -139,7 +129,7 @@ def read_pope(files: list[Path], ctx: Context):
     where = "item" if is_list else "line"
     for i, (n, r) in enumerate(records):
         if i == 0:
-            _check_format(ctx, path, r, {"text", "label"}, expected)
+            check_first_record(ctx, path, r, {"text", "label"}, expected, need="any")
 
         def convert(r=r):
             label = r["label"]
@@ -174,7 +164,7 @@ def read_llava(files: list[Path], ctx: Context):
     expected = "a JSON list of LLaVA conversations ({id, image, conversations})"
     for n, r in enumerate(json_items(ctx, path, "item", expected)):
         if n == 0:
-            _check_format(ctx, path, r, {"conversations"}, expected)
+            check_first_record(ctx, path, r, {"conversations"}, expected, need="any")
 
         def convert(r=r):
             turns = _llava_turns(r["conversations"])

@@ -17,8 +17,17 @@ from typing import Any
 from genixer.boxes import box_to_text, boxes_to_text, inside, point_to_text, to_xyxy
 from genixer.sources import register
 from genixer.sources.common import (
-    REC_QUESTION, REG_QUESTION, Context, ImageRef, Reject, SourceFormatError, UnsafePickleError, json_items,
-    json_lines, load_plain_pickle,
+    REC_QUESTION,
+    REG_QUESTION,
+    Context,
+    ImageRef,
+    Reject,
+    SourceFormatError,
+    UnsafePickleError,
+    check_first_record,
+    json_items,
+    json_lines,
+    load_plain_pickle,
 )
 
 VG_DIRS = ("VG_100K", "VG_100K_2")  # Visual Genome ships its images in two folders
@@ -43,13 +52,6 @@ def _xywh(x: Any, y: Any, w: Any, h: Any) -> tuple[float, float, float, float]:
     return to_xyxy((x, y, w, h), "xywh", 0, 0)  # xywh needs no image size
 
 
-def _require(ctx: Context, path: Path, first: Any, keys: tuple[str, ...], expected: str) -> None:
-    """A file's first record decides whether the file is the format at all."""
-    if not (isinstance(first, dict) and all(k in first for k in keys)):
-        found = f"an object with keys {list(first)[:8]}" if isinstance(first, dict) else f"a JSON {type(first).__name__}"
-        raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; its first record is {found}")
-
-
 def _rec_reg(ctx: Context, image: ImageRef, box, expression: str, record_id: str, file: Path,
              split: str | None = None, extra: dict | None = None) -> list[dict]:
     """The REC and the REG sample of one referring expression and its box (pixel xyxy)."""
@@ -72,7 +74,7 @@ def _load_refs(ctx: Context, path: Path) -> list[dict]:
     if not isinstance(refs, list) or not refs:
         raise SourceFormatError(f"{ctx.fmt} expects a list of refs in {path.name}; found "
                                 f"{'an empty list' if isinstance(refs, list) else 'a pickled ' + type(refs).__name__}")
-    _require(ctx, path, refs[0], ("ref_id", "ann_id", "image_id", "sentences"), "a list of refs {ref_id, ann_id, image_id, sentences, ...}")
+    check_first_record(ctx, path, refs[0], ("ref_id", "ann_id", "image_id", "sentences"), "a list of refs {ref_id, ann_id, image_id, sentences, ...}")
     return refs
 
 
@@ -134,7 +136,7 @@ def read_visual_genome(files: list[Path], ctx: Context):
     expected = "image_data.json (a list of {image_id, url, width, height, coco_id, flickr_id})"
     for n, im in enumerate(json_items(ctx, images_file, "item", expected)):
         if n == 0:
-            _require(ctx, images_file, im, ("url", "width", "height"), expected)
+            check_first_record(ctx, images_file, im, ("url", "width", "height"), expected)
         try:
             meta[int(_either(im, "image_id", "id"))] = im
         except (KeyError, TypeError, ValueError) as e:
@@ -142,7 +144,7 @@ def read_visual_genome(files: list[Path], ctx: Context):
     expected = "region_descriptions.json (a list of {id, regions})"
     for n, entry in enumerate(json_items(ctx, regions_file, "item", expected)):
         if n == 0:
-            _require(ctx, regions_file, entry, ("regions",), expected)
+            check_first_record(ctx, regions_file, entry, ("regions",), expected)
 
         def convert(entry=entry):
             image_id = int(_either(entry, "id", "image_id"))
@@ -213,7 +215,7 @@ def read_pointqa_local(files: list[Path], ctx: Context):
     expected = "the LocalQA JSON (an object mapping Visual Genome image ids to lists of {question, all_ans, all_objs, points})"
     for n, (key, qas) in enumerate(json_items(ctx, path, "kv", expected)):
         if n == 0:
-            _require(ctx, path, qas[0] if isinstance(qas, list) and qas else qas, ("question", "all_objs", "points"), expected)
+            check_first_record(ctx, path, qas[0] if isinstance(qas, list) and qas else qas, ("question", "all_objs", "points"), expected)
 
         def convert(key=key, qas=qas):
             if not isinstance(qas, list):
@@ -283,7 +285,7 @@ def read_shikra_gpt4gen(files: list[Path], ctx: Context):
     for f, (task, split) in zip(files, kinds):
         for k, (n, raw) in enumerate(json_lines(ctx, f, expected)):
             if k == 0:
-                _require(ctx, f, raw, ("img_path", "boxes", "question", "cot_with_ans"), expected)
+                check_first_record(ctx, f, raw, ("img_path", "boxes", "question", "cot_with_ans"), expected)
             rid = f"{f.stem}:{n}"
             yield from ctx.record(rid, f, raw, partial(_gpt4gen_sample, ctx, f, task, split, rid, raw))
 
