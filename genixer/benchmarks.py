@@ -46,6 +46,11 @@ POPE_SPLITS = ("random", "popular", "adversarial")
 FEW_OBJECTS = 3  # testA: scenes with at most this many objects; testB: more
 
 
+
+def is_pope(benchmark: str) -> bool:
+    """A POPE split (the world's `pope_*` or a published `POPE-*`): scored by F1 over yes/no."""
+    return benchmark.lower().startswith("pope")
+
 def memberships(sample: dict, n_objects: int) -> list[str]:
     """The benchmarks a `benchmark_sets` sample belongs to (POPE positives are in all three splits)."""
     task, split, source = sample["task"], sample["split"], sample.get("source") or ""
@@ -118,7 +123,7 @@ def per_question(pred: pd.DataFrame) -> pd.DataFrame:
     values, pred_yes, gold_yes = [], [], []
     for r in ex.itertuples():
         py = gy = None
-        if r.benchmark.startswith("pope_"):
+        if is_pope(r.benchmark):
             py, gy = pope_says_yes(r.prediction), normalize_answer(r.truth) == "yes"
             v = float(py == gy)
         elif BY_NAME[r.benchmark].metric == "acc@0.5":
@@ -136,7 +141,7 @@ def per_question(pred: pd.DataFrame) -> pd.DataFrame:
 
 def _metric(g: pd.DataFrame) -> dict:
     """A benchmark's headline metric from its per-question rows (POPE: F1 of yes, with accuracy and yes-ratio)."""
-    if g.benchmark.iloc[0].startswith("pope_"):
+    if is_pope(g.benchmark.iloc[0]):
         py, gy = g.pred_yes.astype(bool).to_numpy(), g.gold_yes.astype(bool).to_numpy()
         f1 = f1_score((py & gy).sum(), (py & ~gy).sum(), (~py & gy).sum())
         return {"value": f1, "accuracy": float(g.value.mean()), "yes_ratio": float(py.mean())}
@@ -149,7 +154,7 @@ def score(pred: pd.DataFrame) -> pd.DataFrame:
     pq_ = per_question(pred)
     rows = [{"benchmark": b, "metric": BY_NAME[b].metric, "n": len(g), **_metric(g)} for b, g in pq_.groupby("benchmark")]
     out = pd.DataFrame(rows)
-    pope = out[out.benchmark.str.startswith("pope_")]
+    pope = out[out.benchmark.map(is_pope)]
     if len(pope) == len(POPE_SPLITS):
         out = pd.concat([out, pd.DataFrame([{"benchmark": "pope", "metric": "f1", "value": float(pope.value.mean()), "n": int(pope.n.sum()),
                                              "accuracy": float(pope.accuracy.mean()), "yes_ratio": float(pope.yes_ratio.mean())}])],
@@ -271,7 +276,7 @@ def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootst
             if len(gs) != len(ids) or set(gs.sample_id) != set(ids):
                 raise ValueError(f"{r} seed {sd} answered {len(gs)} of the {len(ids)} questions of {b}: recipes must share questions")
             gs = gs.iloc[np.argsort([pos[s] for s in gs.sample_id])]
-            if b.startswith("pope_"):
+            if is_pope(b):
                 py, gy = gs.pred_yes.astype(bool).to_numpy(), gs.gold_yes.astype(bool).to_numpy()
                 tp, fp, fn = (py & gy)[idx].sum(1), (py & ~gy)[idx].sum(1), (~py & gy)[idx].sum(1)
                 full, rep = f1_score((py & gy).sum(), (py & ~gy).sum(), (~py & gy).sum()), f1_score(tp, fp, fn)

@@ -100,3 +100,109 @@ def rec_accuracy(predicted: Sequence[Sequence[float] | None], truth: Sequence[Se
     (a missing or unparseable prediction counts as wrong)."""
     hits = sum(iou_hit(p, t, threshold) for p, t in zip(predicted, truth))
     return hits / len(truth) if truth else 0.0
+
+
+# ---- the official VQA evaluation ----------------------------------------------------------------
+# Transcribed from GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py (commit
+# a013f0043c1e2cdc995922dfe257f7149aa9af06), class VQAEval: the tables of __init__, and the rules of
+# processPunctuation, processDigitArticle and evaluate. Entries the script can never reach (keys with
+# capitals, looked up after lower()) are kept as they are, so the table can be diffed against it.
+
+VQA_CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
+    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't", "dont": "don't",
+    "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't",
+    "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd", "howll": "how'll",
+    "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd",
+    "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't",
+    "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't",
+    "mustve": "must've", "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've",
+    "she'dve": "she'd've", "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
+    "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
+    "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll",
+    "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've", "someone'dve": "someone'd've",
+    "someonell": "someone'll", "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
+    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's", "thered": "there'd",
+    "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're", "theres": "there's", "theyd": "they'd",
+    "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
+    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've", "werent": "weren't",
+    "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's",
+    "whered": "where'd", "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
+    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're",
+    "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
+    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've",
+    "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've",
+    "youll": "you'll", "youre": "you're", "youve": "you've",
+}
+VQA_MANUAL_MAP = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+                  "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+VQA_ARTICLES = ("a", "an", "the")
+VQA_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+# The script's periodStrip as written: "(?!<=\d)" is a lookahead (a typo for the lookbehind "(?<!\d)")
+# that never fires before a ".", so in effect a period is dropped unless a digit follows ("1.5" stays).
+VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+VQA_COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
+
+
+def vqa_process_punctuation(text: str) -> str:
+    """vqaEval.processPunctuation: each mark of VQA_PUNCT is deleted when the *original* text has it
+    next to a space, or has a digit-comma-digit anywhere ("1,000"), and becomes a space otherwise
+    ("t-shirt" -> "t shirt"); then periods not followed by a digit go. Apostrophes, colons, '#', '%',
+    '&', '*', '$' and the like are kept. The script passes re.UNICODE (32) positionally to sub(),
+    i.e. as its count: at most 32 periods are removed, reproduced here."""
+    out = text
+    for p in VQA_PUNCT:
+        if (p + " " in text or " " + p in text) or VQA_COMMA_STRIP.search(text) is not None:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return VQA_PERIOD_STRIP.sub("", out, count=re.UNICODE)
+
+
+def vqa_process_digit_article(text: str) -> str:
+    """vqaEval.processDigitArticle: lower case, split on whitespace, number words 'none'..'ten' to
+    digits (VQA_MANUAL_MAP), articles dropped, then VQA_CONTRACTIONS ('dont' -> "don't"), joined by
+    single spaces."""
+    words = [VQA_MANUAL_MAP.get(w, w) for w in text.lower().split()]
+    return " ".join(VQA_CONTRACTIONS.get(w, w) for w in words if w not in VQA_ARTICLES)
+
+
+def vqa_normalize(text: str) -> str:
+    """The official answer processing: processPunctuation, then processDigitArticle."""
+    return vqa_process_digit_article(vqa_process_punctuation(text))
+
+
+def _vqa_clean(text: str) -> str:
+    return str(text).replace("\n", " ").replace("\t", " ").strip()
+
+
+def vqa_official_accuracy(prediction: str, answers: Sequence[str]) -> float:
+    """VQA accuracy exactly as vqaEval.evaluate computes it for one question: newlines and tabs to
+    spaces and strip, on the prediction and the human answers; *only when the human answers are not
+    all the same string* are both normalised (vqa_normalize) -- when they agree, the prediction must
+    equal them verbatim ("Yes" or "yes." scores 0 against ten "yes"); then the mean over the
+    leave-one-out subsets (each human answer left out in turn) of min(1, matches among the others / 3).
+    With ten answers and k equal to the prediction that is 0, .3, .6, .9, 1 for k = 0..4+.
+    (A prediction normalised beforehand, as LLaVA-style pipelines do before submitting, avoids the
+    verbatim case; vqa_normalize is the processing to use.)"""
+    gts = [_vqa_clean(a) for a in answers]
+    if not gts:
+        raise ValueError("vqa_official_accuracy needs the human answers (VQAv2 has 10 per question)")
+    pred = _vqa_clean(prediction)
+    if len(set(gts)) > 1:
+        gts = [vqa_normalize(a) for a in gts]
+        pred = vqa_normalize(pred)
+    return sum(min(1.0, sum(g == pred for j, g in enumerate(gts) if j != i) / 3) for i in range(len(gts))) / len(gts)
+
+
+def pope_official_says_yes(answer: str) -> bool:
+    """RUCAIBox/POPE evaluate.py (commit 3df3ba1b110ecce25696989577fad583b67d4239), word for word: keep
+    the text before the first '.', delete commas, split on single spaces, and the answer is 'no' when
+    'No', 'no' or 'not' is among the words, 'yes' otherwise. Unlike pope_says_yes it is case-sensitive
+    ('NO' and 'Not' read as yes) and does not split on newlines or tabs."""
+    text = str(answer)
+    if text.find(".") != -1:
+        text = text.split(".")[0]
+    words = text.replace(",", "").split(" ")
+    return not ("No" in words or "not" in words or "no" in words)
