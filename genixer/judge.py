@@ -31,6 +31,10 @@ corruption contributes neither record). Corruption kinds (``CORRUPTIONS``):
 - ``ambiguous_referent``: a word of a referring expression changed or dropped so that it fits several
   objects, answer kept.
 Question kinds outside the general tasks' grammar (locate, describe, reason_*) have no corruption here.
+
+Collected data read from files has no scene graph and no oracle: its records come from
+:func:`genixer.corruptions.verification_records_free` (corruptions that need no scene), in the same
+record shape (both build their records with :func:`verification_pair`).
 """
 
 from __future__ import annotations
@@ -246,14 +250,22 @@ def verification_records(samples, rng: random.Random | int, scenes: dict[str, Sc
             bad = corrupt_pair(q, a, scene, rng, original_question=_clean(t["question"]))
             if bad is None:
                 continue
-            base = {"image_path": s["image_path"], "image_id": s["image_id"], "task": s["task"],
-                    "sample_id": s["sample_id"], "pair_index": i}
-            for (pq, pa, corruption, target) in ((q, a, NONE, YES), (bad[0], bad[1], bad[2], NO)):
-                records.append({**base, "record_id": f"{s['sample_id']}:{i}:{'yes' if target == YES else 'no'}",
-                                "question": pq, "answer": pa, "prompt": judge_prompt(pq, pa), "target": target,
-                                "corruption": corruption})
+            records += verification_pair(s, i, (q, a), bad)
     rng.shuffle(records)
     return records
+
+
+def verification_pair(s: dict, i: int, true_pair: tuple[str, str], bad: tuple[str, str, str]) -> list[dict]:
+    """The two records of judge pair ``i`` of sample ``s``: the true (question, answer) -> "Yes" and its
+    corruption (question, answer, kind) -> "No". The one record shape of every judge training set."""
+    base = {"image_path": s["image_path"], "image_id": s["image_id"], "task": s["task"],
+            "sample_id": s["sample_id"], "pair_index": i}
+    out = []
+    for (pq, pa, corruption, target) in ((true_pair[0], true_pair[1], NONE, YES), (bad[0], bad[1], bad[2], NO)):
+        out.append({**base, "record_id": f"{s['sample_id']}:{i}:{'yes' if target == YES else 'no'}",
+                    "question": pq, "answer": pa, "prompt": judge_prompt(pq, pa), "target": target,
+                    "corruption": corruption})
+    return out
 
 
 # ---- the judge model -----------------------------------------------------------------------------

@@ -12,11 +12,14 @@ and the expression; the official code's unnormalised dot product times 60 is not
   :func:`load_region_clip` goes through open_clip's own factory (``local-dir:`` model names), so the
   same call loads a real OpenCLIP ViT-L/14 directory laid out that way.
 * Pairs: :func:`region_pairs` takes (expression, box) from REC samples (the ``{ref}`` slot of the
-  question, parsed with the world grammar's compiled ``locate`` phrasings) and REG samples (the answer).
+  question, read by :func:`locate_ref` with the REC phrasings in use: the world's ``locate`` phrasings
+  or the given ones, plus ``REC_QUESTION`` of published data) and REG samples (the answer).
 * Training: :class:`ClipAdapter` plugs contrastive training (open_clip's ``ClipLoss``) into the project's
   one training loop (:func:`genixer.training.train`).
 * Calibration: :func:`negative_pairs` builds negatives in the same images (another object's expression,
-  or the box shifted to IoU < 0.5); :func:`calibrate_threshold` picks the threshold maximising F1.
+  or the box shifted to IoU < 0.5), from the world's scenes or from collected REC/REG samples alone;
+  :func:`calibrate_threshold` picks the threshold maximising F1; :func:`fixed_threshold` is the paper's
+  fixed cosine 0.6 instead (see its caveat).
 
 In-batch negatives: the loop draws records with replacement and the world's expressions repeat across
 images ("the circle" names a different object in many scenes). Two rows with the same expression text
@@ -34,7 +37,9 @@ import json
 import logging
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -49,10 +54,12 @@ from open_clip.model import set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from safetensors.torch import save_file
 
-from genixer.boxes import BoxFormatError, iou, parse_boxes
+from genixer.boxes import BOX_GROUP_RE, POINT_RE, BoxFormatError, iou, parse_boxes
 from genixer.images import image_size, open_rgb
+from genixer.sources.common import REC_QUESTION
+from genixer.templates import TemplateError
 from genixer.training import TrainConfig, TrainResult, train
-from genixer.world.grammar import COMPILED, SLOT_RE
+from genixer.world.grammar import COMPILED, PHRASINGS, SLOT_RE, compile_phrasing
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +201,63 @@ def _norm_expr(text: str) -> str:
 
 
 _REF_ANYWHERE = re.compile(r"\b" + SLOT_RE["ref"] + r"\b", re.IGNORECASE)
+# The {ref} slot read freely (any words): no "?" (it would swallow a following sentence), no leading or
+# trailing space. A slot that holds a box or a point is not an expression (see locate_ref).
+FREE_REF = r"[^\s?](?:[^?\n]*?[^\s?])?"
 
 
-def locate_ref(question: str) -> str | None:
-    """The referring expression of a REC question: the `{ref}` slot of whichever REC phrasing
-    matches; for a paraphrase no phrasing matches (generated text), the longest referring
-    expression found anywhere in the question. No fixed words such as "coordinates of"."""
+def rec_phrasings(phrasings=None) -> tuple[str, ...]:
+    """The REC question phrasings an expression is read with, ``REC_QUESTION`` (published data) always
+    among them. ``phrasings``: None (the world's ``locate`` phrasings), one phrasing, a list of them, or
+    a kind -> phrasings mapping (``instruction_templates.json``'s "phrasings"; its "locate" list is used).
+    The official code's ``<expr>`` slot is read as ``{ref}``."""
+    if phrasings is None:
+        items = PHRASINGS["locate"]
+    elif isinstance(phrasings, str):
+        items = (phrasings,)
+    elif isinstance(phrasings, Mapping):
+        items = phrasings.get("locate", ())
+    else:
+        items = phrasings
+    out = [str(p).replace("<expr>", "{ref}") for p in items]
+    return tuple(dict.fromkeys(out + [REC_QUESTION]))
+
+
+@lru_cache(maxsize=32)
+def _rec_patterns(phrasings: tuple[str, ...]) -> tuple[tuple[re.Pattern, re.Pattern], ...]:
+    """(world-words pattern, free-slot pattern) of each phrasing."""
+    out = []
+    for p in phrasings:
+        if "{ref}" not in p:
+            raise TemplateError(f"REC phrasing {p!r} has no {{ref}} slot")
+        out.append((compile_phrasing(p), compile_phrasing(p, slots={"ref": FREE_REF})))
+    return tuple(out)
+
+
+def locate_ref(question: str, phrasings=None) -> str | None:
+    """The referring expression of a REC question: the ``{ref}`` slot of the REC phrasing it is
+    (:func:`rec_phrasings`: the world's, or the given ones, plus ``REC_QUESTION``), whatever its words.
+
+    1. A phrasing whose slot holds a world description ("Where is the red circle?") gives it.
+    2. Else the slot read freely: "Which region does this describe: the man in the red shirt?" gives
+       "the man in the red shirt". When several phrasings fit, the shortest slot wins (the phrasing
+       that explains most of the question: "Where is {ref} in the image?" before "Where is {ref}?").
+       A slot holding a box or a point is no expression.
+    3. A paraphrase no phrasing fits (generated text): the longest world description found anywhere.
+    No fixed words such as "coordinates of"."""
     q = " ".join(str(question).split())
-    for pat in COMPILED["locate"]:
-        m = pat.fullmatch(q)
+    patterns = _rec_patterns(rec_phrasings(phrasings))
+    for strict, _ in patterns:
+        m = strict.fullmatch(q)
         if m:
             return m.group("ref")
+    free = []
+    for _, pat in patterns:
+        m = pat.fullmatch(q)
+        if m and not BOX_GROUP_RE.search(m.group("ref")) and not POINT_RE.search(m.group("ref")):
+            free.append(m.group("ref"))
+    if free:
+        return min(free, key=len)
     found = [m.group(0) for m in _REF_ANYWHERE.finditer(q)]
     return max(found, key=len) if found else None
 
@@ -224,13 +277,14 @@ def _first_box(s: dict) -> list[float] | None:
     return [float(v) for v in boxes[0]] if len(boxes) == 1 and len(boxes[0]) == 4 else None
 
 
-def region_pairs(samples) -> list[dict]:
+def region_pairs(samples, phrasings=None) -> list[dict]:
     """(expression, box) pairs from REC and REG samples (dicts or a DataFrame); others are skipped.
 
-    REC: expression = the ``{ref}`` slot of the question (any compiled ``locate`` phrasing), box = the
+    REC: expression = the ``{ref}`` slot of the question (:func:`locate_ref` with ``phrasings``), box = the
     sample's one box, else the box in the answer. REG: expression = the answer, box = the sample's one box,
     else the box in the question. Samples that do not parse (generated text) are skipped and counted in
-    the log. Each pair: image_path, box (pixel xyxy), expression, sample_id, image_id, task.
+    the log. Each pair: image_path, box (pixel xyxy), expression, sample_id, image_id, task, and the
+    image's width and height when the sample has them.
     """
     pairs, skipped = [], 0
     for s in _rows(samples):
@@ -245,7 +299,7 @@ def region_pairs(samples) -> list[dict]:
         box = _first_box(s)
         try:
             if task == "rec":
-                expr = locate_ref(q)
+                expr = locate_ref(q, phrasings)
                 if box is None and expr is not None:
                     found = parse_boxes(a, s["width"], s["height"])
                     box = list(found[0]) if len(found) == 1 else None
@@ -266,10 +320,18 @@ def region_pairs(samples) -> list[dict]:
             "sample_id": s.get("sample_id"),
             "image_id": s.get("image_id"),
             "task": task,
+            **({"width": int(s["width"]), "height": int(s["height"])} if _has_size(s) else {}),
         })
     if skipped:
         log.info("region_pairs: %d REC/REG samples skipped (question or box did not parse)", skipped)
     return pairs
+
+
+def _has_size(s: dict) -> bool:
+    try:
+        return int(s["width"]) > 0 and int(s["height"]) > 0
+    except (KeyError, TypeError, ValueError):  # missing, None, NaN or NA
+        return False
 
 
 def crop(image: Image.Image, box: Sequence[float], pad_frac: float = 0.1) -> Image.Image:
@@ -487,6 +549,45 @@ def calibrate_threshold(pos: np.ndarray, neg: np.ndarray, objective: str = "f1")
     }
 
 
+# The paper's REC filter, step 3: "discarding samples with CLIP scores below 0.6" (OpenCLIP-L).
+PAPER_CLIP_THRESHOLD = 0.6
+
+
+def fixed_threshold(value: float = PAPER_CLIP_THRESHOLD, pos=None, neg=None) -> dict:
+    """A fixed keep threshold (score >= value) instead of a calibrated one; by default the paper's 0.6.
+
+    Source: the Genixer paper's CLIP-driven REC filter keeps a sample when the OpenCLIP-L similarity of
+    its expression and region is at least 0.6 (``shared/reference/GENIXER_FACTS.md``, "keep >= 0.6").
+    Caveat, the scale: here the score is a cosine in [-1, 1]. The official code
+    (zhaohengyuan1/Genixer, ``Genixer_Shikra/multiprocess_evalclipscore.py``) instead keeps
+    ``similarity_score > 60``, the dot product of *unnormalised* Hugging Face CLIP ViT-L/14 features, so
+    the paper's 0.6 is not that code's number either. A real CLIP rarely gives a matched pair a cosine
+    anywhere near 0.6 (LAION kept web pairs from about 0.3), so with a real OpenCLIP-L a fixed 0.6 drops
+    nearly everything: prefer :func:`calibrate_threshold` whenever held-out pairs exist; use this when
+    none do, or to apply the paper's number to a model whose cosines are on that scale.
+
+    With ``pos`` and ``neg`` scores, the same fields as :func:`calibrate_threshold` are filled in (what
+    the fixed cut does on them); otherwise only threshold, objective ("fixed") and source.
+    """
+    value = float(value)
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"a cosine threshold lies in [-1, 1], got {value}")
+    out = {"threshold": value, "objective": "fixed",
+           "source": "paper (OpenCLIP-L score >= 0.6)" if value == PAPER_CLIP_THRESHOLD else "fixed by the caller"}
+    if pos is None or neg is None:
+        return out
+    pos, neg = np.asarray(pos, dtype=np.float64).ravel(), np.asarray(neg, dtype=np.float64).ravel()
+    if not len(pos) or not len(neg):
+        raise ValueError("fixed_threshold needs at least one positive and one negative score to report on")
+    tp, fp = float((pos >= value).sum()), float((neg >= value).sum())
+    tn = len(neg) - fp
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / len(pos)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {**out, "precision": precision, "recall": recall, "accuracy": (tp + tn) / (len(pos) + len(neg)), "f1": f1,
+            "balanced_accuracy": (recall + tn / len(neg)) / 2, "n_pos": int(len(pos)), "n_neg": int(len(neg))}
+
+
 def _candidates(scenes_or_samples) -> dict[str, list[tuple[list[float], str]]]:
     """image_path -> [(box, expression)] of the objects known in that image."""
     from genixer.world import Scene
@@ -514,7 +615,12 @@ def negative_pairs(pairs: list[dict], scenes_or_samples, rng, kinds: Iterable[st
     * ``swap``: the pair's box with the expression of another object of the same image (an object whose
       box has IoU < ``max_iou`` with it and whose expression differs), taken from ``scenes_or_samples``
       (image rows of :func:`genixer.world.build_split`, or REC/REG samples, or both).
-    * ``shift``: the pair's expression with its box moved (same size, inside the image) to IoU < ``max_iou``.
+    * ``shift``: the pair's expression with its box moved (same size, inside the image) to IoU < ``max_iou``;
+      the image size is the pair's width/height when it has them (pairs of samples), else read from the file.
+
+    Without a scene (collected data read from files) pass the held-out REC/REG samples themselves: their
+    (expression, box) pairs are the candidates of ``swap``. That presumes, as RefCOCO's expressions are
+    written to, that an expression fits only its own object.
 
     ``rng``: a ``numpy.random.Generator``, a ``random.Random`` or an int seed. Each negative keeps the
     pair's fields plus ``negative`` (the kind) and ``source_sample_id``.
@@ -544,7 +650,8 @@ def negative_pairs(pairs: list[dict], scenes_or_samples, rng, kinds: Iterable[st
                 out.append({**base, "expression": _norm_expr(e), "negative": "swap"})
         if "shift" in kinds:
             if p["image_path"] not in sizes:
-                sizes[p["image_path"]] = image_size(p["image_path"], verify=False)
+                sizes[p["image_path"]] = ((int(p["width"]), int(p["height"])) if _has_size(p)
+                                          else image_size(p["image_path"], verify=False))
             W, H = sizes[p["image_path"]]
             x0, y0, x1, y1 = p["box"]
             w, h = x1 - x0, y1 - y0

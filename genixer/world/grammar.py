@@ -137,14 +137,17 @@ SLOT_RE = {
 SLOT_NAMES = re.compile(r"\{(\w+)\}")
 
 
-def compile_phrasing(phrasing: str) -> re.Pattern:
+def compile_phrasing(phrasing: str, slots: dict[str, str] | None = None) -> re.Pattern:
+    """A phrasing as a regular expression: each slot a named group (``SLOT_RE``'s pattern, or the one
+    ``slots`` gives for it, e.g. a free ``{ref}`` for expressions outside the world's words)."""
+    table = {**SLOT_RE, **(slots or {})}
     out, pos = [], 0
     for m in SLOT_NAMES.finditer(phrasing):
         name = m.group(1)
-        if name not in SLOT_RE:
+        if name not in table:
             raise TemplateError(f"unknown slot {{{name}}} in phrasing {phrasing!r}")
         out.append(re.escape(phrasing[pos : m.start()]))
-        out.append(f"(?P<{name}>{SLOT_RE[name]})")
+        out.append(f"(?P<{name}>{table[name]})")
         pos = m.end()
     out.append(re.escape(phrasing[pos:]))
     pattern = "".join(out).replace(r"\ ", r"\s+")
