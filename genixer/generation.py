@@ -1,7 +1,10 @@
-"""One generation routine and one Yes/No scorer for every model (LLaVA generator, Fuyu judge).
+"""One generation routine and one Yes/No scorer for every model (LLaVA generator, Fuyu judge, and real
+LLaVA-1.5 / Qwen2-VL / Fuyu checkpoints).
 
-Prompts are encoded exactly as in training (genixer.models.inputs), left-padded with position ids that
-skip the padding, so a batched result equals the batch-of-one result.
+Prompts are encoded exactly as in training (genixer.models.inputs: the processor's chat template when it has
+one), left-padded with position ids that skip the padding (none for models computing their own multimodal
+positions, e.g. Qwen2-VL, which get ``mm_token_type_ids`` instead), so a batched result equals the
+batch-of-one result.
 """
 
 from __future__ import annotations
@@ -12,9 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 
-from genixer.models.inputs import encode_prompts, encode_target, open_images, pad
+from genixer.models.inputs import (
+    PromptBatch,
+    build_batch,
+    computes_own_positions,
+    encode_prompt_batch,
+    open_images,
+    split_prompt_answer,
+)
 
 
 @dataclass
@@ -46,14 +61,18 @@ class RowSampler(LogitsProcessor):
         return torch.full_like(scores, -float("inf")).scatter_(1, drawn, 0.0)
 
 
-def _batch_inputs(model, processor, image_paths, prompts) -> dict[str, torch.Tensor]:
-    ids, image_inputs = encode_prompts(processor, open_images(image_paths), prompts)
-    batch = pad(ids, processor.tokenizer.pad_token_id, side="left")
-    batch.update(image_inputs)
+def _model_batch(model, processor, prompts: PromptBatch, seqs=None) -> dict[str, torch.Tensor]:
+    """Left-padded inputs for ``seqs`` (default: the prompts alone) on the model's device and dtype."""
+    batch = build_batch(prompts, prompts.ids if seqs is None else seqs, processor.tokenizer.pad_token_id,
+                        side="left", own_positions=computes_own_positions(model))
     dtype = next(model.parameters()).dtype
     return {
         k: v.to(model.device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()
     }
+
+
+def _batch_inputs(model, processor, image_paths, prompts) -> dict[str, torch.Tensor]:
+    return _model_batch(model, processor, encode_prompt_batch(processor, open_images(image_paths), prompts))
 
 
 @torch.inference_mode()
@@ -88,8 +107,9 @@ def generate(
     decoded: list[str] = []
     for start in range(0, len(paths), batch_size):
         batch = _batch_inputs(model, processor, paths[start : start + batch_size], texts[start : start + batch_size])
-        # Positions for new tokens are derived from the attention mask by generate() itself.
-        batch.pop("position_ids")
+        # Positions for new tokens are derived from the attention mask by generate() itself (Qwen2-VL: its
+        # M-RoPE positions from input_ids + mm_token_type_ids + image grid).
+        batch.pop("position_ids", None)
         # RowSampler draws the tokens, so generate() itself stays greedy (and gets no temperature to warn about).
         sampler = [RowSampler(sampling.temperature, sampling.top_p, row_seeds[start : start + batch_size], model.device)] if do_sample else []
         out = model.generate(
@@ -106,11 +126,28 @@ def generate(
     return [decoded[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
-def _single_token(tokenizer, word: str) -> int:
-    ids = encode_target(tokenizer, word)  # the form the word takes right after a prompt, as in training
-    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
-        raise ValueError(f"{word!r} must be a single known token after the prompt, got {ids}")
-    return ids[0]
+def answer_ids(processor, prompts: Sequence[str], word: str) -> list[list[int]]:
+    """The ids of ``word`` as the processor's tokenizer writes it right after each prompt (as in training);
+    an error if it is empty or holds an unknown token."""
+    ids = split_prompt_answer(processor, prompts, [word] * len(prompts))[1]
+    unk = processor.tokenizer.unk_token_id
+    for row in ids:
+        if not row or (unk is not None and unk in row):
+            raise ValueError(f"{word!r} must be known tokens after the prompt, got {row}")
+    return ids
+
+
+def _continuation_logprob(model, processor, prompts: PromptBatch, conts: list[list[int]]) -> torch.Tensor:
+    """Per row: sum of log P(token | image, prompt, previous tokens) over the continuation ``conts[row]``
+    (teacher-forced, one forward pass over prompt + continuation)."""
+    batch = _model_batch(model, processor, prompts, [p + c for p, c in zip(prompts.ids, conts)])
+    k = max(len(c) for c in conts)
+    # Left padding ends every row at -1: the last k + 1 positions predict the last k tokens.
+    logp = torch.log_softmax(model(**batch, logits_to_keep=k + 1).logits[:, :-1].float(), dim=-1)
+    return torch.stack([
+        logp[r, torch.arange(k - len(c), k, device=logp.device), torch.tensor(c, device=logp.device)].sum()
+        for r, c in enumerate(conts)
+    ])
 
 
 @torch.inference_mode()
@@ -123,20 +160,31 @@ def score_yes_no(
     no: str = "No",
     batch_size: int = 16,
 ) -> np.ndarray:
-    """P(yes) = softmax over the (yes, no) next-token logits at the first answer position."""
+    """P(yes) of each (image, prompt), ``yes`` against ``no``, each written as the model's tokenizer writes
+    it right after the prompt (``split_prompt_answer``, as in training).
+
+    When both are one token (the embedded judge; LLaVA-1.5, Qwen2-VL and Fuyu for "Yes"/"No"): softmax over
+    the two next-token logits at the answer position. Otherwise the log-probability of each whole
+    continuation, lY and lN (sum over its tokens), normalised between the two: exp(lY) / (exp(lY) + exp(lN))
+    (two forward passes per batch). Both equal for one-token answers, up to rounding."""
     if len(image_paths) != len(prompts):
         raise ValueError("image_paths and prompts must have the same length")
-    tokenizer = processor.tokenizer
-    pair = [_single_token(tokenizer, yes), _single_token(tokenizer, no)]
     was_training = model.training
     model.eval()
     scores = []
     for start in range(0, len(prompts), batch_size):
-        batch = _batch_inputs(
-            model, processor, image_paths[start : start + batch_size], prompts[start : start + batch_size]
-        )
-        # Left padding puts every prompt's last token at -1, so one logit row per sample suffices.
-        logits = model(**batch, logits_to_keep=1).logits[:, -1, pair].float()
+        texts = list(prompts[start : start + batch_size])
+        yes_ids, no_ids = answer_ids(processor, texts, yes), answer_ids(processor, texts, no)
+        enc = encode_prompt_batch(processor, open_images(image_paths[start : start + batch_size]), texts)
+        if all(len(y) == 1 and len(n) == 1 for y, n in zip(yes_ids, no_ids)):
+            batch = _model_batch(model, processor, enc)
+            # Left padding puts every prompt's last token at -1, so one logit row per sample suffices.
+            last = model(**batch, logits_to_keep=1).logits[:, -1]
+            pair = torch.tensor([[y[0], n[0]] for y, n in zip(yes_ids, no_ids)], device=last.device)
+            logits = last.gather(1, pair).float()
+        else:
+            logits = torch.stack([_continuation_logprob(model, processor, enc, yes_ids),
+                                  _continuation_logprob(model, processor, enc, no_ids)], dim=-1)
         scores.append(torch.softmax(logits, dim=-1)[:, 0].cpu().numpy())
     model.train(was_training)
     return np.concatenate(scores) if scores else np.zeros(0)

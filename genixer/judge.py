@@ -2,7 +2,9 @@
 
 The judge reads ``Question: <q> Answer: <a>`` with the image and answers Yes or No. Its score is the
 probability of "Yes" at the answer position, softmax over the Yes/No logits (one forward pass per
-pair, no sampling): unlike the official code, which samples an answer with top-p and keeps the
+pair, no sampling; "Yes" and "No" as the judge's tokenizer writes them after the prompt, and where either
+takes several tokens, the probabilities of the two whole continuations normalised between them, see
+``genixer.generation.score_yes_no``): unlike the official code, which samples an answer with top-p and keeps the
 geometric mean of the sampled tokens' probabilities whatever the answer was.
 
 Turning samples into judge pairs (``judge_pairs``):
@@ -302,8 +304,9 @@ def judge_pair_prompts(samples) -> tuple[list[str], list[str], list[int]]:
 
 
 def score_samples(model, processor, samples, batch_size: int = 32) -> np.ndarray:
-    """Per sample: min over its judge pairs of P(Yes) (softmax over the Yes/No logits, one forward pass
-    per pair, all pairs batched together). A sample with no judgeable pair gets NaN."""
+    """Per sample: min over its judge pairs of P(Yes) (``score_yes_no``: softmax over the Yes/No logits, one
+    forward pass per pair, all pairs batched together; the judge's chat template, if any, wraps each prompt).
+    A sample with no judgeable pair gets NaN."""
     samples = samples.to_dict("records") if hasattr(samples, "to_dict") else list(samples)
     paths, prompts, owner = judge_pair_prompts(samples)
     p = score_yes_no(model, processor, paths, prompts, yes=YES, no=NO, batch_size=batch_size)

@@ -1,7 +1,11 @@
 """One supervised fine-tuning loop for every model (LLaVA generator, Fuyu judge, full or LoRA).
 
 Records are ``{"image_path", "prompt", "target"}``. A training sequence is the processor's encoding of
-(image, prompt) followed by the target tokens and EOS; the loss covers only target + EOS.
+(image, prompt) (through the processor's chat template when it has one) followed by the target tokens, as the
+tokenizer writes the target right after the prompt (``genixer.models.inputs.split_prompt_answer``), and EOS;
+the loss covers only target + EOS. ``TrainConfig.max_length`` (default: the model's
+``max_position_embeddings``) bounds a sequence: a record whose prompt leaves no room for one target token and
+EOS is an error naming it; a longer target is cut to fit and counted (``TrainResult.truncated_by_task``).
 Batches are drawn with replacement (optionally weighted), one draw per micro-batch, so mixing ratios are
 expressed as sampling weights and a run is defined by its number of optimizer steps.
 
@@ -38,7 +42,15 @@ from transformers import get_cosine_schedule_with_warmup
 
 from genixer.images import image_size
 from genixer.models.checkpoint import save_model
-from genixer.models.inputs import encode_prompts, open_images, pad
+from genixer.models.inputs import (
+    build_batch,
+    computes_own_positions,
+    encode_prompt_batch,
+    encode_prompts,
+    model_max_length,
+    open_images,
+    split_prompt_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +79,7 @@ class TrainConfig:
     lora: LoraSpec | None = None
     freeze_vision_tower: bool = False
     checkpoint_every: int = 0  # 0: never
-    max_length: int = 512
+    max_length: int | None = None  # tokens per sequence; None: the model's max_position_embeddings
     log_every: int = 0  # 0: silent
     group_key: str | None = "task"  # record field whose groups get their own learning curve (None: off)
     curve_every: int = 25  # steps per point of the group curves
@@ -82,11 +94,16 @@ class TrainResult:
     tokens_seen: int = 0  # non-padding tokens fed to the model (image placeholders + prompt + target)
     tokens_per_s: float = 0.0
     wall_s: float = 0.0
-    n_truncated: int = 0
+    n_truncated: int = 0  # records whose target was cut to fit max_length (all tasks)
+    truncated_by_task: dict[str, int] = field(default_factory=dict)  # the same count per record "task"
     n_params: int = 0
     n_trainable: int = 0
     # per-group learning curves: group -> [(step, mean per-sample loss over the window)]
     group_curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+class RecordTooLongError(ValueError):
+    """A training record whose prompt leaves no room in max_length for one target token and EOS."""
 
 
 @dataclass
@@ -94,16 +111,25 @@ class _Encoded:
     prompt_lens: list[int]  # length of the processor's encoding of (image, prompt)
     target_ids: list[list[int]]  # target + EOS, already truncated to fit max_length
     n_truncated: int
+    truncated_by_task: dict[str, int] = field(default_factory=dict)
+    own_positions: bool = False  # the model computes its own position ids: batches carry none
 
 
-def _prompt_lengths(processor, records: list[dict]) -> list[int]:
+def _record_name(r: dict, i: int) -> str:
+    ids = ", ".join(f"{k}={r[k]!r}" for k in ("record_id", "sample_id") if r.get(k) is not None)
+    return f"record {i}" + (f" ({ids})" if ids else "")
+
+
+def _prompt_lengths(processor, records: list[dict], text_ids: list[list[int]] | None = None) -> list[int]:
     """Each record's encoded prompt length without running the processor on every image: the
-    prompt text through the tokenizer, plus the image placeholders and special tokens, measured
-    by one real processor call per distinct image size (the only thing they depend on)."""
-    texts = processor.tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]
+    prompt text (``prompt_text``: chat template or image token + prompt) through the tokenizer, plus the
+    image placeholders and special tokens the processor adds, measured by one real processor call per
+    distinct image size (the only thing they depend on). ``text_ids``: the prompt texts' ids, if known."""
+    if text_ids is None:
+        text_ids = split_prompt_answer(processor, [r["prompt"] for r in records], [""] * len(records))[0]
     extra: dict[tuple[int, int], int] = {}
     out = []
-    for r, t in zip(records, texts):
+    for r, t in zip(records, text_ids):
         size = image_size(r["image_path"], verify=False)  # the header only
         if size not in extra:
             ids, _ = encode_prompts(processor, open_images([r["image_path"]]), [r["prompt"]])
@@ -112,46 +138,59 @@ def _prompt_lengths(processor, records: list[dict]) -> list[int]:
     return out
 
 
-def _encode_records(processor, records: list[dict], max_length: int) -> _Encoded:
-    """Tokenize every target once and measure every prompt, so truncation is known (and counted)
-    up front; the prompts themselves are encoded with their images when a batch is drawn."""
+def _encode_records(processor, records: list[dict], max_length: int, own_positions: bool = False) -> _Encoded:
+    """Tokenize every target once (as it follows its prompt) and measure every prompt, so truncation is
+    known (and counted, per task) up front; the prompts themselves are encoded with their images when a
+    batch is drawn. A prompt that leaves no room for one target token and EOS raises RecordTooLongError."""
     tokenizer = processor.tokenizer
-    prompt_lens = _prompt_lengths(processor, records)
-    targets = tokenizer([r["target"] for r in records], add_special_tokens=False)["input_ids"]
-    target_ids, n_truncated = [], 0
-    for n_prompt, t in zip(prompt_lens, targets):
+    names = [_record_name(r, i) for i, r in enumerate(records)]
+    text_ids, targets = split_prompt_answer(
+        processor, [r["prompt"] for r in records], [r["target"] for r in records], names=names
+    )
+    prompt_lens = _prompt_lengths(processor, records, text_ids)
+    target_ids, n_truncated, by_task = [], 0, {}
+    for i, (r, n_prompt, t) in enumerate(zip(records, prompt_lens, targets)):
         t_ids = list(t) + [tokenizer.eos_token_id]
         room = max_length - n_prompt
+        need = min(len(t_ids), 2)  # one target token + EOS (an empty target: EOS alone)
+        if room < need:
+            raise RecordTooLongError(
+                f"{names[i]}: image + prompt encode to {n_prompt} tokens, max_length is {max_length}, leaving "
+                f"{max(room, 0)} for a target of {len(t_ids)} tokens (with EOS); at least {need} are needed. "
+                "Shorten the prompt or raise TrainConfig.max_length (at most the model's max_position_embeddings)"
+            )
         if len(t_ids) > room:
-            # Keep image + prompt whole; keep at least one target token so every record has a loss term.
-            t_ids = t_ids[: max(room, 1)]
+            t_ids = t_ids[:room]  # image + prompt whole, the target cut (counted)
             n_truncated += 1
+            task = str(r.get("task"))
+            by_task[task] = by_task.get(task, 0) + 1
         target_ids.append(t_ids)
-    return _Encoded(prompt_lens, target_ids, n_truncated)
+    return _Encoded(prompt_lens, target_ids, n_truncated, dict(sorted(by_task.items())), own_positions)
 
 
 def collate(processor, records: list[dict], enc: _Encoded, idx: list[int]) -> dict[str, torch.Tensor]:
-    """Right-padded batch; labels are -100 on image placeholders, BOS, prompt and padding."""
-    prompt_ids, image_inputs = encode_prompts(
+    """Right-padded batch; labels are -100 on image placeholders, BOS, prompt and padding. Per-token keys of
+    the processor (``mm_token_type_ids``) are padded along; no position_ids if the model computes its own."""
+    prompts = encode_prompt_batch(
         processor, open_images([records[i]["image_path"] for i in idx]), [records[i]["prompt"] for i in idx]
     )
-    for i, p in zip(idx, prompt_ids):
+    for i, p in zip(idx, prompts.ids):
         if len(p) != enc.prompt_lens[i]:
             raise RuntimeError(f"record {i}: prompt encodes to {len(p)} tokens, measured {enc.prompt_lens[i]} "
                                "(the processor's image tokens vary with more than the image size)")
-    seqs = [p + enc.target_ids[i] for i, p in zip(idx, prompt_ids)]
-    labels = [[-100] * len(p) + enc.target_ids[i] for i, p in zip(idx, prompt_ids)]
-    batch = pad(seqs, processor.tokenizer.pad_token_id, side="right", labels=labels)
-    batch.update(image_inputs)
-    return batch
+    seqs = [p + enc.target_ids[i] for i, p in zip(idx, prompts.ids)]
+    labels = [[-100] * len(p) + enc.target_ids[i] for i, p in zip(idx, prompts.ids)]
+    return build_batch(prompts, seqs, processor.tokenizer.pad_token_id, side="right", labels=labels,
+                       own_positions=enc.own_positions)
 
 
 class TrainAdapter(Protocol):
     """The per-batch work of one kind of training; the loop in :func:`train` does everything else.
 
     ``prepare`` runs once per call (after any checkpoint is restored) and returns how many records were
-    truncated; ``batch`` turns the drawn record indices into tensors (the loop moves them to the device) and
-    returns the indices the batch actually holds, in row order; ``loss`` returns the mean loss of the batch
+    truncated (an adapter may also expose ``truncated_by_task``, copied to the TrainResult); ``batch`` turns
+    the drawn record indices into tensors (the loop moves them to the device) and returns the indices the
+    batch actually holds, in row order; ``loss`` returns the mean loss of the batch
     (a tensor with grad) and, for the per-group curves, each row's loss (or None); ``tokens`` counts the
     batch's non-padding tokens for ``TrainResult.tokens_seen``; ``save`` writes the final model.
     """
@@ -168,15 +207,28 @@ class TrainAdapter(Protocol):
 
 
 class SFTAdapter:
-    """Supervised fine-tuning of an image-text-to-text model: loss on target + EOS tokens only."""
+    """Supervised fine-tuning of an image-text-to-text model: loss on target + EOS tokens only.
 
-    def __init__(self, processor):
+    ``model`` (as :func:`train` passes it) gives the default max_length (its max_position_embeddings) and
+    whether batches carry position ids (not for models computing their own, e.g. Qwen2-VL's M-RoPE)."""
+
+    def __init__(self, processor, model=None):
         self.processor = processor
+        self.model_max_length = model_max_length(model) if model is not None else None
+        self.own_positions = computes_own_positions(model)
         self.enc: _Encoded | None = None
 
     def prepare(self, records: list[dict], cfg: "TrainConfig") -> int:
-        self.enc = _encode_records(self.processor, records, cfg.max_length)
+        max_length = cfg.max_length if cfg.max_length is not None else self.model_max_length
+        if max_length is None:
+            raise ValueError("TrainConfig.max_length is None (take it from the model) but the model's config has "
+                             "no max_position_embeddings: set TrainConfig.max_length")
+        self.enc = _encode_records(self.processor, records, max_length, own_positions=self.own_positions)
         return self.enc.n_truncated
+
+    @property
+    def truncated_by_task(self) -> dict[str, int]:
+        return dict(self.enc.truncated_by_task) if self.enc is not None else {}
 
     def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]:
         return collate(self.processor, records, self.enc, idx), idx
@@ -308,11 +360,11 @@ def train(
 ) -> TrainResult:
     """Train ``model`` for ``cfg`` optimizer steps on ``records``; the final model goes to ``out_dir``.
 
-    ``adapter`` defines a batch, its loss and the saving (default: ``SFTAdapter(processor)``); ``processor``
-    is only used to build the default adapter.
+    ``adapter`` defines a batch, its loss and the saving (default: ``SFTAdapter(processor, model)``);
+    ``processor`` is only used to build the default adapter.
     """
     if adapter is None:
-        adapter = SFTAdapter(processor)
+        adapter = SFTAdapter(processor, model)
     if not records:
         raise ValueError("train() needs at least one record")
     out_dir = Path(out_dir)
@@ -347,6 +399,7 @@ def train(
         step = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, result)
 
     result.n_truncated = adapter.prepare(records, cfg)
+    result.truncated_by_task = dict(getattr(adapter, "truncated_by_task", None) or {})
     model, optimizer = accelerator.prepare(model, optimizer)
     tokens_before = result.tokens_seen  # throughput counts only this call's work
     groups = [str(r.get(cfg.group_key)) for r in records] if cfg.group_key and cfg.group_key in records[0] else None

@@ -10,7 +10,14 @@ from PIL import Image, ImageDraw
 from genixer.generation import Sampling, generate, score_yes_no
 from genixer.models import tiny
 from genixer.models.checkpoint import load_model
-from genixer.models.inputs import encode_prompts, encode_target, pad, prompt_text
+from genixer.models.inputs import (
+    build_batch,
+    computes_own_positions,
+    encode_prompt_batch,
+    encode_target,
+    pad,
+    prompt_text,
+)
 
 FAMILIES = ["llava", "qwen2_vl", "fuyu"]
 QUESTION = "Is there a red circle?"
@@ -138,13 +145,13 @@ def test_yes_no_token_counts(loaded):
     counts = tuple(len(tok(w, add_special_tokens=False)["input_ids"]) for w in ("Yes", " Yes"))
     assert counts == YES_NO_TOKENS[family]
     assert counts == tuple(len(tok(w, add_special_tokens=False)["input_ids"]) for w in ("No", " No"))
-    for word in ("Yes", "No"):  # the form score_yes_no needs: one known token after the prompt
+    for word in ("Yes", "No"):  # one known token alone (score_yes_no takes the form after the prompt)
         (tid,) = encode_target(tok, word)
         assert tid != tok.unk_token_id
 
 
 def test_pipeline_generate_and_score(loaded, tmp_path):
-    """The project's own routines (raw prompt, image placeholder in front, no chat template) run on all three."""
+    """The project's own routines (the processor's chat template where it has one) run on all three."""
     _, model, processor = loaded
     png = tmp_path / "scene.png"
     _image().save(png)
@@ -154,20 +161,25 @@ def test_pipeline_generate_and_score(loaded, tmp_path):
     assert p.shape == (2,) and 0 < p[0] < 1 and p[0] == pytest.approx(p[1], abs=1e-5)
 
 
-def test_pipeline_positions_are_not_qwen2_vl_mrope():
-    """Known gap: genixer.models.inputs drops mm_token_type_ids and pads with 1-D position ids, so Qwen2-VL
-    runs on its text-only fallback (the same position on all three M-RoPE axes), not on the (t, h, w)
-    positions of its image tokens; without those ids and without position ids the model refuses images."""
+def test_pipeline_gives_qwen2_vl_its_mrope_inputs():
+    """genixer.models.inputs keeps Qwen2-VL's mm_token_type_ids (padded with the ids) and gives it no 1-D
+    position ids, so the model computes the (t, h, w) M-RoPE positions of its image tokens itself, not its
+    text-only fallback; without mm_token_type_ids and without position ids the model refuses images."""
     model, processor = tiny.build_tiny_qwen2_vl(seed=0)
-    ids, image_inputs = encode_prompts(processor, [_image()], [QUESTION])
-    assert "mm_token_type_ids" not in image_inputs
+    enc = encode_prompt_batch(processor, [_image()], [QUESTION])
+    assert "mm_token_type_ids" in enc.row_keys and "mm_token_type_ids" not in enc.image_inputs
     batch = processor(images=[_image()], text=[prompt_text(processor, QUESTION)], return_tensors="pt")
+    assert enc.ids[0] == batch["input_ids"][0].tolist()
+    assert enc.row_keys["mm_token_type_ids"][0] == batch["mm_token_type_ids"][0].tolist()
     mrope, _ = model.model.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"],
                                          attention_mask=batch["attention_mask"])
-    flat = pad(ids, processor.tokenizer.pad_token_id, side="left")["position_ids"]
+    flat = pad(enc.ids, processor.tokenizer.pad_token_id, side="left")["position_ids"]
     assert mrope.shape == (3, *flat.shape) and not torch.equal(mrope[1], flat)
+    piped = build_batch(enc, enc.ids, processor.tokenizer.pad_token_id, "left",
+                        own_positions=computes_own_positions(model))
+    assert "position_ids" not in piped and torch.equal(piped["mm_token_type_ids"], batch["mm_token_type_ids"])
     with pytest.raises(ValueError, match="mm_token_type_ids"), torch.inference_mode():
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **image_inputs)
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **enc.image_inputs)
 
 
 def test_open_clip_vit_l14(tmp_path):
