@@ -47,6 +47,17 @@ FEW_OBJECTS = 3  # testA: scenes with at most this many objects; testB: more
 
 
 
+def kind_of(benchmark: str) -> str:
+    """A benchmark's kind: the world's from BENCHMARKS; a published one (genixer.real_benchmarks names)
+    'rec' for RefCOCO/+/g splits, 'detail' for a POPE split (its mean over the three, 'POPE', counts),
+    'vqa' otherwise (VQAv2, A-OKVQA-MC, POPE)."""
+    if benchmark in BY_NAME:
+        return BY_NAME[benchmark].kind
+    if benchmark.startswith("RefCOCO"):
+        return "rec"
+    return "detail" if benchmark.startswith("POPE-") else "vqa"
+
+
 def is_pope(benchmark: str) -> bool:
     """A POPE split (the world's `pope_*` or a published `POPE-*`): scored by F1 over yes/no."""
     return benchmark.lower().startswith("pope")
@@ -162,8 +173,18 @@ def score(pred: pd.DataFrame) -> pd.DataFrame:
     return _ordered(out, ["benchmark"])
 
 
-def _ordered(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+def benchmark_order(names) -> dict[str, int]:
+    """Rank of each benchmark name: the world's in BENCHMARKS order, then published ones in
+    genixer.real_benchmarks' order (VQAv2, POPE, A-OKVQA, RefCOCO/+/g by split)."""
+    from genixer.real_benchmarks import _order
+
     order = {b.name: i for i, b in enumerate(BENCHMARKS)}
+    others = sorted({n for n in names if n not in order}, key=_order)
+    return {**order, **{n: len(order) + i for i, n in enumerate(others)}}
+
+
+def _ordered(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    order = benchmark_order(df["benchmark"]) if "benchmark" in df.columns else {}
     return df.sort_values(by, key=lambda s: s.map(order) if s.name == "benchmark" else s).reset_index(drop=True)
 
 
@@ -297,14 +318,19 @@ def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootst
             if len(cs) == 1 and not is_reference(r):
                 rep = rep + noise[b] * z if np.isfinite(noise[b]) else np.full(n_boot, np.nan)
             reps[(r, b)] = rep
-    for r in {r for r, _ in seed_scores}:  # POPE's headline: the mean of its three splits
-        keys = [(r, f"pope_{s}") for s in POPE_SPLITS]
-        if all(k in reps for k in keys):
-            seed_scores[(r, "pope")] = np.mean([seed_scores[k] for k in keys], axis=0)  # every split has the recipe's seeds
-            reps[(r, "pope")] = np.mean([reps[k] for k in keys], axis=0)
-    multi = [(np.var(v, ddof=1), len(v) - 1) for (r, b), v in seed_scores.items() if b == "pope" and len(v) > 1 and not is_reference(r)]
-    noise["pope"] = float(np.sqrt(np.mean([v for v, _ in multi]))) if multi else float("nan")
-    noise_df["pope"] = sum(d for _, d in multi)
+    # POPE's headline: the mean of its three splits (the world's pope_<split>; published POPE-<split> as "POPE")
+    for head, split_name in (("pope", "pope_{}"), ("POPE", "POPE-{}")):
+        done = False
+        for r in {r for r, _ in seed_scores}:
+            keys = [(r, split_name.format(s)) for s in POPE_SPLITS]
+            if all(k in reps for k in keys):
+                seed_scores[(r, head)] = np.mean([seed_scores[k] for k in keys], axis=0)  # every split has the recipe's seeds
+                reps[(r, head)] = np.mean([reps[k] for k in keys], axis=0)
+                done = True
+        if head == "pope" or done:
+            multi = [(np.var(v, ddof=1), len(v) - 1) for (r, b), v in seed_scores.items() if b == head and len(v) > 1 and not is_reference(r)]
+            noise[head] = float(np.sqrt(np.mean([v for v, _ in multi]))) if multi else float("nan")
+            noise_df[head] = sum(d for _, d in multi)
     return Bootstrap(seed_scores, reps, noise, noise_df)
 
 
@@ -353,7 +379,7 @@ def compare(perq: pd.DataFrame, baseline: str = "baseline", boot: Bootstrap | No
         c = contrast(boot, r, baseline, [b]) if r != baseline else {"point": 0.0, "lo": float("nan"), "hi": float("nan"), "verdict": "-"}
         rows.append({"recipe": r, "benchmark": b, "mean": float(sc.mean()), "sd": float(sc.std(ddof=1)) if len(sc) > 1 else float("nan"),
                      "seeds": len(sc), "baseline_mean": boot.point(baseline, b), "delta": c["point"], "ci_low": c["lo"],
-                     "ci_high": c["hi"], "verdict": c["verdict"], "kind": BY_NAME[b].kind})
+                     "ci_high": c["hi"], "verdict": c["verdict"], "kind": kind_of(b)})
     return _ordered(pd.DataFrame(rows), ["recipe", "benchmark"])
 
 

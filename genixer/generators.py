@@ -45,18 +45,42 @@ def caption_records(images: list[dict]) -> list[dict]:
     return out
 
 
+def caption_records_free(samples: list[dict], phrasings=None) -> list[dict]:
+    """Dense captions without the world (no scene graph to write them from): per image, the region
+    descriptions the collected data gives it (the (expression, box) pairs of
+    :func:`genixer.region_clip.region_pairs`: REC expressions read with ``phrasings``, and REG answers
+    to a describe phrasing), each object (box) once with its first description,
+    top to bottom, left to right, joined with "; " as the world's captions are. Images with no region
+    description get no caption; [] when the data has no REC/REG sample."""
+    from genixer.region_clip import region_pairs
+
+    by_image: dict[str, dict] = {}
+    for p in region_pairs(samples, phrasings):
+        d = by_image.setdefault(p["image_id"], {"image_path": p["image_path"], "height": p.get("height"), "objects": {}})
+        d["objects"].setdefault(tuple(round(v, 1) for v in p["box"]), p["expression"])
+    out = []
+    for image_id, d in sorted(by_image.items()):
+        band = (d["height"] or 1) / 8  # rows of an eighth of the image, as the world's 16 px rows of its small images
+        objs = sorted(d["objects"].items(), key=lambda kv: (kv[0][1] // band, kv[0][0]))
+        out.append({"record_id": f"{image_id}:caption", "task": "caption", "image_id": image_id, "image_path": d["image_path"],
+                    "prompt": CAPTION_PROMPT, "target": "; ".join(e for _, e in objs) + "."})
+    return out
+
+
 VISION_OBJECTIVES = ("patch_labels", "contrastive")
 
 
 def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path, objective: str = "patch_labels",
-                    val_images: list[dict] | None = None) -> tuple[TrainResult, dict[str, float]]:
+                    val_images: list[dict] | None = None, captions: list[dict] | None = None) -> tuple[TrainResult, dict[str, float]]:
     """The stand-in for LLaVA's pretrained vision encoder: a tower of exactly the LLaVA tower's shape,
     trained on the annotated images before the solver, to initialise it.
 
     - ``patch_labels`` (default, :mod:`genixer.patch_labels`): every patch learns the colour, shape,
       size and box of the object covering it; returns held-out per-patch accuracies.
     - ``contrastive``: an open_clip ViT trained on whole images against their dense captions (CLIP's
-      objective); returns no scores.
+      objective); returns no scores. The captions are the world's (:func:`caption_records` of
+      `images`, which then carry their scenes) unless `captions` are given (e.g.
+      :func:`caption_records_free`; images without one are left out).
     """
     if objective == "patch_labels":
         return pretrain_tower(size, images, cfg, out_dir, val_images)
@@ -68,9 +92,12 @@ def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, ou
     clip_size = RegionClipSize(image_size=size.image_size, patch_size=size.patch_size, vision_width=size.vision_hidden,
                                vision_layers=size.vision_layers, vision_heads=size.vision_heads, text_width=size.vision_hidden,
                                text_layers=2, text_heads=size.vision_heads, context_length=48, embed_dim=size.vision_hidden)
+    if captions is None:
+        captions = caption_records(images)
+    by_id = {img["image_id"]: img for img in images}
     pairs = [{"image_path": c["image_path"], "box": [0.0, 0.0, float(img["width"]), float(img["height"])], "expression": c["target"],
               "sample_id": c["record_id"], "image_id": img["image_id"], "task": "caption"}
-             for c, img in zip(caption_records(images), images)]
+             for c in captions if (img := by_id.get(c["image_id"])) is not None]
     return train_region_clip(pairs, clip_size, cfg, out_dir), {}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genixer.benchmarks import BENCHMARKS, REFERENCES, Bootstrap, contrast, headline, headline_lines
+from genixer.benchmarks import BENCHMARKS, BY_NAME, REFERENCES, Bootstrap, benchmark_order, contrast, headline, headline_lines, kind_of
 from genixer.retraining import RECIPES
 
 VERDICT_WORDS = {"better": "yes", "worse": "no", "within noise": "within noise", "no noise estimate": "no noise estimate",
@@ -17,8 +17,11 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def kind_benchmarks(kind: str) -> list[str]:
-    return [b.name for b in BENCHMARKS if b.kind == kind]
+def kind_benchmarks(kind: str, names=()) -> list[str]:
+    """The world's benchmarks of a kind, then the published ones among `names` (genixer.benchmarks.kind_of)."""
+    world = [b.name for b in BENCHMARKS if b.kind == kind]
+    return world + sorted({n for n in names if n not in world and n not in BY_NAME and kind_of(n) == kind},
+                          key=lambda n: benchmark_order([n]).get(n))
 
 
 def mean_score(table: pd.DataFrame, recipe: str, kind: str = "vqa") -> float:
@@ -42,10 +45,11 @@ def contrasts(boot: Bootstrap, judge_lambda: float) -> pd.DataFrame:
     pairs = [(f"{r} vs baseline", r, "baseline", k) for r, k in (("genixer_vqa", "vqa"), ("raw_vqa", "vqa"), ("genixer_rec", "rec"),
                                                                  ("oracle_vqa", "vqa"), ("baseline_aa", "vqa"), ("baseline_aa", "rec"))]
     pairs.append(("filtering is worth it", "genixer_vqa", "raw_vqa", "vqa"))
+    names = {b for _, b in boot.seed_scores}
     for name, pts in ablation_series(judge_lambda).items():
         pairs.append((f"trend: {name}", pts[-1][1], pts[0][1], "vqa"))
     rows = [{"contrast": name if name != "baseline_aa vs baseline" else f"{name} ({k})", "a": a, "b": b, "kind": k,
-             **contrast(boot, a, b, kind_benchmarks(k))} for name, a, b, k in pairs]
+             **contrast(boot, a, b, kind_benchmarks(k, names))} for name, a, b, k in pairs]
     return pd.DataFrame(rows)
 
 
@@ -111,7 +115,8 @@ def pivot(table: pd.DataFrame) -> pd.DataFrame:
         f"{100 * r.mean:.1f}" + ("" if r.recipe.startswith("ref:") else f" ± {0 if not np.isfinite(r.sd) else 100 * r.sd:.1f}")
         + ("" if r.recipe == "baseline" else f" ({100 * r.delta:+.1f}{mark[r.verdict]})") for r in table.itertuples()])
     out = cells.pivot(index="benchmark", columns="recipe", values="cell").fillna("")
-    order = [b.name for b in BENCHMARKS if b.name in out.index]
+    rank = benchmark_order(out.index)
+    order = sorted(out.index, key=rank.get)
     cols = [r for r in RECIPES if r in out.columns] + [r for r in REFERENCES if r in out.columns]
     return out.loc[order, cols].reset_index()
 

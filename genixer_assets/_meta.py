@@ -1,4 +1,5 @@
-"""Metadata helpers: what the Dagster UI shows of an asset without opening a file."""
+"""Helpers shared by the asset modules: what the Dagster UI shows of an asset without opening a
+file, and the one switch "does this run have the world?" with the collected images it implies."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import base64
 
 import dagster as dg
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+WORLD_SOURCE = "shapes_world"  # the `source` of every row the shapes world annotates ("shapes_world", "shapes_world:gqa" ...)
 
 
 def md_table(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
@@ -28,3 +33,58 @@ def turns_text(turns) -> str:
 def sample_preview(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
     view = df.assign(turns=df["turns"].map(turns_text))[["sample_id", "task", "turns"]]
     return md_table(view, n)
+
+
+# ---- the world switch ----------------------------------------------------------------------------
+
+def from_world(settings, name: str = "collected_datasets") -> bool:
+    """Whether a sample table's rows came from the shapes world: any row's `source` starts with
+    ``shapes_world`` (the world annotates a whole table or none of it; the published readers write
+    ``<format>:<file>``). Reads the `source` column only."""
+    path = settings.table_path(name)
+    if not path.exists():
+        raise dg.Failure(f"{name} has not been materialised: {path} is missing")
+    source = pq.read_table(path, columns=["source"]).column("source")
+    return bool(len(source)) and bool(pc.any(pc.fill_null(pc.starts_with(source, WORLD_SOURCE), False)).as_py())
+
+
+def has_world(settings) -> bool:
+    """THE switch of the graph after collection: this run has the shapes world (its scenes, its
+    oracle) when `collected_datasets` was annotated from it; collected from published files
+    (`collected_datasets` config `sources`), every asset downstream runs without `world_scenes`."""
+    return from_world(settings, "collected_datasets")
+
+
+def collected_images(samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per image of collected samples (image_id, image_path, width, height), sorted by
+    image_id; text-only rows (no image) are left out. The world-free counterpart of the world's
+    `collect` split."""
+    pictured = samples[samples.image_path.notna()]
+    cols = ["image_id", "image_path", "width", "height"]
+    return pictured[cols].drop_duplicates("image_id").sort_values("image_id").reset_index(drop=True)
+
+
+def heldout_count(n_images: int, val_images: int) -> int:
+    """Images held out of training without the world: the preset's `val_images`, but never more than
+    a fifth of the images (a small published set keeps most of its images for training)."""
+    return min(val_images, n_images // 5)
+
+
+def benchmark_rows(settings) -> tuple[pd.DataFrame, bool]:
+    """The `benchmark_sets` samples that belong to a benchmark, each with its `benchmarks` list, and
+    whether they are published benchmarks (True) or the world's (False). The world's membership
+    needs its scenes (object counts split RefCOCO testA/testB); a published row's benchmark comes
+    from its source, task and split (genixer.real_benchmarks.benchmark_of); rows of none (training
+    splits, REG rows) and rows without an image are left out."""
+    from genixer.benchmarks import benchmark_samples
+    from genixer.real_benchmarks import benchmark_of
+    from genixer.schema import read_samples
+
+    bench = read_samples(settings.table_path("benchmark_sets"))
+    if from_world(settings, "benchmark_sets"):
+        world = settings.read_table("world_scenes")
+        return benchmark_samples(bench, dict(zip(world.image_id, world.n_objects))), False
+    names = [benchmark_of(r) for r in bench.to_dict("records")]
+    out = bench.assign(benchmarks=[[n] for n in names])
+    keep = pd.Series([n != "" for n in names], index=bench.index) & bench.image_path.notna()
+    return out[keep].reset_index(drop=True), True

@@ -7,11 +7,12 @@ import dagster as dg
 import pandas as pd
 
 from genixer import report
-from genixer.benchmarks import (aa_false_alarms, benchmark_samples, bootstrap, compare, headline_lines, per_question, predict,
-                                reference_predictions, score)
+from genixer.benchmarks import (aa_false_alarms, bootstrap, compare, headline_lines, per_question, predict, reference_predictions,
+                                score)
+from genixer.real_benchmarks import per_question_real, score_real
 from genixer.plots import bars_png, curves_png
 from genixer.schema import read_applied, read_samples
-from genixer_assets._meta import md_png
+from genixer_assets._meta import benchmark_rows, md_png
 from genixer_assets.collection import benchmark_sets, collected_datasets, world_scenes
 from genixer_assets.evaluation import generation_quality
 from genixer_assets.filtering import genixer_vqa
@@ -28,15 +29,16 @@ def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSe
     if not dirs:
         raise dg.Failure(description=f"no model of recipe {recipe!r} under {settings.path('models', 'retrained', recipe)}: "
                                      f"materialise retrained_models[{recipe}] first")
-    world = settings.read_table("world_scenes")
-    bench = benchmark_samples(read_samples(settings.table_path("benchmark_sets")), dict(zip(world.image_id, world.n_objects)))
+    bench, real = benchmark_rows(settings)
+    if bench.empty:
+        raise dg.Failure(description="benchmark_sets has no row of a benchmark to predict")
     frames, per_seed = [], []
     for d in dirs:
         seed = int(d.name.split("_")[1])
         model, processor = backend.load(d)
         pred = predict(model, processor, bench).assign(recipe=recipe, seed=seed)
         frames.append(pred)
-        per_seed.append(score(pred).assign(seed=seed))
+        per_seed.append(_score(bench, pred, real).assign(seed=seed))
     preds = pd.concat(frames, ignore_index=True)
     path = settings.table_path("benchmark_predictions", recipe)
     preds.to_parquet(path, index=False)
@@ -48,16 +50,30 @@ def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSe
     })
 
 
-def _predictions(settings: GenixerSettings) -> pd.DataFrame:
+def _score(bench: pd.DataFrame, pred: pd.DataFrame, real: bool) -> pd.DataFrame:
+    """One model's (or every recipe and seed's) scores per benchmark, `value` the headline metric: the
+    world's benchmarks by genixer.benchmarks.score, published ones as their official scripts score them
+    (genixer.real_benchmarks.score_real)."""
+    if not real:
+        return score(pred)
+    out = score_real(bench, pred[["sample_id", "prediction"] + [c for c in ("recipe", "seed") if c in pred.columns]])
+    return out.rename(columns={"score": "value"})
+
+
+def _per_question(bench: pd.DataFrame, preds: pd.DataFrame, real: bool) -> pd.DataFrame:
+    return per_question_real(bench, preds[["recipe", "seed", "sample_id", "prediction"]]) if real else per_question(preds)
+
+
+def _predictions(settings: GenixerSettings) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Every seed's predictions of every recipe partition on disk (recipes no longer defined are ignored),
-    and the reference predictors' answers to the same questions."""
+    and the reference predictors' answers to the same questions; with the benchmark rows and whether they are published."""
     keys = [k for k in recipe_partitions.get_partition_keys() if settings.table_path("benchmark_predictions", k).exists()]
     if not keys:
         raise dg.Failure(description="no partition of benchmark_predictions has been materialised")
-    world = settings.read_table("world_scenes")
-    bench = benchmark_samples(read_samples(settings.table_path("benchmark_sets")), dict(zip(world.image_id, world.n_objects)))
-    refs = reference_predictions(bench, read_samples(settings.table_path("collected_datasets")), seed=settings.get_preset().seed)
-    return pd.concat([settings.read_table("benchmark_predictions", k) for k in keys] + [refs], ignore_index=True)
+    bench, real = benchmark_rows(settings)
+    train = read_samples(settings.table_path("collected_datasets"))
+    refs = reference_predictions(bench, train[train.turns.map(lambda t: t is not None and len(t) > 0)], seed=settings.get_preset().seed)
+    return pd.concat([settings.read_table("benchmark_predictions", k) for k in keys] + [refs], ignore_index=True), bench, real
 
 
 @dg.asset(group_name="evaluation", deps=[benchmark_predictions, benchmark_sets, collected_datasets, genixer_vqa], kinds={"parquet", "csv"})
@@ -66,16 +82,17 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     interval (questions and seeds) and the verdict; the reference predictors (always yes, blind
     prior, random letter, centre box) scored on the same questions; the report's contrasts; and the
     A/A control's measured false-alarm rate. Parquet and CSV; per-seed scores beside them."""
-    preds = _predictions(settings)
+    preds, bench, real = _predictions(settings)
     if not (preds.recipe == "baseline").any():
         raise dg.Failure(description="benchmark_scores needs benchmark_predictions[baseline]: deltas are measured against it")
-    perq = per_question(preds)
+    perq = _per_question(bench, preds, real)
     boot = bootstrap(perq)
     table = compare(perq, boot=boot)
     lam = read_applied(settings.table_path("genixer_vqa"))["judge_lambda"]
     con = report.contrasts(boot, lam)
     aa = aa_false_alarms(perq)
-    scores = pd.concat([score(g).assign(recipe=r, seed=s) for (r, s), g in preds.groupby(["recipe", "seed"])], ignore_index=True)
+    scores = pd.concat([_score(bench, g, real).drop(columns=["recipe", "seed"], errors="ignore").assign(recipe=r, seed=s)
+                        for (r, s), g in preds.groupby(["recipe", "seed"])], ignore_index=True)
     table = table.join(scores.groupby(["recipe", "benchmark"]).yes_ratio.mean(), on=["recipe", "benchmark"])  # POPE's, beside its F1
     scores.to_parquet(settings.table_path("benchmark_scores_by_seed"), index=False)
     table.to_parquet(settings.table_path("benchmark_scores"), index=False)
@@ -85,6 +102,8 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     table.to_csv(csv, index=False)
     lines = headline_lines(table) + report.noise_lines(aa)[1:] + report.reference_lines(table)[-1:]
     return dg.MaterializeResult(metadata={
+        "benchmarks_from": "published benchmarks (benchmark_sets sources), scored as their official scripts do" if real
+        else "the shapes world",
         "headline": dg.MetadataValue.md("\n".join(f"- {h}" for h in lines)),
         "scores": dg.MetadataValue.md(report.pivot(table).to_markdown(index=False)),
         "aa_false_alarm_rate": float(aa["rate"]) if aa["comparisons"] else float("nan"),

@@ -84,22 +84,24 @@ def _annotated_result(df: pd.DataFrame, path, extra: dict) -> dg.MaterializeResu
     })
 
 
-def _collect_files(context, config: CollectionConfig, settings: GenixerSettings) -> dg.MaterializeResult:
-    """The configured published data sets, read by their readers into one table; their quarantined
-    records into `collected_quarantine`."""
+def _collect_files(context, config, settings: GenixerSettings, name: str = "collected_datasets",
+                   quarantine_name: str = "collected_quarantine", parts_dir: str = "_sources", extra=None) -> dg.MaterializeResult:
+    """The configured published data sets, read by their readers into one table (`name`); their
+    quarantined records into `quarantine_name`; `extra(table)` adds metadata."""
     parts, reports = [], []
     for i, src in enumerate(config.sources):
-        part = settings.path("tables", "_sources", f"{i:02d}_{src.format}.parquet")
+        part = settings.path("tables", parts_dir, f"{i:02d}_{src.format}.parquet")
         report = collect(src.format, src.files, src.images, part, max_pixels=config.max_pixels, progress=False)
         context.log.info("\n".join(report.lines()))
         parts.append(part)
         reports.append(report)
-    path = settings.table_path("collected_datasets")
+    path = settings.table_path(name)
     concat_parquet(parts, path)
     quarantine = pd.concat([pd.read_parquet(r.quarantine_path) for r in reports], ignore_index=True)
-    quarantine.to_parquet(settings.table_path("collected_quarantine"), index=False)
+    quarantine.to_parquet(settings.table_path(quarantine_name), index=False)
     df = read_samples(path)
     return _annotated_result(df, path, {
+        **(extra(df) if extra else {}),
         "by_source_task": md_counts(df, "source", "task"),
         "quarantined": int(len(quarantine)),
         "quarantined_by_reason": md_counts(quarantine, "source", "reason") if len(quarantine) else "none",
@@ -124,12 +126,31 @@ def collected_datasets(context: dg.AssetExecutionContext, config: CollectionConf
     return _annotated_result(df, path, {"images": len(images)})
 
 
+class BenchmarkConfig(AnnotationConfig):
+    sources: list[SourceConfig] = Field(default_factory=list, description=(
+        "published benchmarks to read instead of annotating the shapes world (VQAv2 val, POPE, A-OKVQA val, "
+        "RefCOCO/+/g val/testA/testB/test); empty: the world (the default)"))
+    max_pixels: int = Field(MAX_PIXELS, description="refuse images with more pixels than this")
+
+
+def _by_benchmark(df: pd.DataFrame) -> dict:
+    from genixer.real_benchmarks import benchmark_of
+
+    names = pd.Series([benchmark_of(r) for r in df.to_dict("records")], name="benchmark", dtype=object)
+    counts = names.replace("", "(no benchmark: left out)").value_counts().rename("rows").rename_axis("benchmark").reset_index()
+    return {"by_benchmark": dg.MetadataValue.md(counts.to_markdown(index=False)), "benchmark_rows": int((names != "").sum())}
+
+
 @dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
-def benchmark_sets(config: AnnotationConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+def benchmark_sets(context: dg.AssetExecutionContext, config: BenchmarkConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Held-out test sets per task: `bench` images (held-in domain) and `heldout` images
     (the held-out background style, as Flickr30K is to COCO in the paper), plus one GQA-like
     compositional question (relation or count) per `bench` image. POPE is built as POPE is:
-    per image one present and, per split, one absent object, so each split is 50% "yes"."""
+    per image one present and, per split, one absent object, so each split is 50% "yes".
+    With `sources`, the published benchmarks instead, read by their readers (each row's benchmark
+    from its source, task and split: genixer.real_benchmarks.benchmark_of)."""
+    if config.sources:
+        return _collect_files(context, config, settings, "benchmark_sets", "benchmark_quarantine", "_benchmark_sources", _by_benchmark)
     p = settings.get_preset()
     scenes = settings.read_table("world_scenes")
     images = scenes[scenes.split.isin(["bench", "heldout"])].to_dict("records")
@@ -159,6 +180,9 @@ def _corpus_spec(manifest: dict) -> CorpusSpec:
 
 def _world_shards(settings: GenixerSettings) -> dict[str, list[str]]:
     """The world's corpus split, every n-th image in shard n of the preset's `n_shards`."""
+    if not settings.table_path("world_scenes").exists():
+        raise dg.Failure("corpus kind 'world' reads the shapes world's corpus split, and world_scenes has not been materialised: "
+                         "materialise it, or set corpus_shards' config kind to folder, parquet or webdataset with a path")
     scenes = settings.read_table("world_scenes")
     corpus = scenes[scenes.split == "corpus"].reset_index(drop=True)
     n = settings.get_preset().n_shards

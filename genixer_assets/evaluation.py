@@ -1,16 +1,19 @@
-"""Quality of the generated data, measured with the world's oracle (evaluation only)."""
+"""Quality of the generated data (evaluation only): measured with the world's oracle when the run has
+the world, else by score statistics and a human review sample (genixer.review)."""
 
 import json
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from genixer import datagen, filters, judge, quality, region_clip
+from genixer import datagen, filters, judge, quality, region_clip, review
 from genixer.plots import curves_png
 from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
-from genixer_assets._meta import md_png
+from genixer_assets._meta import has_world, md_counts, md_png
+from genixer_assets.collection import collected_datasets
 from genixer_assets.filtering import genixer_rec, genixer_vqa
 from resources import GenixerSettings, MLLMBackend
 
@@ -42,7 +45,7 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
             kept = df.sample_id.isin(filters.select_vqa(df, vqa_applied["judge_lambda"], vqa_applied["hard_band_share"], p.seed).sample_id)
         else:
             cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
-            df = filters.coarse_filter(df)
+            df = filters.coarse_filter(df, json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"])
             todo = df[df.filter_reason.isna()]
             scores = np.array([])
             if len(todo):
@@ -54,19 +57,68 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
     return pd.DataFrame(rows)
 
 
-@dg.asset(group_name="evaluation", deps=[genixer_vqa, genixer_rec], kinds={"parquet"})
-def generation_quality(settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
-    """The paper's Tab. 2 / Tab. 4 analogues, exact instead of sampled by hand: oracle
-    correctness of raw and filtered generations per task, the judge's and the CLIP filter's
-    precision and recall against the oracle, yield at each filter step, and the text and box
-    statistics of Fig. 7 and Fig. 8 against the collected data."""
+class QualityConfig(dg.Config):
+    review_per_task: int = Field(50, description="without the world: rows per task in the human review sample")
+    review_blind: bool = Field(False, description="leave the score and kept flag out of the review files")
+
+
+def _distribution(scores: pd.Series, name: str) -> dict:
+    s = scores.dropna().astype(float)
+    q = s.quantile([0.1, 0.25, 0.5, 0.75, 0.9]) if len(s) else pd.Series(np.nan, index=[0.1, 0.25, 0.5, 0.75, 0.9])
+    return {"score": name, "n": len(s), "mean": float(s.mean()) if len(s) else np.nan,
+            **{f"p{int(k * 100)}": float(v) for k, v in q.items()}}
+
+
+def _hist(scores: pd.Series, lo: float, hi: float) -> list[tuple[float, float]]:
+    counts, edges = np.histogram(scores.dropna().astype(float), bins=20, range=(lo, hi))
+    return list(zip(((edges[:-1] + edges[1:]) / 2).tolist(), counts.tolist()))
+
+
+def _vqa_funnel(raw: pd.DataFrame, kept: pd.DataFrame, lam: float) -> pd.DataFrame:
+    """Per task: raw rows, parsed, scored by the judge, P(Yes) >= lambda, and kept by genixer_vqa (hard band included)."""
+    kept_ids = set(kept.sample_id)
+    rows = []
+    for task, g in raw.groupby("task"):
+        parsed = g.quarantine_reason.isna()
+        p = pd.to_numeric(g.judge_p_yes, errors="coerce")
+        rows.append({"task": task, "raw": len(g), "parsed": int(parsed.sum()), "scored": int((parsed & p.notna()).sum()),
+                     "at_lambda": int((parsed & (p >= lam)).sum()), "kept": int(g.sample_id.isin(kept_ids).sum())})
+    return pd.DataFrame(rows, columns=["task", "raw", "parsed", "scored", "at_lambda", "kept"])
+
+
+def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasings) -> dict:
+    """What needs no oracle: the judge's and the CLIP step's score distributions, the yield per lambda,
+    the filter funnel per task, and the text and box statistics of Fig. 7 and Fig. 8 against the collected data."""
+    out = {}
+    judged = vqa_raw[vqa_raw.quarantine_reason.isna()].judge_p_yes
+    clipped = rec_raw.clip_score
+    out["score_distributions"] = _md(pd.DataFrame([_distribution(judged, "judge P(Yes), raw Genixer_L"),
+                                                    _distribution(vqa.judge_p_yes, "judge P(Yes), genixer_vqa"),
+                                                    _distribution(clipped, "CLIP cosine, raw Genixer_S at the CLIP step"),
+                                                    _distribution(rec.clip_score, "CLIP cosine, genixer_rec")]))
+    out["judge_score_histogram"] = md_png(curves_png({"raw Genixer_L": _hist(judged, 0, 1)}, "judge P(Yes)", "rows", "P(Yes)"))
+    out["clip_score_histogram"] = md_png(curves_png({"raw Genixer_S": _hist(clipped, -1, 1)}, "region-CLIP cosine", "rows", "cosine"))
+    lambdas = sorted({0.3, 0.5, 0.7, 0.9, float(lam)})
+    out["vqa_yield_by_lambda"] = _md(filters.vqa_yields(vqa_raw, lambdas))
+    out["vqa_funnel_by_task"] = _md(_vqa_funnel(vqa_raw, vqa, lam))
+    out["rec_funnel_by_task"] = _md(filters.filter_yields(rec_raw)) if len(rec_raw) else "no row"
+    out["question_statistics"] = _md(pd.DataFrame([
+        quality.text_stats(collected[collected.task.isin(["common_vqa", "adv_vqa", "mc_vqa", "md"])], "collected general"),
+        quality.text_stats(vqa_raw, "raw Genixer_L"), quality.text_stats(vqa, "genixer_vqa"),
+        quality.text_stats(collected[collected.task == "rec"], "collected REC"), quality.text_stats(rec, "genixer_rec")]))
+    out["box_statistics"] = _md(pd.DataFrame([
+        quality.box_stats(filters.coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None), phrasings), "collected REC"),
+        quality.box_stats(rec_raw[rec_raw.quarantine_reason.isna()], "raw Genixer_S"), quality.box_stats(rec, "genixer_rec")]))
+    return out
+
+
+def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied: dict, rec_applied: dict) -> dict:
+    """With the world: the oracle's correctness of raw and kept rows, the filters against the oracle, and the held-in
+    vs held-out domain table."""
     scenes_df = settings.read_table("world_scenes")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in scenes_df.itertuples()}
-    vqa_applied = read_applied(settings.table_path("genixer_vqa"))
-    rec_applied = read_applied(settings.table_path("genixer_rec"))
     lam = vqa_applied["judge_lambda"]
-    out = {"applied": dg.MetadataValue.json({**vqa_applied, **rec_applied})}
-    tables = {}
+    out, tables = {}, {}
     for name, raw_name, kept_name in (("vqa", "scored_generations_l", "genixer_vqa"), ("rec", "scored_generations_s", "genixer_rec")):
         raw = settings.read_table(raw_name)
         raw = raw.assign(oracle=quality.oracle_column(raw, scenes))
@@ -90,22 +142,82 @@ def generation_quality(settings: GenixerSettings, backend: MLLMBackend) -> dg.Ma
             step = raw.filter_reason.fillna("kept").str.split(":").str[0]
             yields = raw.assign(step=step).groupby(["task", "step"]).size().rename("rows").reset_index()
             out["rec_rows_by_filter_step"] = _md(yields)
-    collected = read_samples(settings.table_path("collected_datasets"))
-    vqa_raw, vqa = settings.read_table("scored_generations_l"), read_samples(settings.table_path("genixer_vqa"))
-    rec_raw, rec = settings.read_table("scored_generations_s"), read_samples(settings.table_path("genixer_rec"))
-    out["question_statistics"] = _md(pd.DataFrame([
-        quality.text_stats(collected[collected.task.isin(["common_vqa", "adv_vqa", "mc_vqa", "md"])], "collected general"),
-        quality.text_stats(vqa_raw, "raw Genixer_L"), quality.text_stats(vqa, "genixer_vqa"),
-        quality.text_stats(collected[collected.task == "rec"], "collected REC"), quality.text_stats(rec, "genixer_rec")]))
-    from genixer.filters import coarse_filter
-
-    out["box_statistics"] = _md(pd.DataFrame([
-        quality.box_stats(coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None)), "collected REC"),
-        quality.box_stats(rec_raw[rec_raw.quarantine_reason.isna()], "raw Genixer_S"), quality.box_stats(rec, "genixer_rec")]))
     held = heldout_domain(settings, backend, scenes, vqa_applied, rec_applied)
     held_in = pd.DataFrame([{"domain": "held-in corpus", "data": d, **t.iloc[-1].drop("task")}
                             for d, t in (("genixer_l", tables["vqa"]), ("genixer_s", tables["rec"]))])
     domains = pd.concat([held_in, held], ignore_index=True).assign(judge_lambda=lam, clip_threshold=str(rec_applied["clip_threshold"]))
     domains.to_parquet(settings.table_path("generation_quality_domains"), index=False)
     out["held_in_vs_held_out"] = _md(domains)
+    return out
+
+
+REVIEW_COLUMNS = ["sample_id", "task", "turns", "image_path", "boxes", "points", "judge_p_yes", "clip_score", "quarantine_reason", "kept"]
+
+
+def _has_verdicts(csv) -> bool:
+    if not csv.exists():
+        return False
+    v = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    return "verdict" in v.columns and bool(v.verdict.str.strip().ne("").any())
+
+
+def _review(settings: GenixerSettings, config: QualityConfig, vqa_raw, vqa, rec_raw, seed: int) -> dict:
+    """Without the world: the human review sample (genixer.review) of the scored generations, written to
+    <data root>/<preset>/review/review.csv and review.html with the sample itself (review_sample.parquet); a
+    review.csv with verdicts filled in is never overwritten, its review_report tables are reported instead."""
+    folder = settings.path("review", "review.csv").parent
+    csv, html, stored = folder / "review.csv", folder / "review.html", folder / "review_sample.parquet"
+    population = pd.concat([vqa_raw.assign(kept=vqa_raw.sample_id.isin(set(vqa.sample_id)))[REVIEW_COLUMNS],
+                            rec_raw.assign(kept=rec_raw.filter_reason.isna())[REVIEW_COLUMNS]], ignore_index=True)
+    out = {"review_dir": dg.MetadataValue.path(str(folder))}
+    if _has_verdicts(csv):  # filled in: read, never overwritten
+        sample = pd.read_parquet(stored) if stored.exists() else review.review_sample(population, config.review_per_task, seed)
+        done = review.read_verdicts(csv, sample)  # a verdict it cannot read, or a row not in the sample: a clear error
+        stale = int((~sample.sample_id.isin(set(population.sample_id))).sum())
+        tables = review.review_report(done)
+        for name, t in tables.items():
+            t.to_parquet(settings.table_path(f"generation_quality_review_{name}"), index=False)
+            out[f"review_{name}"] = _md(t)
+        out.update(review_rows=len(sample), reviewed=int(done.verdict.notna().sum()), review_csv=dg.MetadataValue.path(str(csv)),
+                   review_status="verdicts read from review.csv" + (f"; {stale} sampled rows are no longer in the scored tables "
+                                                                   "(regenerated since): move review.csv away for a new sample" if stale else ""))
+        return out
+    if population.empty:
+        return {**out, "review_status": "no generated row to review"}
+    sample = review.review_sample(population, config.review_per_task, seed)
+    review.write_review(sample, folder, blind=config.review_blind, overwrite=True)  # no verdict in it: replaced
+    sample.to_parquet(stored, index=False)
+    out.update(review_rows=len(sample), review_by_task=md_counts(sample, "task"), review_csv=dg.MetadataValue.path(str(csv)),
+               review_html=dg.MetadataValue.path(str(html)),
+               review_status="written: fill the verdict column of review.csv, then rematerialise generation_quality")
+    return out
+
+
+@dg.asset(group_name="evaluation", deps=[genixer_vqa, genixer_rec, collected_datasets], kinds={"parquet"})
+def generation_quality(config: QualityConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+    """The paper's Tab. 2 / Tab. 4 analogues. Always: the judge's and the CLIP filter's score
+    distributions, the yield per lambda and the filter funnel per task, and the text and box
+    statistics of Fig. 7 and Fig. 8 against the collected data. With the world, exact instead of
+    sampled by hand: oracle correctness of raw and filtered generations per task, the judge's and
+    the CLIP filter's precision and recall against the oracle, and the held-out domain. Without it
+    (published data), a stratified review sample is written for a person to judge
+    (<data root>/<preset>/review/review.csv and .html); once its verdicts are filled in, the
+    estimated correctness and filter precision/recall (genixer.review.review_report) are reported."""
+    world = has_world(settings)
+    vqa_applied = read_applied(settings.table_path("genixer_vqa"))
+    rec_applied = read_applied(settings.table_path("genixer_rec"))
+    lam = vqa_applied["judge_lambda"]
+    phrasings = json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
+    collected = read_samples(settings.table_path("collected_datasets"))
+    vqa_raw, vqa = settings.read_table("scored_generations_l"), read_samples(settings.table_path("genixer_vqa"))
+    rec_raw, rec = settings.read_table("scored_generations_s"), read_samples(settings.table_path("genixer_rec"))
+    out = {"applied": dg.MetadataValue.json({**vqa_applied, **rec_applied}),
+           "measured_with": "the world's oracle" if world else "no oracle (published data): score statistics and a human review sample"}
+    out.update(_filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam, phrasings))
+    if world:
+        out.update(_oracle_quality(settings, backend, vqa_applied, rec_applied))
+    else:
+        out.update(_review(settings, config, vqa_raw, vqa, rec_raw, settings.get_preset().seed))
+        pd.DataFrame(columns=["domain", "data", "judge_lambda", "clip_threshold"]).to_parquet(
+            settings.table_path("generation_quality_domains"), index=False)  # no held-out domain without the world
     return dg.MaterializeResult(metadata=out)

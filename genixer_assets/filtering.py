@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from genixer import filters, judge, region_clip
+from genixer import corruptions, filters, judge, region_clip
 from genixer.datagen import checkpoint_id
 from genixer.generation import score_yes_no
 from genixer.generators import vocabulary_texts
@@ -29,75 +29,160 @@ from resources import GenixerSettings, MLLMBackend
 
 
 def _collected(settings: GenixerSettings):
+    """(preset, collected images, held-out image ids, collected samples with an image, scenes by image id
+    or None without the world). Text-only rows (no image) are left out: the judge and the region CLIP
+    read an image."""
     p, collect, val = _context(settings)
-    samples = read_samples(settings.table_path("collected_datasets")).to_dict("records")
-    by_id = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-    return p, collect, val, samples, by_id
+    samples = read_samples(settings.table_path("collected_datasets"))
+    samples = samples[samples.image_path.notna()].to_dict("records")
+    scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()} if "scene" in collect.columns else None
+    return p, collect, val, samples, scenes
+
+
+def _auc_by_corruption(held: pd.DataFrame) -> pd.DataFrame:
+    """Per corruption kind: its held-out "No" records against every true record, AUC and mean P(Yes)."""
+    true = held[held.label]
+    rows = [{"corruption": judge.NONE, "n": len(true), "mean_p_yes": float(true.p_yes.mean()) if len(true) else float("nan"),
+             "auc_vs_true": float("nan")}]
+    for kind, g in held[~held.label].groupby("corruption"):
+        both = pd.concat([true, g])
+        rows.append({"corruption": kind, "n": len(g), "mean_p_yes": float(g.p_yes.mean()), "auc_vs_true": judge.auc(both.p_yes, both.label)})
+    return pd.DataFrame(rows)
+
+
+def _judge_records(samples: list[dict], seed: int, scenes, pool) -> list[dict]:
+    """Verification records: the world's (corruptions checked by the oracle) or, without the world,
+    corruptions.verification_records_free (wrong by construction, from the collected data's own answers/boxes)."""
+    if scenes is not None:
+        return judge.verification_records(samples, random.Random(seed), scenes)
+    return corruptions.verification_records_free(samples, random.Random(seed), pool)
 
 
 @dg.asset(group_name="filtering", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
 def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The third-party judge (Fuyu-8B in the paper): a Fuyu model of a different architecture
     from the generators, trained to say Yes to true question/answer pairs and No to corrupted
-    ones. With `backend.judge_checkpoint` set, that checkpoint is used instead."""
+    ones. With the world, the corruptions come from its grammar and the oracle confirms them; from
+    published data (no world), they are wrong by construction (genixer.corruptions: another answer of
+    the same question kind, another MC option, yes/no flipped, a box moved or another object's box),
+    held-out records from held-out images. With `backend.judge_checkpoint` set, that checkpoint is
+    used instead."""
     p, collect, val, samples, scenes = _collected(settings)
     train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
     val_s = [s for s in samples if s["image_id"] in val and s["task"] in GENERAL_TASKS]
-    meta = {}
+    pool = corruptions.build_pool(samples) if scenes is None else None  # distractors from all collected data
+    meta = {"records_from": "world grammar, oracle-checked" if scenes is not None else "collected data, wrong by construction (no world)",
+            "heldout_images": len(val)}
     path = backend.judge_checkpoint or str(settings.model_dir("judge_mllm"))
     if backend.judge_checkpoint:
         meta["source"] = backend.judge_checkpoint
     else:
         templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
-        records = judge.verification_records(train_s, random.Random(p.seed), scenes)
+        records = _judge_records(train_s, p.seed, scenes, pool)
+        if not records:
+            raise dg.Failure(description=f"no judge training record: none of the {len(train_s)} training samples of the general "
+                                         f"tasks {GENERAL_TASKS} has a corruption")
         res = judge.train_judge(records, vocabulary_texts(samples, templates["general"], templates["phrasings"]), p.judge,
                                 config.apply(p.judge_train), path)
-        meta.update(_train_metadata(res, "judge_mllm"), records=len(records),
-                    corruptions=md_counts(pd.DataFrame(records), "corruption"))
-    model, processor = backend.load(path)
-    held = pd.DataFrame(judge.verification_records(val_s, random.Random(p.seed + 1), scenes))
-    prompts = held.prompt.tolist()
-    p_yes = score_yes_no(model, processor, held.image_path.tolist(), prompts, yes=judge.YES, no=judge.NO)
-    held = held.assign(p_yes=p_yes, label=held.target == judge.YES)
+        rec = pd.DataFrame(records)
+        meta.update(_train_metadata(res, "judge_mllm"), records=len(records), yes_share=float((rec.target == judge.YES).mean()),
+                    corruptions=md_counts(rec, "corruption"))
+    held = pd.DataFrame(_judge_records(val_s, p.seed + 1, scenes, pool))
+    if held.empty:
+        held = pd.DataFrame(columns=["image_path", "prompt", "target", "corruption", "p_yes", "label"])
+        meta["heldout"] = f"no held-out record ({len(val_s)} held-out samples of the general tasks): nothing to evaluate"
+    else:
+        model, processor = backend.load(path)
+        p_yes = score_yes_no(model, processor, held.image_path.tolist(), held.prompt.tolist(), yes=judge.YES, no=judge.NO)
+        held = held.assign(p_yes=p_yes, label=held.target == judge.YES)
     held.to_parquet(settings.table_path("judge_mllm_eval"), index=False)
     by_kind = held.groupby("corruption").agg(n=("p_yes", "size"), mean_p_yes=("p_yes", "mean")).reset_index()
     return dg.MaterializeResult(metadata={
         **meta,
         "path": dg.MetadataValue.path(path),
-        "heldout_auc": judge.auc(held.p_yes, held.label),
-        "heldout_accuracy_at_0.5": float(((held.p_yes >= 0.5) == held.label).mean()),
+        "heldout_records": len(held),
+        "heldout_auc": judge.auc(held.p_yes, held.label) if len(held) else float("nan"),
+        "heldout_accuracy_at_0.5": float(((held.p_yes >= 0.5) == held.label).mean()) if len(held) else float("nan"),
         "mean_p_yes_by_corruption": dg.MetadataValue.md(by_kind.to_markdown(index=False, floatfmt=".3f")),
+        "auc_by_corruption": dg.MetadataValue.md(_auc_by_corruption(held).to_markdown(index=False, floatfmt=".3f")) if len(held) else "none",
     })
 
 
-@dg.asset(group_name="filtering", deps=[collected_datasets, world_scenes], **GPU)
-def region_clip_model(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+class RegionClipConfig(TrainOverrides):
+    clip_threshold_mode: str = Field("auto", description=(
+        "auto (calibrate on held-out pairs; without the world, the fixed value when there are fewer than "
+        "min_calibration_pairs held-out true pairs) | calibrate | fixed"))
+    clip_threshold_value: float = Field(region_clip.PAPER_CLIP_THRESHOLD, description="the fixed threshold (the paper's 0.6)")
+    min_calibration_pairs: int = Field(20, description="held-out true pairs (and as many negatives) auto needs to calibrate")
+
+
+CLIP_THRESHOLD_MODES = ("auto", "calibrate", "fixed")
+
+
+def _phrasings(settings: GenixerSettings):
+    """The question phrasings in use (instruction_templates.json's): REC expressions are read with their
+    REC phrasings, plus REC_QUESTION of published data (region_clip.rec_phrasings)."""
+    return json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
+
+
+@dg.asset(group_name="filtering", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
+def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The region CLIP (OpenCLIP ViT-L/14 in the paper): an open_clip model trained
     contrastively on (region crop, expression) pairs from the collected REC/REG data, with its
     keep threshold calibrated on held-out pairs (true expression vs another object's
-    expression or a shifted box)."""
+    expression or a shifted box). Without the world the other objects are the held-out samples'
+    own (expression, box) pairs. `clip_threshold_mode`: fixed applies `clip_threshold_value` (the
+    paper's 0.6); auto falls back to it, with a warning, when held-out pairs are too few."""
+    if config.clip_threshold_mode not in CLIP_THRESHOLD_MODES:
+        raise dg.Failure(f"clip_threshold_mode must be one of {CLIP_THRESHOLD_MODES}, not {config.clip_threshold_mode!r}")
     p, collect, val, samples, scenes = _collected(settings)
+    phrasings = _phrasings(settings)
     out = settings.model_dir("region_clip")
     meta = {}
     if backend.region_clip_checkpoint:
         out, meta["source"] = backend.region_clip_checkpoint, backend.region_clip_checkpoint
     else:
-        pairs = region_clip.region_pairs([s for s in samples if s["image_id"] not in val])
+        pairs = region_clip.region_pairs([s for s in samples if s["image_id"] not in val], phrasings)
+        if not pairs:
+            raise dg.Failure(description="no (region, expression) pair in the collected training data: the region CLIP needs REC or REG samples")
         res = region_clip.train_region_clip(pairs, p.clip, config.apply(p.clip_train), out)
         meta.update(_train_metadata(res, "region_clip"), pairs=len(pairs))
     model, preprocess, tokenizer = region_clip.load_region_clip(out, device=str(backend.torch_device()))
-    pos = region_clip.region_pairs([s for s in samples if s["image_id"] in val])
-    neg = region_clip.negative_pairs(pos, collect[collect.image_id.isin(val)].to_dict("records"), p.seed)
-    sp = region_clip.score_pairs(model, preprocess, tokenizer, pos)
-    sn = region_clip.score_pairs(model, preprocess, tokenizer, neg)
-    cal = region_clip.calibrate_threshold(sp, sn)
+    held = [s for s in samples if s["image_id"] in val]
+    pos = region_clip.region_pairs(held, phrasings)
+    # negatives: other objects of the same image (the world's scene, or the held-out samples' own pairs), shifted boxes
+    neg = region_clip.negative_pairs(pos, collect[collect.image_id.isin(val)].to_dict("records") if scenes is not None
+                                     else [s for s in held if s["task"] in ("rec", "reg")], p.seed)
+    sp = region_clip.score_pairs(model, preprocess, tokenizer, pos) if pos else np.array([])
+    sn = region_clip.score_pairs(model, preprocess, tokenizer, neg) if neg else np.array([])
+    mode, warning = config.clip_threshold_mode, None
+    if mode == "auto":
+        enough = len(sp) >= config.min_calibration_pairs and len(sn) >= config.min_calibration_pairs
+        mode = "calibrate" if scenes is not None or enough else "fixed"
+        if mode == "fixed":
+            warning = (f"only {len(sp)} held-out true pairs and {len(sn)} negatives (< {config.min_calibration_pairs}): "
+                       f"the fixed threshold {config.clip_threshold_value} is applied, not a calibrated one; its scale may not "
+                       "suit this model (see region_clip.fixed_threshold)")
+    if mode == "calibrate":
+        if not len(sp) or not len(sn):
+            raise dg.Failure(description=f"cannot calibrate the CLIP threshold: {len(sp)} held-out true pairs, {len(sn)} negatives; "
+                                         "set clip_threshold_mode: fixed")
+        cal = region_clip.calibrate_threshold(sp, sn)
+    else:
+        cal = region_clip.fixed_threshold(config.clip_threshold_value, *((sp, sn) if len(sp) and len(sn) else (None, None)))
+    cal = {**cal, "mode": mode, "requested_mode": config.clip_threshold_mode, **({"warning": warning} if warning else {})}
     settings.path("tables", "region_clip_calibration.json").write_text(json.dumps({**cal, "model": str(out)}, indent=1))
     hist = {"true pairs": _hist(sp), "negatives": _hist(sn)}
     return dg.MaterializeResult(metadata={
         **meta,
         "path": dg.MetadataValue.path(str(out)),
-        **{f"calibration_{k}": v if isinstance(v, str) else float(v) for k, v in cal.items()},
-        "score_histograms": md_png(curves_png(hist, "held-out cosine similarity", ylabel="pairs", xlabel="cosine")),
+        "clip_threshold_mode": mode,
+        "clip_threshold": float(cal["threshold"]),
+        "heldout_true_pairs": int(len(sp)), "heldout_negatives": int(len(sn)),
+        **({"warning": warning} if warning else {}),
+        **{f"calibration_{k}": v if isinstance(v, str) else float(v) for k, v in cal.items() if k != "warning"},
+        "score_histograms": md_png(curves_png(hist, "held-out cosine similarity", ylabel="pairs", xlabel="cosine")) if len(sp) or len(sn)
+        else "no held-out pair",
     })
 
 
@@ -174,17 +259,20 @@ class RecFilterConfig(dg.Config):
     clip_threshold: Optional[float] = Field(None, description="keep crops with cosine >= this (default: the calibrated threshold)")
 
 
-@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_s, region_clip_model],
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_s, region_clip_model, instruction_templates],
           automation_condition=EAGER, **GPU)
 def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterConfig, settings: GenixerSettings,
                          backend: MLLMBackend) -> dg.MaterializeResult:
     """Every raw Genixer_S row of the shard through the coarse-to-fine REC filter, each row
     keeping the step that dropped it: (1) malformed text or coordinates, (2) boxes under the
-    paper's 50 px scaled to the image, (3) region-CLIP cosine below the threshold."""
+    paper's 50 px scaled to the image, (3) region-CLIP cosine below the threshold. A REC question's
+    expression is read with the REC phrasings in use (instruction_templates.json's, plus the
+    published data's REC_QUESTION)."""
     shard = context.partition_key
     cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
     threshold = config.clip_threshold if config.clip_threshold is not None else cal["threshold"]
-    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)))
+    mode = "config" if config.clip_threshold is not None else cal.get("mode", "calibrate")
+    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)), _phrasings(settings))
     todo = rows[rows.filter_reason.isna()]
     scores = np.array([])
     if len(todo):
@@ -192,9 +280,10 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
         scores = region_clip.clip_scores(model, preprocess, tokenizer, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
     rows = filters.clip_step(rows, scores, threshold)
     path = write_samples(rows.drop(columns=["box"]), settings.table_path("scored_generations_s", shard), lineage=True,
-                         applied={"clip_threshold": float(threshold), "region_clip_checkpoint": checkpoint_id(cal["model"])})
+                         applied={"clip_threshold": float(threshold), "clip_threshold_mode": mode,
+                                  "region_clip_checkpoint": checkpoint_id(cal["model"])})
     return dg.MaterializeResult(metadata={
-        "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold),
+        "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold), "clip_threshold_mode": mode,
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
         "path": dg.MetadataValue.path(str(path)),
     })
@@ -206,6 +295,7 @@ def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
     rows = settings.read_table("scored_generations_s")
     kept = rows[rows.filter_reason.isna()]
     applied = {"clip_threshold": _applied_across_shards(settings, "scored_generations_s", "clip_threshold"),
+               "clip_threshold_mode": _applied_across_shards(settings, "scored_generations_s", "clip_threshold_mode"),
                "region_clip_checkpoint": _applied_across_shards(settings, "scored_generations_s", "region_clip_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={

@@ -10,13 +10,14 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import generators as gen
-from genixer.evaluation import evaluate_generator, evaluate_solver, generator_summary, prior_baseline, solver_records
+from genixer.evaluation import (evaluate_generator, evaluate_solver, evaluate_solver_free, generator_summary, prior_baseline,
+                                prior_baseline_free, solver_records)
 from genixer.plots import curves_png, smooth
 from genixer.preview import preview_png
 from genixer.schema import read_samples
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
 from genixer.world import Scene
-from genixer_assets._meta import md_png, md_table
+from genixer_assets._meta import collected_images, has_world, heldout_count, md_png, md_table
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.instructions import instruction_templates, templated_instructions
 from resources import GenixerSettings, MLLMBackend
@@ -60,11 +61,16 @@ def _train_metadata(res, title: str) -> dict:
 
 
 def _context(settings: GenixerSettings):
+    """(preset, the collected images, the held-out image ids). With the world: its `collect` split
+    (rows with their scene graphs) and the last `val_images` of it. Without: one row per image of
+    the collected samples (no scene) and the last `val_images` of them, at most a fifth."""
     p = settings.get_preset()
-    scenes = settings.read_table("world_scenes")
-    collect = scenes[scenes.split == "collect"]
-    val = gen.holdout_images(collect.image_id, p.val_images)
-    return p, collect, val
+    if has_world(settings):
+        scenes = settings.read_table("world_scenes")
+        collect = scenes[scenes.split == "collect"]
+        return p, collect, gen.holdout_images(collect.image_id, p.val_images)
+    collect = collected_images(read_samples(settings.table_path("collected_datasets")))
+    return p, collect, gen.holdout_images(collect.image_id, heldout_count(len(collect), p.val_images))
 
 
 def base_path(settings: GenixerSettings, backend: MLLMBackend) -> str:
@@ -76,46 +82,72 @@ class BaseConfig(TrainOverrides):
     vision_objective: Optional[str] = Field(None, description="vision pre-stage: 'patch_labels' or 'contrastive' (default: preset)")
 
 
+def _captions(settings: GenixerSettings, collect: pd.DataFrame, samples: list[dict], images: set) -> tuple[list[dict], str]:
+    """Dense captions of the training images and where they came from: the world's scene graphs, or
+    without the world the collected region descriptions of each image (gen.caption_records_free)."""
+    if "scene" in collect.columns:
+        return gen.caption_records(collect[collect.image_id.isin(images)].to_dict("records")), "world scene graphs"
+    phrasings = json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
+    captions = gen.caption_records_free([s for s in samples if s["image_id"] in images], phrasings)
+    if not captions:
+        return [], "none: no world and no REC/REG sample to describe an image (caption share 0)"
+    return captions, "collected region descriptions (REC expressions and REG answers of each image; no world)"
+
+
 @dg.asset(group_name="generators", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
 def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The stand-in for pretrained LLaVA-1.5 / Shikra: the embedded LLaVA (CLIP vision tower +
     Llama) trained from scratch as a problem solver on all nine collected tasks. With
-    `backend.base_checkpoint` set, that checkpoint is used instead (and only evaluated)."""
+    `backend.base_checkpoint` set, that checkpoint is used instead (and only evaluated).
+    Without the world, captions are the collected region descriptions, the vision pre-stage is the
+    contrastive one on them (patch labels need scene graphs), and held-out answers are checked
+    against the collected answers instead of the oracle."""
     p, collect, val = _context(settings)
-    samples = read_samples(settings.table_path("collected_datasets")).to_dict("records")
+    world = "scene" in collect.columns
+    collected = read_samples(settings.table_path("collected_datasets"))
+    samples = collected[collected.image_path.notna()].to_dict("records")  # text-only rows: no image to train on
     train_s = [s for s in samples if s["image_id"] not in val]
     val_s = [s for s in samples if s["image_id"] in val]
-    meta = {}
+    meta = {"text_only_left_out": int(collected.image_path.isna().sum())} if not world else {}
     if backend.base_checkpoint:
         meta["source"] = backend.base_checkpoint
     else:
         templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
         vocab = gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])
-        train_images = collect[~collect.image_id.isin(val)].to_dict("records")
-        captions = gen.caption_records(train_images)
+        train_ids = set(collect.image_id) - val
+        train_images = collect[collect.image_id.isin(train_ids)].to_dict("records")
+        captions, caption_source = _captions(settings, collect, samples, train_ids)
+        share = config.caption_share if config.caption_share is not None else p.caption_share
+        meta.update(captions=len(captions), caption_source=caption_source, caption_share_applied=share if captions else 0.0)
         vision_init = None
-        if p.vision_pretrain is not None:
-            objective = config.vision_objective or p.vision_objective
+        objective = config.vision_objective or p.vision_objective
+        if p.vision_pretrain is not None and not world and (objective != "contrastive" or not captions):
+            meta["vision_objective"] = f"none: {objective} needs " + ("the world's scene graphs" if objective != "contrastive" else "captions")
+        elif p.vision_pretrain is not None:
             vision_init = settings.model_dir("base_mllm_vision") / objective
             val_images = collect[collect.image_id.isin(val)].to_dict("records")
-            pre, scores = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init, objective, val_images)
+            pre, scores = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init, objective, val_images,
+                                              captions=None if world else captions)
             meta["vision_objective"] = objective
             meta.update({f"vision_pretrain_{k}": v for k, v in _train_metadata(pre, f"vision pre-stage ({objective})").items()})
             meta.update({f"vision_heldout_{k}": v for k, v in scores.items()})
-        res = gen.train_base_mllm(train_s, captions, config.caption_share if config.caption_share is not None else p.caption_share,
-                                  vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"), vision_init=vision_init)
+        res = gen.train_base_mllm(train_s, captions, share, vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"),
+                                  vision_init=vision_init)
         meta.update(_train_metadata(res, "base_mllm"))
     model, processor = backend.load(base_path(settings, backend))
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-    ev = evaluate_solver(model, processor, val_s, scenes)
+    if world:
+        scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
+        ev, prior = evaluate_solver(model, processor, val_s, scenes), prior_baseline(train_s, val_s, scenes)
+    else:
+        ev, prior = evaluate_solver_free(model, processor, val_s), prior_baseline_free(train_s, val_s)
+        meta["checked_against"] = "the collected answers (no world, no oracle)"
     ev.to_parquet(settings.table_path("base_mllm_eval"), index=False)
-    prior = prior_baseline(train_s, val_s, scenes)
     table = pd.DataFrame({"accuracy": ev.groupby("task").correct.mean(), "blind_prior": prior.groupby("task").correct.mean()}).reset_index()
     return dg.MaterializeResult(metadata={
         **meta,
         "path": dg.MetadataValue.path(base_path(settings, backend)),
-        "heldout_accuracy": float(ev.correct.mean()),
-        "blind_prior_accuracy": float(prior.correct.mean()),
+        "heldout_accuracy": float(ev.correct.mean()) if len(ev) else float("nan"),
+        "blind_prior_accuracy": float(prior.correct.mean()) if len(prior) else float("nan"),
         "accuracy_by_task": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f")),
         "answers": md_table(ev[["task", "question", "truth", "answer", "correct"]].groupby("task").head(1), 9),
     })
@@ -126,6 +158,8 @@ def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dic
     model, processor = backend.load(settings.model_dir(name))
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     images = collect[collect.image_id.isin(val)].to_dict("records")
+    if not images:
+        raise dg.Failure(description=f"no held-out image to evaluate {name} on ({len(collect)} collected images)")
     spec = evaluate_generator(model, processor, images, list(tasks), templates["general"], True, p.eval_sampling, seed=p.seed)
     agn = evaluate_generator(model, processor, images, list(tasks), templates["general"], False, p.eval_sampling, seed=p.seed + 1)
     ev = pd.concat([spec.assign(mode="type_specific"), agn.assign(mode="type_agnostic")], ignore_index=True)
@@ -139,7 +173,7 @@ def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dic
     return {
         "parse_rate": summary["parse_rate"],
         "type_accuracy": summary.get("type_accuracy", 0.0),
-        "correct_share_type_specific": float((spec.oracle == "correct").mean()),
+        "correct_share_type_specific": float((spec.oracle == "correct").mean()) if "scene" in collect.columns else "no oracle (no world)",
         "per_task": dg.MetadataValue.md(summary["per_task"].to_markdown(index=False, floatfmt=".3f")),
         "type_agnostic_mix": dg.MetadataValue.md(pd.Series(agn_mix, name="outputs").rename_axis("task").reset_index().to_markdown(index=False)),
         "generations": md_table(ev[["mode", "requested_task", "text", "oracle"]].groupby(["mode", "requested_task"]).head(1), 12),
@@ -159,11 +193,12 @@ def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: t
     solver_share = preset_replay[0] if config.replay_solver_share is None else config.replay_solver_share
     caption_share = preset_replay[1] if config.replay_caption_share is None else config.replay_caption_share
     solver = captions = []
+    samples = read_samples(settings.table_path("collected_datasets"))
+    samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
     if solver_share > 0:
-        samples = read_samples(settings.table_path("collected_datasets"))
-        solver = solver_records(samples[~samples.image_id.isin(val)].to_dict("records"))
+        solver = solver_records(samples)
     if caption_share > 0:
-        captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
+        captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
     return lambda records: gen.generator_mixture(records, solver, captions, solver_share, caption_share)
 
 
@@ -173,7 +208,7 @@ def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     (the paper's LLaVA-1.5-based generator)."""
     p, collect, val = _context(settings)
     recs = settings.read_table("templated_instructions")
-    recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val)].to_dict("records")
+    recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val) & recs.image_path.notna()].to_dict("records")  # text-only: no image
     mixed, weights, shares = _replay(settings, config, p.l_replay, collect, val)(recs)
     res = gen.finetune(base_path(settings, backend), mixed, config.apply(p.l_train), settings.model_dir("genixer_l"), weights)
     return dg.MaterializeResult(metadata={
@@ -189,7 +224,7 @@ def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     REC/REG reduced) to generate grounding data (the paper's Shikra-based generator)."""
     p, collect, val = _context(settings)
     recs = settings.read_table("templated_instructions")
-    recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val)]
+    recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val) & recs.image_path.notna()]
     phase1, phase2 = (recs[recs.phase == k].to_dict("records") for k in (1, 2))
     out = settings.model_dir("genixer_s")
     mix = _replay(settings, config, p.s_replay, collect, val)

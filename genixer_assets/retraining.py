@@ -17,7 +17,7 @@ from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
-from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata, base_mllm, base_path
+from genixer_assets.generators import GPU, TrainOverrides, _captions, _context, _train_metadata, base_mllm, base_path
 from resources import GenixerSettings, MLLMBackend
 
 recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
@@ -45,9 +45,14 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     empty fails, naming the upstream asset."""
     recipe = RECIPES[context.partition_key]
     p, collect, val = _context(settings)
+    world = "scene" in collect.columns
     samples = read_samples(settings.table_path("collected_datasets"))
-    collected = solver_records(samples[~samples.image_id.isin(val)].to_dict("records"))
-    captions = gen.caption_records(collect[~collect.image_id.isin(val)].to_dict("records"))
+    samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
+    collected = solver_records(samples)
+    captions, caption_source = _captions(settings, collect, samples, set(collect.image_id) - val)
+    if recipe.added == "oracle_vqa" and not world:
+        raise dg.Failure(description=f"recipe {recipe.name} keeps the rows the world's oracle calls correct: this run has no world "
+                                     "(collected_datasets came from published files)")
     scored = settings.read_table("scored_generations_l") if recipe.added in ("vqa", "raw_vqa", "oracle_vqa") else None
     vqa_path = settings.table_path("genixer_vqa")
     vqa_rows = read_samples(vqa_path) if recipe.added in ("vqa", "raw_vqa") else None
@@ -55,8 +60,10 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     rec_rows = read_samples(settings.table_path("genixer_rec")) if recipe.added == "rec" else None
     n_seeds = config.seeds or (p.ablation_seeds if recipe.ablation else p.retrain_seeds)
     epochs = config.generated_epochs if config.generated_epochs is not None else p.generated_epochs
-    world = settings.read_table("world_scenes")
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in world[world.split == "corpus"].itertuples()}
+    scenes = None
+    if world:
+        scenes_df = settings.read_table("world_scenes")
+        scenes = {r.image_id: Scene.from_json(r.scene) for r in scenes_df[scenes_df.split == "corpus"].itertuples()}
     if recipe.added == "oracle_vqa":
         scored = scored.assign(oracle_correct=quality.oracle_column(scored, scenes) == "correct")
     rows, first, upstream = [], {}, ""
@@ -72,7 +79,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
         out = settings.model_dir(f"retrained/{recipe.name}/seed_{k}")
         res = gen.finetune(base_path(settings, backend), records, replace(cfg, steps=steps), out, sample_weights=weights)
         added = pd.concat([s1, s2]) if len(s1) + len(s2) else pd.DataFrame()
-        correct = float((quality.oracle_column(added, scenes) == "correct").mean()) if len(added) else float("nan")
+        correct = float((quality.oracle_column(added, scenes) == "correct").mean()) if len(added) and world else float("nan")
         rows.append({"seed": seed, "judge_lambda": round(applied["judge_lambda"] + recipe.lambda_offset, 3) if applied else None,
                      "stage1_rows": len(s1), "stage2_rows": len(s2), "added_oracle_correct": correct, "steps": steps,
                      "base_steps": cfg.steps, "generated_epochs": epochs if len(added) else 0.0,
@@ -88,6 +95,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     table.to_parquet(settings.table_path("retrained_models", recipe.name), index=False)
     return dg.MaterializeResult(metadata={
         "recipe": recipe.name, "what": recipe.what, "seeds": n_seeds, "upstream": upstream or "none",
+        "captions": len(captions), "caption_source": caption_source,
         "initialised_from": base_path(settings, backend), "steps_per_seed": int(table.steps.iloc[0]),
         "judge_lambda_applied": applied.get("judge_lambda", "n/a"),
         "added_rows_stage1": int(table.stage1_rows.iloc[0]), "added_rows_stage2": int(table.stage2_rows.iloc[0]),

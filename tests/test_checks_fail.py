@@ -431,7 +431,7 @@ def write_predictions(settings, seeds: int = 2) -> pd.DataFrame:
     img = _image(settings, "bench_0")
     pd.DataFrame({"image_id": ["bench_0"], "n_objects": [2], "split": ["bench"]}).to_parquet(settings.table_path("world_scenes"), index=False)
     base = {"image_id": "bench_0", "image_path": img, "width": 32, "height": 32, "split": "bench", "boxes": [], "points": [],
-            "source": "collect"}
+            "source": "shapes_world"}  # the world's benchmark (its membership needs world_scenes' object counts)
     write_samples([{**base, "sample_id": "b_vqa", "task": "common_vqa", "turns": TURN},
                    {**base, "sample_id": "b_mc", "task": "mc_vqa", "turns": [{"question": "Which? (A) red (B) blue", "answer": "A"}]},
                    {**base, "sample_id": "b_md", "task": "md", "turns": TURN}],  # in no benchmark: not predicted
