@@ -128,9 +128,11 @@ def _prompt_lengths(processor, records: list[dict], text_ids: list[list[int]] | 
     if text_ids is None:
         text_ids = split_prompt_answer(processor, [r["prompt"] for r in records], [""] * len(records))[0]
     extra: dict[tuple[int, int], int] = {}
+    # Each image's size read once (records share images; reading EXIF orientation costs a decode for PNG).
+    sizes = {p: image_size(p, verify=False) for p in dict.fromkeys(r["image_path"] for r in records)}
     out = []
     for r, t in zip(records, text_ids):
-        size = image_size(r["image_path"], verify=False)  # the header only
+        size = sizes[r["image_path"]]
         if size not in extra:
             ids, _ = encode_prompts(processor, open_images([r["image_path"]]), [r["prompt"]])
             extra[size] = len(ids[0]) - len(t)
