@@ -54,7 +54,9 @@ UNCHECKED = "unchecked"  # the oracle column without the world: parsed, but noth
 
 def judge_generation(text: str, scene: Scene | None) -> dict:
     """Parse generated text and let the oracle judge it: the row every quality figure uses.
-    Without a scene (no world) a parsed row is `unchecked`."""
+    `task_of` is the world grammar's task where every question is in the grammar, else the task the
+    turns' form makes (genixer.task_form.task_by_form), so a generator trained on published data is
+    typed too. Without a scene (no world) a parsed row is `unchecked`."""
     try:
         turns = parse_generation(text)
     except ParseError as e:

@@ -169,13 +169,16 @@ def _check_dir(path: Path) -> None:
     raise RegionClipError(f"region CLIP {path}: no model weights (*.safetensors) found")
 
 
-def load_region_clip(path: str | Path, device: str = "cpu"):
-    """(model in eval mode, preprocess, tokenizer) from a directory, through open_clip's own factory.
+def load_region_clip(path: str | Path, device: str = "cpu", weights: str | Path | None = None):
+    """(model in eval mode, preprocess, tokenizer) through open_clip's own factory; nothing is downloaded.
 
-    Works for our saved models and for a real OpenCLIP directory laid out like its hub repository
-    (e.g. ``laion/CLIP-ViT-L-14-laion2B-s32B-b82K`` downloaded beforehand: ``open_clip_config.json`` and
-    ``open_clip_model.safetensors``). Nothing is downloaded.
+    ``path`` is a directory: our saved models, or a real OpenCLIP directory laid out like its hub
+    repository (e.g. ``laion/CLIP-ViT-L-14-laion2B-s32B-b82K`` downloaded beforehand:
+    ``open_clip_config.json`` and ``open_clip_model.safetensors``). Or ``path`` is an open_clip architecture
+    name (``ViT-L-14``) and ``weights`` its ``.safetensors`` file.
     """
+    if weights is not None:
+        return _load_named(str(path), Path(weights).resolve(), device)
     path = Path(path).resolve()
     _check_dir(path)
     name = f"local-dir:{path}"
@@ -184,6 +187,24 @@ def load_region_clip(path: str | Path, device: str = "cpu"):
         tokenizer = open_clip.get_tokenizer(name)
     except (RuntimeError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
         raise RegionClipError(f"region CLIP {path}: open_clip could not load it ({e})") from e
+    model.eval()
+    return model, preprocess, tokenizer
+
+
+def _load_named(name: str, weights: Path, device: str):
+    if name not in open_clip.list_models():
+        raise RegionClipError(f"region CLIP {name!r}: not an open_clip architecture (open_clip.list_models() names them); "
+                              "or give a directory with open_clip_config.json")
+    if weights.suffix != ".safetensors":
+        raise RegionClipError(f"region CLIP {name} weights {weights}: only .safetensors files are loaded (pickled weights "
+                              "can run code); convert them")
+    if not weights.is_file():
+        raise RegionClipError(f"region CLIP {name} weights {weights}: file does not exist")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(weights), device=device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except (RuntimeError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
+        raise RegionClipError(f"region CLIP {name} with {weights}: open_clip could not load it ({e})") from e
     model.eval()
     return model, preprocess, tokenizer
 

@@ -46,6 +46,11 @@ class Recipe:
     seed_offset: int = 0  # added to the training seeds (the A/A control trains other seeds)
     what: str = ""
 
+    @property
+    def needs_world(self) -> bool:
+        """Only a run with the shapes world can build it (its rows are chosen by the oracle)."""
+        return self.added == "oracle_vqa"
+
 
 RECIPES = {r.name: r for r in [
     Recipe("baseline", what="collected data only (vanilla LLaVA-1.5 / Shikra)"),

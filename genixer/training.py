@@ -9,8 +9,20 @@ EOS is an error naming it; a longer target is cut to fit and counted (``TrainRes
 Batches are drawn with replacement (optionally weighted), one draw per micro-batch, so mixing ratios are
 expressed as sampling weights and a run is defined by its number of optimizer steps.
 
+Large models and several processes, all through accelerate: ``mixed_precision`` "bf16" (autocast, also on
+CPU) or "fp16" (autocast + grad scaler, GPU only: an error on CPU, where accelerate would silently run fp32);
+``gradient_checkpointing`` (non-reentrant, so it works with frozen towers, LoRA and DDP); ``grad_accum``
+micro-batches per optimizer step (DDP all-reduces on the last one only). Under ``accelerate launch`` with N
+processes, ``batch_size`` is per process: every rank draws the same global batch of ``batch_size * N``
+indices from one shared sampler RNG (same seed) and takes its own slice, so ranks see different records,
+N processes at batch B follow one process at batch N*B, and one process draws exactly as it always did.
+The logged loss is the mean over ranks and ``tokens_seen`` the sum, so every rank returns the same
+TrainResult; only the main process writes checkpoints and the final model, every rank resumes from them.
+Load the model on ``accelerate.PartialState().device`` in its training dtype before calling ``train``.
+
 Resumption: every ``checkpoint_every`` optimizer steps, model weights (safetensors), optimizer, scheduler,
-step, loss history and RNG states go to ``out_dir/checkpoint``; ``train`` resumes from there if present.
+step, loss history and RNG states (the sampler's is the one all ranks share) go to ``out_dir/checkpoint``;
+``train`` resumes from there if present.
 After the final ``save_model(out_dir)`` the checkpoint is deleted: the final model supersedes it, and a
 stale checkpoint would make a later run in the same directory silently "resume" a finished one.
 
@@ -22,8 +34,10 @@ accumulation, accelerate, seeds, checkpoint + resume, group curves, TrainResult)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,7 +48,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
@@ -68,14 +82,15 @@ class LoraSpec:
 class TrainConfig:
     steps: int | None = 100  # optimizer steps; if None, derived from epochs
     epochs: float | None = None
-    batch_size: int = 8
+    batch_size: int = 8  # per process: N processes draw N * batch_size records per micro-batch
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     seed: int = 0
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (fp16 needs a GPU)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
     lora: LoraSpec | None = None
     freeze_vision_tower: bool = False
     checkpoint_every: int = 0  # 0: never
@@ -262,25 +277,59 @@ def _freeze_vision_tower(model) -> None:
             param.requires_grad_(False)
 
 
+def _gradient_checkpointing(model) -> None:
+    # Non-reentrant checkpointing back-propagates into LoRA adapters behind frozen embeddings without
+    # enable_input_require_grads, and works under DDP with unused parameters.
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24 (the old name is deprecated)
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):  # older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "set_grad_checkpointing"):  # open_clip
+        model.set_grad_checkpointing(True)
+    else:
+        raise ValueError(f"TrainConfig.gradient_checkpointing: {type(model).__name__} does not support it")
+
+
 def _accelerator(mixed_precision: str) -> Accelerator:
+    if mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"TrainConfig.mixed_precision must be 'no', 'bf16' or 'fp16', not {mixed_precision!r}")
     # accelerate keeps one process-wide AcceleratorState and refuses a different mixed_precision later,
     # but one pipeline process may train the generator in bf16 and then the judge in fp32. Clearing the
     # AcceleratorState (not the PartialState holding device / process-group info) lets it be rebuilt.
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=mixed_precision)
+    # Unused parameters (LLaVA's vision tower past the selected feature layer) would stall DDP otherwise.
+    accelerator = Accelerator(mixed_precision=mixed_precision,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise ValueError("TrainConfig.mixed_precision='fp16' needs a GPU: on CPU accelerate neither autocasts nor "
+                         "scales gradients (the run would silently be fp32); use 'bf16' or 'no' on CPU")
+    world = os.environ.get("WORLD_SIZE")
+    if world is not None and int(world) != accelerator.num_processes:
+        raise RuntimeError(f"launched as {world} processes but accelerate sees {accelerator.num_processes}: each "
+                           "would train alone on the same batches (without a GPU, launch with ACCELERATE_USE_CPU=1)")
+    return accelerator
 
 
-def _steps_for(cfg: TrainConfig, n_records: int) -> int:
+def _steps_for(cfg: TrainConfig, n_records: int, n_processes: int = 1) -> int:
     if cfg.steps is not None:
         return cfg.steps
     if cfg.epochs is None:
         raise ValueError("TrainConfig needs steps or epochs")
-    return max(1, math.ceil(cfg.epochs * n_records / (cfg.batch_size * cfg.grad_accum)))
+    return max(1, math.ceil(cfg.epochs * n_records / (cfg.batch_size * n_processes * cfg.grad_accum)))
 
 
-def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult) -> None:
+def _save_checkpoint(accelerator, ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult) -> None:
+    # Every rank holds the same weights, optimizer and sampler state: the main process writes them, and no
+    # rank goes on (to finish, or to read a checkpoint) before the write is complete.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _write_checkpoint(ckpt, model, optimizer, scheduler, step, rng, result)
+    accelerator.wait_for_everyone()
+
+
+def _write_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult) -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -332,7 +381,6 @@ def _close_window(curves: dict, window: list, step: int) -> None:
         by.setdefault(g, []).append(v)
     for g, vals in by.items():
         curves.setdefault(g, []).append((step, sum(vals) / len(vals)))
-    window.clear()
 
 
 def weighted_pools(pools: list[tuple[str, list[dict], float]]) -> tuple[list[dict], list[float] | None, dict[str, float]]:
@@ -374,15 +422,18 @@ def train(
     t0 = time.perf_counter()
     set_seed(cfg.seed)
     accelerator = _accelerator(cfg.mixed_precision)
+    n_proc, rank = accelerator.num_processes, accelerator.process_index
 
     if cfg.freeze_vision_tower:
         _freeze_vision_tower(model)
+    if cfg.gradient_checkpointing:
+        _gradient_checkpointing(model)
     if cfg.lora is not None:
         model = _apply_lora(model, cfg.lora)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = _steps_for(cfg, len(records))
+    total_steps = _steps_for(cfg, len(records), n_proc)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
 
     probs = None
@@ -407,20 +458,29 @@ def train(
     groups = [str(r.get(cfg.group_key)) for r in records] if cfg.group_key and cfg.group_key in records[0] else None
     window: list[tuple[str, float]] = []
     last = min(total_steps, cfg.stop_after) if cfg.stop_after is not None else total_steps
+    saved = step if step else None  # the step of the checkpoint on disk (a resumed run's)
     while step < last:
-        step_loss = 0.0
-        for _ in range(cfg.grad_accum):
-            idx = rng.choice(len(records), size=cfg.batch_size, replace=True, p=probs).tolist()
-            batch, rows = adapter.batch(records, idx)
+        step_loss, step_tokens = 0.0, 0
+        for micro in range(cfg.grad_accum):
+            # The global batch from the shared RNG, this rank's slice of it (one process: exactly batch_size).
+            idx = rng.choice(len(records), size=cfg.batch_size * n_proc, replace=True, p=probs).tolist()
+            batch, rows = adapter.batch(records, idx[rank * cfg.batch_size : (rank + 1) * cfg.batch_size])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.autocast():
-                batch_loss, row_losses = adapter.loss(model, batch)
-                loss = batch_loss / cfg.grad_accum
-            accelerator.backward(loss)
+            # DDP averages gradients over ranks once per optimizer step, on the last micro-batch.
+            with accelerator.no_sync(model) if micro < cfg.grad_accum - 1 else contextlib.nullcontext():
+                with accelerator.autocast():
+                    batch_loss, row_losses = adapter.loss(model, batch)
+                    loss = batch_loss / cfg.grad_accum
+                accelerator.backward(loss)
             if groups is not None and row_losses is not None:
                 window.extend(zip((groups[i] for i in rows), row_losses))
             step_loss += loss.item()
-            result.tokens_seen += adapter.tokens(batch)
+            step_tokens += adapter.tokens(batch)
+        if n_proc > 1:  # the step's loss is the mean over ranks, its tokens the sum: one result on every rank
+            both = torch.tensor([step_loss, step_tokens], dtype=torch.float64, device=accelerator.device)
+            both = accelerator.reduce(both, "sum")
+            step_loss, step_tokens = both[0].item() / n_proc, int(both[1].item())
+        result.tokens_seen += step_tokens
         if cfg.max_grad_norm:
             accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
@@ -429,11 +489,14 @@ def train(
         step += 1
         result.losses.append(step_loss)
         if groups is not None and (step % cfg.curve_every == 0 or step == last):
-            _close_window(result.group_curves, window, step)
-        if cfg.log_every and step % cfg.log_every == 0:
+            _close_window(result.group_curves, gather_object(window) if n_proc > 1 else window, step)
+            window.clear()
+        if cfg.log_every and step % cfg.log_every == 0 and accelerator.is_main_process:
             log.info("step %d/%d loss %.4f lr %.2e", step, total_steps, step_loss, scheduler.get_last_lr()[0])
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
-            _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, step, rng, result)
+            unwrapped = accelerator.unwrap_model(model)
+            _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, step, rng, result)
+            saved = step
 
     result.steps = step
     result.final_loss = result.losses[-1] if result.losses else float("nan")
@@ -441,11 +504,15 @@ def train(
     result.tokens_per_s = (result.tokens_seen - tokens_before) / result.wall_s if result.wall_s > 0 else 0.0
     model = accelerator.unwrap_model(model)
     if step < total_steps:  # interrupted on purpose (stop_after): make sure the run can resume from here
-        _save_checkpoint(ckpt, model, optimizer, scheduler, step, rng, result)
+        if saved != step:
+            _save_checkpoint(accelerator, ckpt, model, optimizer, scheduler, step, rng, result)
         return result
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
     model.eval()
-    adapter.save(model, out_dir)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        adapter.save(model, out_dir)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    accelerator.wait_for_everyone()  # no rank returns before the final model is on disk
     return result

@@ -35,8 +35,8 @@ def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSe
     frames, per_seed = [], []
     for d in dirs:
         seed = int(d.name.split("_")[1])
-        model, processor = backend.load(d)
-        pred = predict(model, processor, bench).assign(recipe=recipe, seed=seed)
+        model, processor = backend.load(d, "retraining")
+        pred = predict(model, processor, bench, batch_size=backend.batch_size("retraining", 128)).assign(recipe=recipe, seed=seed)
         frames.append(pred)
         per_seed.append(_score(bench, pred, real).assign(seed=seed))
     preds = pd.concat(frames, ignore_index=True)

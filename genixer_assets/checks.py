@@ -17,7 +17,7 @@ from genixer_assets.collection import benchmark_sets, collected_datasets, image_
 from genixer_assets.exports import FILE_NAMES, dataset_exports
 from genixer_assets.instructions import instruction_templates, templated_instructions
 from genixer_assets.partitions import partition_keys
-from resources import SETTINGS, GenixerSettings
+from resources import SETTINGS, GenixerSettings, MLLMBackend
 
 
 def _result(passed: bool, problems: list[str], **metadata) -> dg.AssetCheckResult:
@@ -180,7 +180,7 @@ def templated_instructions_valid(settings: GenixerSettings) -> dg.AssetCheckResu
 def _finite_weights(path: Path) -> list[str]:
     from safetensors import safe_open
 
-    files = sorted(path.glob("*.safetensors"))
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
     if not files:
         return [f"no safetensors weights in {path}"]
     bad = []
@@ -191,10 +191,14 @@ def _finite_weights(path: Path) -> list[str]:
 
 
 def _weights_check(name: str):
-    @dg.asset_check(asset=name, name=f"{name}_weights_finite", blocking=True, description="Saved weights exist and are finite.")
-    def _check(settings: GenixerSettings) -> dg.AssetCheckResult:
-        bad = _finite_weights(settings.model_dir(name))
-        return _result(not bad, bad)
+    role = {"base_mllm": "base", "judge_mllm": "judge"}.get(name, name)
+
+    @dg.asset_check(asset=name, name=f"{name}_weights_finite", blocking=True,
+                    description="The weights the asset made or loaded (its role's checkpoint) exist and are finite.")
+    def _check(settings: GenixerSettings, backend: MLLMBackend) -> dg.AssetCheckResult:
+        path = Path(backend.checkpoint(role) or settings.model_dir(name))
+        bad = _finite_weights(path)
+        return _result(not bad, bad, path=str(path))
 
     return _check
 
@@ -347,22 +351,25 @@ judge_mllm_weights_finite = _weights_check("judge_mllm")
 
 
 @dg.asset_check(asset="benchmark_scores", blocking=True,
-                description="Every main recipe is scored on every benchmark with finite values and at least the preset's seeds.")
+                description="Every main recipe is scored on every benchmark (the world's, or each published benchmark "
+                            "benchmark_sets holds) with finite values and at least the preset's seeds.")
 def benchmark_scores_complete(settings: GenixerSettings) -> dg.AssetCheckResult:
     from genixer.benchmarks import BENCHMARKS
     from genixer.retraining import MAIN_RECIPES
 
     t = pd.read_parquet(settings.table_path("benchmark_scores"))
     want = settings.get_preset().retrain_seeds
+    bench, real = benchmark_rows(settings)
+    names = sorted({n for ns in bench.benchmarks for n in ns}) if real else [b.name for b in BENCHMARKS]
     problems = []
     for r in MAIN_RECIPES:
-        for b in BENCHMARKS:
-            row = t[(t.recipe == r) & (t.benchmark == b.name)]
+        for b in names:
+            row = t[(t.recipe == r) & (t.benchmark == b)]
             if row.empty:
-                problems.append(f"{r} x {b.name}: missing")
+                problems.append(f"{r} x {b}: missing")
             elif not pd.notna(row["mean"].item()) or row.seeds.item() < want:
-                problems.append(f"{r} x {b.name}: mean {row['mean'].item()}, {row.seeds.item()} seeds (want {want})")
-    return _result(not problems, problems, recipes=int(t.recipe.nunique()))
+                problems.append(f"{r} x {b}: mean {row['mean'].item()}, {row.seeds.item()} seeds (want {want})")
+    return _result(not problems, problems, recipes=int(t.recipe.nunique()), benchmarks=", ".join(names))
 
 
 def _improves_check(recipe: str, kind: str, what: str):
@@ -531,7 +538,7 @@ def region_clip_model_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
 
     from genixer.region_clip import CONFIG_NAME
 
-    problems, threshold = [], None
+    problems, threshold, weights = [], None, None
     model = settings.path("models", "region_clip")
     cal_path = settings.path("tables", "region_clip_calibration.json")
     if not cal_path.is_file():
@@ -546,9 +553,13 @@ def region_clip_model_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not -1 <= threshold <= 1:
             problems.append(f"calibrated threshold {threshold!r} is not a finite cosine in [-1, 1]")
         model = Path(cal.get("model") or model)
-    if not (model / CONFIG_NAME).is_file():
-        problems.append(f"{model}: no {CONFIG_NAME}")
-    problems += _finite_weights(model)
+        weights = cal.get("weights")
+    if weights:  # an open_clip architecture name with its safetensors file
+        problems += _finite_weights(Path(weights))
+    else:
+        if not (model / CONFIG_NAME).is_file():
+            problems.append(f"{model}: no {CONFIG_NAME}")
+        problems += _finite_weights(model)
     return _result(not problems, problems, threshold=float(threshold) if isinstance(threshold, (int, float)) else float("nan"),
                    model=str(model))
 

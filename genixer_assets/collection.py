@@ -151,6 +151,9 @@ def benchmark_sets(context: dg.AssetExecutionContext, config: BenchmarkConfig, s
     from its source, task and split: genixer.real_benchmarks.benchmark_of)."""
     if config.sources:
         return _collect_files(context, config, settings, "benchmark_sets", "benchmark_quarantine", "_benchmark_sources", _by_benchmark)
+    if not settings.table_path("world_scenes").exists():
+        raise dg.Failure(description="benchmark_sets: no `sources` configured and no world_scenes to annotate; name the published "
+                                     "benchmarks (VQAv2 val, POPE, A-OKVQA val, RefCOCO val/testA/testB) in benchmark_sets.sources")
     p = settings.get_preset()
     scenes = settings.read_table("world_scenes")
     images = scenes[scenes.split.isin(["bench", "heldout"])].to_dict("records")

@@ -4,11 +4,14 @@ Unpartitioned assets run together; partitioned ones run once per shard, in the g
 order, all recorded in the instance at DAGSTER_HOME (so `dagster dev` shows the history).
 """
 
+import argparse
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 
+from genixer.retraining import RECIPES
 from genixer_assets.definitions import defs
 from genixer_assets.partitions import partition_keys
 
@@ -28,18 +31,31 @@ def waves(asset_graph) -> list[list[dg.AssetKey]]:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def materialize_all(instance: dg.DagsterInstance, resources=None, log=print) -> list[dg.ExecuteInProcessResult]:
+def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run_config: dict | None = None,
+                    exclude: tuple[str, ...] = ()) -> list[dg.ExecuteInProcessResult]:
+    """Every asset but `exclude` (e.g. ``("world_scenes",)`` for a run on published data), wave by wave.
+    ``run_config``: the ops' config of the whole graph (``{"ops": {asset: {"config": ...}}}``); each
+    run gets the part for its assets."""
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets) + list(defs.asset_checks or [])
+    ops = (run_config or {}).get("ops", {})
+    world = "world_scenes" not in exclude
     results = []
     for wave in waves(graph):
+        wave = [k for k in wave if k.to_user_string() not in exclude]
+        if not wave:
+            continue
         pdef = graph.get(wave[0]).partitions_def
+        names = {k.to_user_string() for k in wave}
+        config = {**QUIET, "ops": {k: v for k, v in ops.items() if k in names}}
         for key in partition_keys(pdef, instance) if pdef else [None]:
+            if not world and key in RECIPES and RECIPES[key].needs_world:
+                log(f"  {', '.join(sorted(names))} [{key}]: left out (the recipe needs the world's oracle)")
+                continue
             t = time.time()
             res = dg.materialize(assets, selection=dg.AssetSelection.assets(*wave), instance=instance,
-                                 resources=resources or defs.resources, partition_key=key, run_config=QUIET)
-            names = ", ".join(k.to_user_string() for k in wave)
-            log(f"  {names}{f' [{key}]' if key else ''}: {time.time() - t:.1f}s")
+                                 resources=resources or defs.resources, partition_key=key, run_config=config)
+            log(f"  {', '.join(sorted(names))}{f' [{key}]' if key else ''}: {time.time() - t:.1f}s")
             results.append(res)
     return results
 
@@ -54,13 +70,70 @@ def step_seconds(instance: dg.DagsterInstance, results) -> dict[str, float]:
     return out
 
 
-def main() -> int:
-    settings = defs.resources["settings"]  # the run's settings, also the ones the partitions were sized from
-    print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root}")
+def _known(cls, cfg: dict, where: str) -> dict:
+    """`cfg` if every key is a field of `cls` (Dagster's run-config schema rejects unknown keys; a resource built
+    in Python would silently ignore them)."""
+    unknown = sorted(set(cfg) - set(cls.model_fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; {cls.__name__} has {sorted(cls.model_fields)}")
+    return cfg
+
+
+def config_class(asset: str):
+    """The dg.Config class of an asset's `config` parameter (ValueError: no such asset, or it takes no config)."""
+    import inspect
+
+    try:
+        assets_def = defs.resolve_assets_def(asset)
+    except dg.DagsterInvariantViolationError as e:
+        raise ValueError(f"ops.{asset}: no asset of that name in the graph") from e
+    param = inspect.signature(assets_def.op.compute_fn.decorated_fn).parameters.get("config")
+    if param is None:
+        raise ValueError(f"ops.{asset}: the asset takes no config")
+    return param.annotation
+
+
+def from_config(path: str | Path) -> tuple[dict, dict, tuple[str, ...]]:
+    """(resources, run config, assets to leave out) from a run-config YAML: Dagster's run-config layout
+    (``ops: {asset: {config: ...}}``) plus ``resources: {settings|backend: {config: ...}}``. A run whose
+    collected_datasets has ``sources`` leaves world_scenes out (nothing after collection needs it)."""
+    import yaml
+
+    from resources import GenixerSettings, MLLMBackend, ModelRole
+    from resources.models import ROLES
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(cfg) - {"ops", "resources"}
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)} (expected ops, resources)")
+    res = cfg.get("resources") or {}
+    settings_cfg = _known(GenixerSettings, (res.get("settings") or {}).get("config") or {}, "resources.settings.config")
+    backend_cfg = _known(MLLMBackend, (res.get("backend") or {}).get("config") or {}, "resources.backend.config")
+    for role in ROLES:
+        _known(ModelRole, backend_cfg.get(role) or {}, f"resources.backend.config.{role}")
+    resources = {"settings": GenixerSettings(**settings_cfg), "backend": MLLMBackend(**backend_cfg)}
+    for asset, body in (cfg.get("ops") or {}).items():
+        cls = config_class(asset)
+        cls(**_known(cls, (body or {}).get("config") or {}, f"ops.{asset}.config"))
+    sources = (((cfg.get("ops") or {}).get("collected_datasets") or {}).get("config") or {}).get("sources")
+    return resources, {"ops": cfg.get("ops") or {}}, ("world_scenes",) if sources else ()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genixer_assets.demo", description=(
+        "Materialise the whole Genixer graph, every partition, in dependency order. Without --config: the "
+        "embedded default (the shapes world, preset from GENIXER_PRESET)."))
+    parser.add_argument("--config", help="run-config YAML: ops config per asset and resources (settings, backend); "
+                                         "see examples/")
+    args = parser.parse_args(argv)
+    resources, run_config, exclude = from_config(args.config) if args.config else (defs.resources, None, ())
+    settings = resources["settings"]  # the run's settings, also the ones the partitions were sized from
+    print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root}"
+          + (f", without {', '.join(exclude)}" if exclude else ""))
     t = time.time()
     instance = dg.DagsterInstance.get()
     try:
-        results = materialize_all(instance)
+        results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude)
     except dg.DagsterError as e:  # a failed step or a failed blocking check stops the graph
         print(f"FAILED after {time.time() - t:.0f}s: {e}")
         return 1

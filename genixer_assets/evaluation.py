@@ -15,6 +15,7 @@ from genixer.world import Scene
 from genixer_assets._meta import has_world, md_counts, md_png
 from genixer_assets.collection import collected_datasets
 from genixer_assets.filtering import genixer_rec, genixer_vqa
+from genixer_assets.generators import generator_path
 from resources import GenixerSettings, MLLMBackend
 
 
@@ -33,15 +34,16 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
     general = json.loads(settings.path("tables", "instruction_templates.json").read_text())["general"]
     rows = []
     for generator, task in (("genixer_l", "common_vqa"), ("genixer_s", "rec")):
-        model, processor = backend.load(settings.model_dir(generator))
+        path = generator_path(settings, backend, generator)
+        model, processor = backend.load(path, generator)
         reqs = datagen.plan_requests(images, general, task, 1, p.seed + 7)
-        df, _ = datagen.generate_shard(model, processor, reqs, generator, datagen.checkpoint_id(settings.model_dir(generator)),
-                                       p.gen_sampling, task, task, None)
+        df, _ = datagen.generate_shard(model, processor, reqs, generator, datagen.checkpoint_id(path),
+                                       p.gen_sampling, task, task, None, batch_size=backend.batch_size(generator, 32))
         df = df.assign(oracle=quality.oracle_column(df, scenes))
         ok = df.quarantine_reason.isna()
         if generator == "genixer_l":
-            jm, jp = backend.load(backend.judge_checkpoint or settings.model_dir("judge_mllm"))
-            df.loc[ok, "judge_p_yes"] = judge.score_samples(jm, jp, df[ok]) if ok.any() else []
+            jm, jp = backend.load(backend.checkpoint("judge") or settings.model_dir("judge_mllm"), "judge")
+            df.loc[ok, "judge_p_yes"] = judge.score_samples(jm, jp, df[ok], batch_size=backend.batch_size("judge", 32)) if ok.any() else []
             kept = df.sample_id.isin(filters.select_vqa(df, vqa_applied["judge_lambda"], vqa_applied["hard_band_share"], p.seed).sample_id)
         else:
             cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
@@ -49,8 +51,9 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
             todo = df[df.filter_reason.isna()]
             scores = np.array([])
             if len(todo):
-                cm, pre, tok = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device()))
-                scores = region_clip.clip_scores(cm, pre, tok, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
+                cm, pre, tok = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device("region_clip")), weights=cal.get("weights"))
+                scores = region_clip.clip_scores(cm, pre, tok, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist(),
+                                                 batch_size=backend.batch_size("region_clip", 64))
             df = filters.clip_step(df, scores, rec_applied["clip_threshold"])
             kept = df.filter_reason.isna()
         rows.append({"domain": "held-out background", "data": generator, **quality.correctness_table(df, df[kept]).iloc[-1].drop("task")})

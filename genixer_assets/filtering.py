@@ -65,7 +65,7 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
     ones. With the world, the corruptions come from its grammar and the oracle confirms them; from
     published data (no world), they are wrong by construction (genixer.corruptions: another answer of
     the same question kind, another MC option, yes/no flipped, a box moved or another object's box),
-    held-out records from held-out images. With `backend.judge_checkpoint` set, that checkpoint is
+    held-out records from held-out images. With `backend.judge.checkpoint` set, that checkpoint is
     used instead."""
     p, collect, val, samples, scenes = _collected(settings)
     train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
@@ -73,9 +73,9 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
     pool = corruptions.build_pool(samples) if scenes is None else None  # distractors from all collected data
     meta = {"records_from": "world grammar, oracle-checked" if scenes is not None else "collected data, wrong by construction (no world)",
             "heldout_images": len(val)}
-    path = backend.judge_checkpoint or str(settings.model_dir("judge_mllm"))
-    if backend.judge_checkpoint:
-        meta["source"] = backend.judge_checkpoint
+    path = backend.checkpoint("judge") or str(settings.model_dir("judge_mllm"))
+    if backend.checkpoint("judge"):
+        meta["source"] = path
     else:
         templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
         records = _judge_records(train_s, p.seed, scenes, pool)
@@ -83,7 +83,7 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
             raise dg.Failure(description=f"no judge training record: none of the {len(train_s)} training samples of the general "
                                          f"tasks {GENERAL_TASKS} has a corruption")
         res = judge.train_judge(records, vocabulary_texts(samples, templates["general"], templates["phrasings"]), p.judge,
-                                config.apply(p.judge_train), path)
+                                config.apply(backend.train_config("judge", p.judge_train)), path)
         rec = pd.DataFrame(records)
         meta.update(_train_metadata(res, "judge_mllm"), records=len(records), yes_share=float((rec.target == judge.YES).mean()),
                     corruptions=md_counts(rec, "corruption"))
@@ -92,8 +92,9 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
         held = pd.DataFrame(columns=["image_path", "prompt", "target", "corruption", "p_yes", "label"])
         meta["heldout"] = f"no held-out record ({len(val_s)} held-out samples of the general tasks): nothing to evaluate"
     else:
-        model, processor = backend.load(path)
-        p_yes = score_yes_no(model, processor, held.image_path.tolist(), held.prompt.tolist(), yes=judge.YES, no=judge.NO)
+        model, processor = backend.load(path, "judge")
+        p_yes = score_yes_no(model, processor, held.image_path.tolist(), held.prompt.tolist(), yes=judge.YES, no=judge.NO,
+                             batch_size=backend.batch_size("judge", 16))
         held = held.assign(p_yes=p_yes, label=held.target == judge.YES)
     held.to_parquet(settings.table_path("judge_mllm_eval"), index=False)
     by_kind = held.groupby("corruption").agg(n=("p_yes", "size"), mean_p_yes=("p_yes", "mean")).reset_index()
@@ -139,15 +140,18 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
     phrasings = _phrasings(settings)
     out = settings.model_dir("region_clip")
     meta = {}
-    if backend.region_clip_checkpoint:
-        out, meta["source"] = backend.region_clip_checkpoint, backend.region_clip_checkpoint
+    role = backend.role("region_clip")
+    weights = role.weights
+    if role.checkpoint:
+        out, meta["source"] = role.checkpoint, role.checkpoint + (f" + {weights}" if weights else "")
     else:
+        weights = None
         pairs = region_clip.region_pairs([s for s in samples if s["image_id"] not in val], phrasings)
         if not pairs:
             raise dg.Failure(description="no (region, expression) pair in the collected training data: the region CLIP needs REC or REG samples")
-        res = region_clip.train_region_clip(pairs, p.clip, config.apply(p.clip_train), out)
+        res = region_clip.train_region_clip(pairs, p.clip, config.apply(backend.train_config("region_clip", p.clip_train)), out)
         meta.update(_train_metadata(res, "region_clip"), pairs=len(pairs))
-    model, preprocess, tokenizer = region_clip.load_region_clip(out, device=str(backend.torch_device()))
+    model, preprocess, tokenizer = region_clip.load_region_clip(out, device=str(backend.torch_device("region_clip")), weights=weights)
     held = [s for s in samples if s["image_id"] in val]
     pos = region_clip.region_pairs(held, phrasings)
     # negatives: other objects of the same image (the world's scene, or the held-out samples' own pairs), shifted boxes
@@ -171,7 +175,7 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
     else:
         cal = region_clip.fixed_threshold(config.clip_threshold_value, *((sp, sn) if len(sp) and len(sn) else (None, None)))
     cal = {**cal, "mode": mode, "requested_mode": config.clip_threshold_mode, **({"warning": warning} if warning else {})}
-    settings.path("tables", "region_clip_calibration.json").write_text(json.dumps({**cal, "model": str(out)}, indent=1))
+    settings.path("tables", "region_clip_calibration.json").write_text(json.dumps({**cal, "model": str(out), "weights": weights}, indent=1))
     hist = {"true pairs": _hist(sp), "negatives": _hist(sn)}
     return dg.MaterializeResult(metadata={
         **meta,
@@ -204,10 +208,10 @@ def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSet
     the sample's score the lowest turn score). A NaN score is quarantined."""
     shard = context.partition_key
     raw = read_samples(settings.table_path("raw_generations_l", shard))
-    judge_dir = backend.judge_checkpoint or settings.model_dir("judge_mllm")
-    model, processor = backend.load(judge_dir)
+    judge_dir = backend.checkpoint("judge") or settings.model_dir("judge_mllm")
+    model, processor = backend.load(judge_dir, "judge")
     ok = raw.quarantine_reason.isna()
-    scores = judge.score_samples(model, processor, raw[ok]) if ok.any() else np.array([])
+    scores = judge.score_samples(model, processor, raw[ok], batch_size=backend.batch_size("judge", 32)) if ok.any() else np.array([])
     raw.loc[ok, "judge_p_yes"] = scores
     nan = ok & raw.judge_p_yes.isna()
     raw.loc[nan, "quarantine_reason"] = "judge: no judgeable question/answer pair (NaN score)"
@@ -276,12 +280,14 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
     todo = rows[rows.filter_reason.isna()]
     scores = np.array([])
     if len(todo):
-        model, preprocess, tokenizer = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device()))
-        scores = region_clip.clip_scores(model, preprocess, tokenizer, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist())
+        model, preprocess, tokenizer = region_clip.load_region_clip(cal["model"], device=str(backend.torch_device("region_clip")),
+                                                                    weights=cal.get("weights"))
+        scores = region_clip.clip_scores(model, preprocess, tokenizer, todo.image_path.tolist(), todo.box.tolist(), todo.expression.tolist(),
+                                         batch_size=backend.batch_size("region_clip", 64))
     rows = filters.clip_step(rows, scores, threshold)
     path = write_samples(rows.drop(columns=["box"]), settings.table_path("scored_generations_s", shard), lineage=True,
                          applied={"clip_threshold": float(threshold), "clip_threshold_mode": mode,
-                                  "region_clip_checkpoint": checkpoint_id(cal["model"])})
+                                  "region_clip_checkpoint": checkpoint_id(cal.get("weights") or cal["model"])})
     return dg.MaterializeResult(metadata={
         "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold), "clip_threshold_mode": mode,
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",

@@ -13,7 +13,7 @@ from genixer.schema import read_samples, write_samples
 from genixer.tasks import TASKS
 from genixer_assets._meta import md_counts, md_table
 from genixer_assets.collection import image_corpus
-from genixer_assets.generators import GPU, genixer_l, genixer_s
+from genixer_assets.generators import GPU, generator_path, genixer_l, genixer_s
 from genixer_assets.partitions import shard_partitions
 from resources import GenixerSettings, MLLMBackend
 
@@ -25,7 +25,7 @@ class GenerationConfig(dg.Config):
     temperature: Optional[float] = Field(None, description="sampling temperature, 0 = greedy (default: preset)")
     top_p: Optional[float] = Field(None, description="nucleus sampling mass (default: preset)")
     max_new_tokens: Optional[int] = Field(None, description="generation length limit (default: preset)")
-    batch_size: int = Field(32, description="requests per batched generate() call")
+    batch_size: Optional[int] = Field(None, description="requests per batched generate() call (default: the role's batch_size, else 32)")
 
 
 def _raw_generations(context, config: GenerationConfig, settings: GenixerSettings, backend: MLLMBackend,
@@ -43,14 +43,14 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     images = settings.read_table("image_corpus", shard)
     general = json.loads(settings.path("tables", "instruction_templates.json").read_text())["general"]
     requests = datagen.plan_requests(images, general, task, config.samples_per_image or p.gen_per_image, p.seed)
-    model_dir = settings.model_dir(generator)
+    model_dir = generator_path(settings, backend, generator)
     out_path = settings.table_path(name, shard)
     partial = settings.path("tables", "_partial", name, f"{shard}.parquet")
     cache = pd.concat([read_samples(f) for f in (out_path, partial) if f.exists()], ignore_index=True) if (out_path.exists() or partial.exists()) else None
-    model, processor = backend.load(model_dir)
+    model, processor = backend.load(model_dir, generator)
     df, reused = datagen.generate_shard(
         model, processor, requests, generator, datagen.checkpoint_id(model_dir), sampling, task, default_task, cache,
-        save=lambda d: write_samples(d, partial, lineage=True), batch_size=config.batch_size)
+        save=lambda d: write_samples(d, partial, lineage=True), batch_size=config.batch_size or backend.batch_size(generator, 32))
     write_samples(df, out_path, lineage=True)
     partial.unlink(missing_ok=True)
     quarantined = df[df.quarantine_reason.notna()]

@@ -74,7 +74,20 @@ def _context(settings: GenixerSettings):
 
 
 def base_path(settings: GenixerSettings, backend: MLLMBackend) -> str:
-    return backend.base_checkpoint or str(settings.model_dir("base_mllm"))
+    return backend.checkpoint("base") or str(settings.model_dir("base_mllm"))
+
+
+def generator_path(settings: GenixerSettings, backend: MLLMBackend, name: str) -> str:
+    """Where generator `name` (genixer_l / genixer_s) is: its role's checkpoint, or the fine-tune made here."""
+    return backend.checkpoint(name) or str(settings.model_dir(name))
+
+
+def finetune_role(backend: MLLMBackend, role: str, start, records, cfg, out, weights=None):
+    """gen.finetune with the role's device, dtype and automatic LoRA for a large start model."""
+    from resources.models import LORA_ABOVE_PARAMS
+
+    return gen.finetune(start, records, cfg, out, weights, **backend.load_kwargs(role), auto_lora=backend.auto_lora(role),
+                        lora_above_params=LORA_ABOVE_PARAMS)
 
 
 class BaseConfig(TrainOverrides):
@@ -98,7 +111,7 @@ def _captions(settings: GenixerSettings, collect: pd.DataFrame, samples: list[di
 def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The stand-in for pretrained LLaVA-1.5 / Shikra: the embedded LLaVA (CLIP vision tower +
     Llama) trained from scratch as a problem solver on all nine collected tasks. With
-    `backend.base_checkpoint` set, that checkpoint is used instead (and only evaluated).
+    `backend.base.checkpoint` set, that checkpoint is used instead (and only evaluated).
     Without the world, captions are the collected region descriptions, the vision pre-stage is the
     contrastive one on them (patch labels need scene graphs), and held-out answers are checked
     against the collected answers instead of the oracle."""
@@ -109,8 +122,8 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
     train_s = [s for s in samples if s["image_id"] not in val]
     val_s = [s for s in samples if s["image_id"] in val]
     meta = {"text_only_left_out": int(collected.image_path.isna().sum())} if not world else {}
-    if backend.base_checkpoint:
-        meta["source"] = backend.base_checkpoint
+    if backend.checkpoint("base"):
+        meta["source"] = backend.checkpoint("base")
     else:
         templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
         vocab = gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])
@@ -131,15 +144,17 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
             meta["vision_objective"] = objective
             meta.update({f"vision_pretrain_{k}": v for k, v in _train_metadata(pre, f"vision pre-stage ({objective})").items()})
             meta.update({f"vision_heldout_{k}": v for k, v in scores.items()})
-        res = gen.train_base_mllm(train_s, captions, share, vocab, p.mllm, config.apply(p.base_train), settings.model_dir("base_mllm"),
+        res = gen.train_base_mllm(train_s, captions, share, vocab, p.mllm, config.apply(backend.train_config("base", p.base_train)),
+                                  settings.model_dir("base_mllm"),
                                   vision_init=vision_init)
         meta.update(_train_metadata(res, "base_mllm"))
-    model, processor = backend.load(base_path(settings, backend))
+    model, processor = backend.load(base_path(settings, backend), "base")
+    bs = backend.batch_size("base", 32)
     if world:
         scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-        ev, prior = evaluate_solver(model, processor, val_s, scenes), prior_baseline(train_s, val_s, scenes)
+        ev, prior = evaluate_solver(model, processor, val_s, scenes, batch_size=bs), prior_baseline(train_s, val_s, scenes)
     else:
-        ev, prior = evaluate_solver_free(model, processor, val_s), prior_baseline_free(train_s, val_s)
+        ev, prior = evaluate_solver_free(model, processor, val_s, batch_size=bs), prior_baseline_free(train_s, val_s)
         meta["checked_against"] = "the collected answers (no world, no oracle)"
     ev.to_parquet(settings.table_path("base_mllm_eval"), index=False)
     table = pd.DataFrame({"accuracy": ev.groupby("task").correct.mean(), "blind_prior": prior.groupby("task").correct.mean()}).reset_index()
@@ -155,13 +170,15 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
 
 def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dict:
     """Generate on held-out collect images, type-specific and type-agnostic; the oracle judges."""
-    model, processor = backend.load(settings.model_dir(name))
+    model, processor = backend.load(generator_path(settings, backend, name), name)
+    bs = backend.batch_size(name, 32)
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     images = collect[collect.image_id.isin(val)].to_dict("records")
     if not images:
         raise dg.Failure(description=f"no held-out image to evaluate {name} on ({len(collect)} collected images)")
-    spec = evaluate_generator(model, processor, images, list(tasks), templates["general"], True, p.eval_sampling, seed=p.seed)
-    agn = evaluate_generator(model, processor, images, list(tasks), templates["general"], False, p.eval_sampling, seed=p.seed + 1)
+    spec = evaluate_generator(model, processor, images, list(tasks), templates["general"], True, p.eval_sampling, seed=p.seed, batch_size=bs)
+    agn = evaluate_generator(model, processor, images, list(tasks), templates["general"], False, p.eval_sampling, seed=p.seed + 1,
+                             batch_size=bs)
     ev = pd.concat([spec.assign(mode="type_specific"), agn.assign(mode="type_agnostic")], ignore_index=True)
     ev.drop(columns=["turns"]).to_parquet(settings.table_path(f"{name}_eval"), index=False)
     summary = generator_summary(ev)
@@ -205,32 +222,46 @@ def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: t
 @dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
 def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_L: base_mllm fine-tuned to generate Common VQA, Adv VQA, MC VQA and MD data
-    (the paper's LLaVA-1.5-based generator)."""
+    (the paper's LLaVA-1.5-based generator). With `backend.genixer_l.checkpoint` set, that
+    checkpoint is used instead (and only evaluated)."""
     p, collect, val = _context(settings)
-    recs = settings.read_table("templated_instructions")
-    recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val) & recs.image_path.notna()].to_dict("records")  # text-only: no image
-    mixed, weights, shares = _replay(settings, config, p.l_replay, collect, val)(recs)
-    res = gen.finetune(base_path(settings, backend), mixed, config.apply(p.l_train), settings.model_dir("genixer_l"), weights)
+    if backend.checkpoint("genixer_l"):
+        meta = {"source": backend.checkpoint("genixer_l")}
+    else:
+        recs = settings.read_table("templated_instructions")
+        recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val) & recs.image_path.notna()].to_dict("records")  # text-only: no image
+        mixed, weights, shares = _replay(settings, config, p.l_replay, collect, val)(recs)
+        res = finetune_role(backend, "genixer_l", base_path(settings, backend), mixed, config.apply(backend.train_config("genixer_l", p.l_train)),
+                            settings.model_dir("genixer_l"), weights)
+        meta = {**_train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares}
     return dg.MaterializeResult(metadata={
-        **_train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares,
+        **meta,
         **_generator_eval(settings, backend, "genixer_l", GENERAL_TASKS, p, collect, val),
-        "path": dg.MetadataValue.path(str(settings.model_dir("genixer_l"))),
+        "path": dg.MetadataValue.path(generator_path(settings, backend, "genixer_l")),
     })
 
 
 @dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
 def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_S: base_mllm fine-tuned in two phases (REC+REG; then PointQA, QCA, RD added and
-    REC/REG reduced) to generate grounding data (the paper's Shikra-based generator)."""
+    REC/REG reduced) to generate grounding data (the paper's Shikra-based generator). With
+    `backend.genixer_s.checkpoint` set, that checkpoint is used instead (and only evaluated)."""
     p, collect, val = _context(settings)
+    if backend.checkpoint("genixer_s"):
+        return dg.MaterializeResult(metadata={
+            "source": backend.checkpoint("genixer_s"),
+            **_generator_eval(settings, backend, "genixer_s", GROUNDING_TASKS, p, collect, val),
+            "path": dg.MetadataValue.path(backend.checkpoint("genixer_s")),
+        })
     recs = settings.read_table("templated_instructions")
     recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val) & recs.image_path.notna()]
     phase1, phase2 = (recs[recs.phase == k].to_dict("records") for k in (1, 2))
     out = settings.model_dir("genixer_s")
     mix = _replay(settings, config, p.s_replay, collect, val)
     (mixed1, w1, shares), (mixed2, w2, _) = mix(phase1), mix(phase2)
-    r1 = gen.finetune(base_path(settings, backend), mixed1, config.apply(p.s_train[0]), out / "phase1", w1)
-    r2 = gen.finetune(out / "phase1", mixed2, config.apply(p.s_train[1]), out, w2)
+    r1 = finetune_role(backend, "genixer_s", base_path(settings, backend), mixed1, config.apply(backend.train_config("genixer_s", p.s_train[0])),
+                       out / "phase1", w1)
+    r2 = finetune_role(backend, "genixer_s", out / "phase1", mixed2, config.apply(backend.train_config("genixer_s", p.s_train[1])), out, w2)
     meta1 = _train_metadata(r1, "genixer_s phase 1")
     return dg.MaterializeResult(metadata={
         **_train_metadata(r2, "genixer_s phase 2"), "batch_shares": shares,

@@ -9,7 +9,6 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from genixer import generators as gen
 from genixer import quality
 from genixer.evaluation import solver_records
 from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture, recipe_records
@@ -17,7 +16,7 @@ from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
-from genixer_assets.generators import GPU, TrainOverrides, _captions, _context, _train_metadata, base_mllm, base_path
+from genixer_assets.generators import GPU, TrainOverrides, _captions, _context, _train_metadata, base_mllm, base_path, finetune_role
 from resources import GenixerSettings, MLLMBackend
 
 recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
@@ -50,7 +49,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
     collected = solver_records(samples)
     captions, caption_source = _captions(settings, collect, samples, set(collect.image_id) - val)
-    if recipe.added == "oracle_vqa" and not world:
+    if recipe.needs_world and not world:
         raise dg.Failure(description=f"recipe {recipe.name} keeps the rows the world's oracle calls correct: this run has no world "
                                      "(collected_datasets came from published files)")
     scored = settings.read_table("scored_generations_l") if recipe.added in ("vqa", "raw_vqa", "oracle_vqa") else None
@@ -67,17 +66,18 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     if recipe.added == "oracle_vqa":
         scored = scored.assign(oracle_correct=quality.oracle_column(scored, scenes) == "correct")
     rows, first, upstream = [], {}, ""
+    start = backend.checkpoint("retraining") or base_path(settings, backend)
     for k in range(n_seeds):
         seed = p.seed + recipe.seed_offset + k
         try:
             s1, s2, upstream = added_rows(recipe, scored, vqa_rows, rec_rows, applied.get("judge_lambda", p.judge_lambda), seed)
         except EmptyRecipeError as e:
             raise dg.Failure(description=str(e)) from e
-        cfg = config.apply(replace(p.retrain, seed=seed))
+        cfg = config.apply(backend.train_config("retraining", replace(p.retrain, seed=seed)))
         records, weights, shares, steps = mixture(captions, collected, recipe_records(s1) if len(s1) else [],
                                                   recipe_records(s2) if len(s2) else [], p.caption_share, cfg.steps, cfg.batch_size, epochs)
         out = settings.model_dir(f"retrained/{recipe.name}/seed_{k}")
-        res = gen.finetune(base_path(settings, backend), records, replace(cfg, steps=steps), out, sample_weights=weights)
+        res = finetune_role(backend, "retraining", start, records, replace(cfg, steps=steps), out, weights)
         added = pd.concat([s1, s2]) if len(s1) + len(s2) else pd.DataFrame()
         correct = float((quality.oracle_column(added, scenes) == "correct").mean()) if len(added) and world else float("nan")
         rows.append({"seed": seed, "judge_lambda": round(applied["judge_lambda"] + recipe.lambda_offset, 3) if applied else None,
@@ -96,7 +96,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     return dg.MaterializeResult(metadata={
         "recipe": recipe.name, "what": recipe.what, "seeds": n_seeds, "upstream": upstream or "none",
         "captions": len(captions), "caption_source": caption_source,
-        "initialised_from": base_path(settings, backend), "steps_per_seed": int(table.steps.iloc[0]),
+        "initialised_from": start, "steps_per_seed": int(table.steps.iloc[0]),
         "judge_lambda_applied": applied.get("judge_lambda", "n/a"),
         "added_rows_stage1": int(table.stage1_rows.iloc[0]), "added_rows_stage2": int(table.stage2_rows.iloc[0]),
         "added_oracle_correct": float(table.added_oracle_correct.iloc[0]),

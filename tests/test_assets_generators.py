@@ -12,6 +12,7 @@ from genixer.models.tokenizer import build_tokenizer
 from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction
 from genixer_assets.definitions import defs
 from resources import MLLMBackend
+from resources.models import ModelRole
 from tests.conftest import metadata_of
 
 
@@ -93,7 +94,7 @@ def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
     model, processor = build_embedded_mllm(tok)
     model.save_pretrained(tmp_path / "llava")
     processor.save_pretrained(tmp_path / "llava")
-    backend = MLLMBackend(device="cpu", base_checkpoint=str(tmp_path / "llava"))
+    backend = MLLMBackend(device="cpu", base=ModelRole(checkpoint=str(tmp_path / "llava")))
     res = dg.materialize(list(defs.assets), selection=["base_mllm"], resources={"settings": settings, "backend": backend})
     meta = metadata_of([res], "base_mllm")
     assert meta["source"] == str(tmp_path / "llava") and "steps" not in meta  # evaluated, not trained
@@ -103,7 +104,7 @@ def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
     assert meta["heldout_accuracy"] == pytest.approx(ev.correct.mean())
     samples = read_samples(settings.table_path("collected_datasets")).set_index("sample_id").loc[ev.sample_id].reset_index()
     scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
-    again = evaluate_solver(*backend.load(backend.base_checkpoint), samples.to_dict("records"), scenes)  # same samples, same batches
+    again = evaluate_solver(*backend.load(backend.checkpoint("base"), "base"), samples.to_dict("records"), scenes)  # same samples, same batches
     assert again.answer.tolist() == ev.answer.tolist()
     assert built_settings.table_path("base_mllm_eval").read_bytes() == shared_eval
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from genixer.boxes import BoxFormatError, answer_box, find_box_groups, iou, parse_boxes, parse_point
+from genixer.task_form import as_turns, task_by_form
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
 from genixer.world.grammar import COMPILED, EXPRESSION_RE, TASK_KINDS, parse_desc, relation_clear, relation_holds
 from genixer.world.scene import Obj, Scene, object_at
@@ -41,11 +42,21 @@ def classify(question: str) -> tuple[str, re.Match] | None:
     return None
 
 
-def task_of(turns: list[dict]) -> str | None:
-    """The task a (generated) sample is an instance of, judged from its questions alone."""
+def task_of(turns: list[dict], width: float | None = None, height: float | None = None) -> str | None:
+    """The task a (generated) sample is an instance of.
+
+    The world grammar first: when every question is one of the world's phrasings, the task is the
+    one those question kinds make (None for kinds that make no task together, e.g. a general and a
+    grounding question in one dialogue). When any question is not in the grammar (a published data
+    set's phrasing, or a world-like question the grammar does not parse), the task is decided by the
+    form of the turns alone (:func:`genixer.task_form.task_by_form`; ``width``/``height`` are passed to
+    it). Malformed turns give None."""
+    turns = as_turns(turns)
+    if turns is None or not all(isinstance(t.get("question"), str) for t in turns):
+        return None  # no turns, or a turn without a text question
     found = [classify(t["question"]) for t in turns]
-    if not turns or any(f is None for f in found):
-        return None
+    if any(f is None for f in found):
+        return task_by_form(turns, width, height)
     tasks = [KIND_TASK[k] for k, _ in found]
     if len(turns) == 1:
         return tasks[0]

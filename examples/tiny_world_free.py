@@ -1,0 +1,81 @@
+"""A world-free run this machine can do in about a minute: published-format files and tiny checkpoints.
+
+    python examples/tiny_world_free.py /tmp/tiny            # writes data, checkpoints and /tmp/tiny/run.yaml
+    python -m genixer_assets.demo --config /tmp/tiny/run.yaml
+
+It writes small releases in the published formats (VQAv2, A-OKVQA, RefCOCO; benchmarks VQAv2 val, POPE,
+A-OKVQA val, RefCOCO testA), a folder of unlabeled images, and tiny random checkpoints of the real
+architectures in their standard layouts (LLaVA-1.5 as the base the generators are fine-tuned from, Fuyu as
+the judge, open_clip ViT-L-14 scaled down as the region CLIP, Qwen2-VL as the retraining start point), then
+the run config that points the graph at them. The models are random: the run shows the plumbing, not
+quality. The release writers are the test suite's fixtures (tests/), so this runs from a clone of the repo.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build(root: str | Path) -> dict:
+    """Write everything under `root`; returns the run config (also written to root/run.yaml)."""
+    import yaml
+
+    from genixer.models.tiny import save_tiny_fuyu, save_tiny_llava, save_tiny_open_clip, save_tiny_qwen2_vl
+    from tests.sources.helpers import write_image
+    from tests.sources.test_aokvqa import _release as aokvqa_val
+    from tests.sources.test_pope import _release as pope_release
+    from tests.sources.test_refcoco import _release as refcoco_test
+    from tests.sources.test_vqav2 import _release as vqav2_val
+    from tests.test_assets_worldfree import aokvqa_release, refcoco_release, vqav2_release
+
+    root = Path(root).resolve()
+    # held-out images are the last in sort order: the 3 A-OKVQA images, then RefCOCO 9107-9109 (27 REC pairs to calibrate on)
+    sources = [vqav2_release(root / "vqa", n_images=15), aokvqa_release(root / "aok", n_images=3),
+               refcoco_release(root / "ref", n_images=10, first_id=9100)]
+    q, a, vqa_images, _ = vqav2_val(root / "bench_vqa")
+    pope, pope_images = pope_release(root / "bench_pope")
+    aok, coco = aokvqa_val(root / "bench_aok")
+    refs, inst, ref_images = refcoco_test(root / "bench_ref")
+    bench = [{"format": "vqav2", "files": [str(q), str(a)], "images": str(vqa_images)},
+             {"format": "pope", "files": [str(pope)], "images": str(pope_images)},
+             {"format": "aokvqa", "files": [str(aok)], "images": str(coco)},
+             {"format": "refcoco", "files": [str(refs), str(inst)], "images": str(ref_images)}]
+    corpus = root / "corpus"
+    for i in range(8):
+        write_image(corpus / f"sub{i % 2}" / f"img_{i:03d}.png", (80, 64), [(200, 30, 30), (30, 180, 30), (30, 30, 200)][i % 3])
+    ck = root / "checkpoints"
+    save_tiny_llava(ck / "llava", hub_layout=True)
+    save_tiny_fuyu(ck / "fuyu")
+    save_tiny_open_clip(ck / "clip")
+    save_tiny_qwen2_vl(ck / "qwen")
+    config = {
+        "resources": {
+            "settings": {"config": {"preset": "smoke", "data_dir": str(root / "data")}},
+            "backend": {"config": {
+                "device": "cpu",
+                "base": {"checkpoint": str(ck / "llava")},
+                "judge": {"checkpoint": str(ck / "fuyu"), "batch_size": 8},
+                "region_clip": {"checkpoint": str(ck / "clip")},
+                "retraining": {"checkpoint": str(ck / "qwen"), "lora_rank": 8, "gradient_checkpointing": True, "grad_accum": 2,
+                               "mixed_precision": "bf16", "batch_size": 4},
+            }},
+        },
+        "ops": {
+            "collected_datasets": {"config": {"sources": sources}},
+            "benchmark_sets": {"config": {"sources": bench}},
+            "corpus_shards": {"config": {"kind": "folder", "path": str(corpus), "shard_size": 4}},
+            "genixer_l": {"config": {"steps": 150}},  # the tiny LLaVA needs more than the smoke preset's 80 to write the format
+            "region_clip_model": {"config": {"min_calibration_pairs": 10}},
+        },
+    }
+    (root / "run.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    build(sys.argv[1])
+    print(f"wrote {Path(sys.argv[1]).resolve() / 'run.yaml'}\nnext: python -m genixer_assets.demo --config {Path(sys.argv[1]).resolve() / 'run.yaml'}")
