@@ -54,7 +54,7 @@ from open_clip.model import set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from safetensors.torch import save_file
 
-from genixer.boxes import BOX_GROUP_RE, POINT_RE, BoxFormatError, iou, parse_boxes
+from genixer.boxes import BOX_GROUP_RE, POINT_RE, BoxFormatError, find_box_groups, iou, parse_boxes
 from genixer.images import image_size, open_rgb
 from genixer.sources.common import REC_QUESTION
 from genixer.templates import TemplateError
@@ -324,10 +324,14 @@ def region_pairs(samples, phrasings=None) -> list[dict]:
                 if box is None and expr is not None:
                     found = parse_boxes(a, s["width"], s["height"])
                     box = list(found[0]) if len(found) == 1 else None
-            else:
-                expr = _norm_expr(a) if _describe_box(q) is not None else None
+            else:  # the world's REG phrasings, or any question holding exactly one box (REG_QUESTION, published REG)
+                where = _describe_box(q)
+                if where is None:
+                    groups = find_box_groups(q)
+                    where = groups[0] if len(groups) == 1 else None
+                expr = _norm_expr(a) if where is not None else None
                 if box is None and expr:
-                    found = parse_boxes(_describe_box(q), s["width"], s["height"])
+                    found = parse_boxes(where, s["width"], s["height"])
                     box = list(found[0]) if len(found) == 1 else None
         except BoxFormatError:
             expr = None

@@ -55,6 +55,7 @@ def _train_metadata(res, title: str) -> dict:
         "tokens_per_s": round(res.tokens_per_s, 1),
         "train_wall_s": round(res.wall_s, 1),
         "records_truncated": res.n_truncated,
+        "records_truncated_by_task": res.truncated_by_task or "none",
         "learning_curves": md_png(curves_png(curves, title), "loss per task"),
         "final_loss_by_group": {g: round(float(c[-1][1]), 4) for g, c in sorted(res.group_curves.items()) if c},
     }

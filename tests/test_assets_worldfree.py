@@ -191,7 +191,8 @@ def test_region_clip_threshold_modes_and_the_rec_filter_phrasings(tmp_path):
     res = dg.materialize([region_clip_model, region_clip_model_valid], resources=_resources(settings))
     assert res.success and res.get_asset_check_evaluations()[0].passed
     md = _md(res, "region_clip_model")
-    assert md["clip_threshold_mode"] == "calibrate" and md["heldout_true_pairs"] == 27 and md["heldout_negatives"] >= 27
+    # 3 held-out images x 3 objects x 3 expressions, each a REC and a REG pair
+    assert md["clip_threshold_mode"] == "calibrate" and md["heldout_true_pairs"] == 54 and md["heldout_negatives"] >= 54
     assert "warning" not in md and -1 <= md["clip_threshold"] <= 1
     cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
     assert cal["mode"] == "calibrate" and cal["objective"] == "f1" and cal["threshold"] == md["clip_threshold"]
@@ -218,14 +219,14 @@ def test_region_clip_threshold_modes_and_the_rec_filter_phrasings(tmp_path):
         "clip_threshold_mode": "fixed", "clip_threshold_value": 0.25}}}})
     md = _md(res, "region_clip_model")
     assert md["clip_threshold_mode"] == "fixed" and md["clip_threshold"] == 0.25 and "warning" not in md
-    assert md["calibration_n_pos"] == 27  # what the fixed cut does on the held-out pairs is reported
+    assert md["calibration_n_pos"] == 54  # what the fixed cut does on the held-out pairs is reported
 
-    # too few held-out pairs (5 images: 1 held out, 9 pairs < 20): auto falls back to the paper's 0.6, with a warning
+    # too few held-out pairs (5 images: 1 held out, 9 REC + 9 REG pairs < 20): auto falls back to the paper's 0.6, with a warning
     small = _settings(tmp_path, "small")
     _collect(small, [refcoco_release(tmp_path / "ref_small", n_images=5)])
     res = dg.materialize([region_clip_model], resources=_resources(small))
     md = _md(res, "region_clip_model")
-    assert md["clip_threshold_mode"] == "fixed" and md["clip_threshold"] == 0.6 and "only 9 held-out true pairs" in md["warning"]
+    assert md["clip_threshold_mode"] == "fixed" and md["clip_threshold"] == 0.6 and "only 18 held-out true pairs" in md["warning"]
     cal = json.loads(small.path("tables", "region_clip_calibration.json").read_text())
     assert cal["threshold"] == 0.6 and cal["requested_mode"] == "auto" and "warning" in cal
     _no_world(settings)

@@ -320,3 +320,20 @@ def test_fixed_threshold_is_the_papers_cosine():
     assert fixed_threshold(0.3)["source"] == "fixed by the caller"
     with pytest.raises(ValueError):
         fixed_threshold(60)
+
+
+def test_region_pairs_from_published_reg():
+    """Published REG rows (REG_QUESTION holds the box): expression = the answer, box = the sample's box, else the
+    question's one box; a question with two boxes gives no pair."""
+    from genixer.boxes import box_to_text
+    from genixer.sources.common import REG_QUESTION
+
+    box = [10.0, 20.0, 60.0, 70.0]
+    s = {"task": "reg", "image_path": "a.jpg", "image_id": "a", "sample_id": "r1", "width": 100, "height": 80, "boxes": [box],
+         "turns": [{"question": REG_QUESTION.format(box=box_to_text(box, 100, 80)), "answer": "The man in the red shirt."}]}
+    (p,) = region_pairs([s])
+    assert p["expression"] == "the man in the red shirt" and p["box"] == box
+    (p,) = region_pairs([dict(s, boxes=[])])  # the box read back from the question
+    assert p["box"] == pytest.approx(box, abs=0.1)
+    two = dict(s, boxes=[], turns=[{"question": "Describe [0.1,0.1,0.2,0.2] and [0.3,0.3,0.4,0.4].", "answer": "x"}])
+    assert region_pairs([two]) == []

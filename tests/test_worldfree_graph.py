@@ -83,7 +83,8 @@ def test_roles_loaded_or_fine_tuned_from_their_checkpoints(run):
     assert not any(settings.model_dir("base_mllm").iterdir())
     for name in ("genixer_l", "genixer_s"):  # fine-tuned from the LLaVA checkpoint: the saved model is a LLaVA
         cfg = json.loads((settings.model_dir(name) / "config.json").read_text())
-        assert cfg["model_type"] == "llava" and metadata_of(results, name)["steps"] > 0
+        md = metadata_of(results, name)
+        assert cfg["model_type"] == "llava" and md["steps"] > 0 and md["records_truncated_by_task"] == "none"
         assert (settings.model_dir(name) / "chat_template.jinja").exists() or "chat_template" in json.loads(
             (settings.model_dir(name) / "processor_config.json").read_text())
     judge = metadata_of(results, "judge_mllm")
