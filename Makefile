@@ -3,14 +3,25 @@ SHELL := /bin/bash
 ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
+# The instance: sqlite under .dagster/ (default) or DAGSTER_INSTANCE=postgres: deploy/postgres/dagster.yaml, the
+# server from DAGSTER_PG_HOST/PORT/USER/PASSWORD/DB (deploy/postgres.md).
+DAGSTER_INSTANCE ?= sqlite
+ifeq ($(DAGSTER_INSTANCE),postgres)
+export DAGSTER_HOME := $(ROOT)/deploy/postgres
+else ifeq ($(DAGSTER_INSTANCE),sqlite)
 export DAGSTER_HOME := $(ROOT)
+else
+$(error DAGSTER_INSTANCE must be sqlite or postgres, not '$(DAGSTER_INSTANCE)')
+endif
+# The gpu pool's limit (concurrent model steps): the node's GPUs, at least 1 (the steps run on CPU without one).
+GENIXER_GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); [ "$${n:-0}" -gt 0 ] && echo $$n || echo 1)
 export GENIXER_DATA_DIR ?= $(ROOT)/data
 export GENIXER_PRESET ?= demo
 # torch and torchvision are installed as a matched pair first (a mismatched torchvision fails
 # to import); override TORCH_SPEC for another platform, e.g. a CUDA index.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test dev bench bench-train bench-sources clean
+.PHONY: install demo test dev gpu-pool bench bench-train bench-sources clean
 
 install: $(VENV)/.installed
 
@@ -28,7 +39,12 @@ demo: install
 test: install
 	GENIXER_PRESET=smoke $(PY) -m pytest
 
-dev: install
+# Writes the gpu pool's limit into the instance (Dagster keeps a pool's limit in its storage, not in dagster.yaml).
+gpu-pool: install
+	@[ "$(GENIXER_GPUS)" -ge 1 ] 2>/dev/null || { echo "GENIXER_GPUS must be a whole number >= 1, got '$(GENIXER_GPUS)'"; exit 1; }
+	$(VENV)/bin/dagster instance concurrency set gpu $(GENIXER_GPUS)
+
+dev: install gpu-pool
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install

@@ -104,7 +104,8 @@ def predict(model, processor, samples: pd.DataFrame, batch_size: int = 128) -> p
     for task in order.task.unique():
         m = (order.task == task).to_numpy()
         outs += generate(model, processor, order.image_path[m].tolist(), [q for q, k in zip(questions, m) if k],
-                         Sampling(max_new_tokens=ANSWER_TOKENS.get(task, SHORT_ANSWER_TOKENS)), batch_size=batch_size)
+                         Sampling(max_new_tokens=ANSWER_TOKENS.get(task, SHORT_ANSWER_TOKENS)), batch_size=batch_size,
+                         desc=f"predict {task}")
     return prediction_frame(order, [o[0] for o in outs])
 
 

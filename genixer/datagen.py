@@ -22,6 +22,7 @@ from genixer.generation import Sampling, generate
 from genixer.images import ImageError, image_size
 from genixer.templates import ParseError, parse_generation, specific_instruction
 from genixer.world.oracle import task_of
+from genixer.progress import progress
 
 
 def checkpoint_id(model_dir: str | Path) -> str:
@@ -125,6 +126,7 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
             rows.append({**base, "task": fallback_task, "turns": None, "boxes": None, "points": None, "quarantine_reason": why})
         else:
             todo.append(base)
+    bar = progress(total=len(todo), desc=f"generate {generator}", unit="req")
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         # Each row samples from its own recorded seed, so its text does not depend on its batch (or on what a resume reused).
@@ -135,4 +137,6 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
             rows.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task)})
         if save is not None:
             save(pd.DataFrame(rows))
+        bar.update(len(chunk))
+    bar.close()
     return pd.DataFrame(rows), reused

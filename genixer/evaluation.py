@@ -75,7 +75,8 @@ def evaluate_generator(model, processor, images: list[dict], tasks: list[str], g
     rng = random.Random(seed)
     reqs = [(img, t) for img in images for t in (tasks if type_specific else [""])]
     prompts = generation_prompts([t for _, t in reqs], general, type_specific, rng)
-    outs = generate(model, processor, [img["image_path"] for img, _ in reqs], [p for _, p, _ in prompts], sampling, batch_size=batch_size)
+    outs = generate(model, processor, [img["image_path"] for img, _ in reqs], [p for _, p, _ in prompts], sampling, batch_size=batch_size,
+                    desc="evaluate generator")
     rows = []
     for (img, task), (tid, prompt, _), o in zip(reqs, prompts, outs):
         rows.append({"image_id": img["image_id"], "requested_task": task, "template_id": tid, "text": o[0],

@@ -30,6 +30,7 @@ from genixer.models.inputs import (
     open_images,
     split_prompt_answer,
 )
+from genixer.progress import progress
 
 
 @dataclass
@@ -84,11 +85,12 @@ def generate(
     sampling: Sampling | None = None,
     batch_size: int = 16,
     seeds: Sequence[int] | None = None,
+    desc: str | None = None,
 ) -> list[list[str]]:
     """``num_return_sequences`` decoded continuations per (image, prompt); new tokens only.
 
     When sampling, row i's j-th sequence is drawn with seed derive_seed(seeds[i], j) (seeds default
-    to derive_seed(sampling.seed, i)), whatever else is in its batch."""
+    to derive_seed(sampling.seed, i)), whatever else is in its batch. ``desc``: show progress under that name."""
     sampling = sampling or Sampling()
     if len(image_paths) != len(prompts) or (seeds is not None and len(seeds) != len(prompts)):
         raise ValueError("image_paths, prompts and seeds must have the same length")
@@ -105,6 +107,7 @@ def generate(
     was_training = model.training
     model.eval()
     decoded: list[str] = []
+    bar = progress(total=len(paths), desc=desc, unit="seq") if desc else None
     for start in range(0, len(paths), batch_size):
         batch = _batch_inputs(model, processor, paths[start : start + batch_size], texts[start : start + batch_size])
         # Positions for new tokens are derived from the attention mask by generate() itself (Qwen2-VL: its
@@ -122,6 +125,10 @@ def generate(
             eos_token_id=tokenizer.eos_token_id,
         )
         decoded += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        if bar is not None:
+            bar.update(len(out))
+    if bar is not None:
+        bar.close()
     model.train(was_training)
     return [decoded[i * n : (i + 1) * n] for i in range(len(prompts))]
 
@@ -172,6 +179,7 @@ def score_yes_no(
     was_training = model.training
     model.eval()
     scores = []
+    bar = progress(total=len(prompts), desc="judge P(Yes)", unit="pair")
     for start in range(0, len(prompts), batch_size):
         texts = list(prompts[start : start + batch_size])
         yes_ids, no_ids = answer_ids(processor, texts, yes), answer_ids(processor, texts, no)
@@ -186,5 +194,7 @@ def score_yes_no(
             logits = torch.stack([_continuation_logprob(model, processor, enc, yes_ids),
                                   _continuation_logprob(model, processor, enc, no_ids)], dim=-1)
         scores.append(torch.softmax(logits, dim=-1)[:, 0].cpu().numpy())
+        bar.update(len(texts))
+    bar.close()
     model.train(was_training)
     return np.concatenate(scores) if scores else np.zeros(0)

@@ -60,6 +60,7 @@ from genixer.sources.common import REC_QUESTION
 from genixer.templates import TemplateError
 from genixer.training import TrainConfig, TrainResult, train
 from genixer.world.grammar import COMPILED, PHRASINGS, SLOT_RE, compile_phrasing
+from genixer.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -504,9 +505,12 @@ def clip_scores(model, preprocess, tokenizer, image_paths: Sequence[str], boxes:
     _check_lengths(image_paths, boxes, expressions)
     model.eval()
     images, out = _ImageCache(), []
+    bar = progress(total=len(image_paths), desc="region CLIP", unit="crop")
     for s in range(0, len(image_paths), batch_size):
         e = s + batch_size
         out.append(_score_chunk(model, preprocess, tokenizer, images, image_paths[s:e], boxes[s:e], expressions[s:e], pad_frac))
+        bar.update(len(out[-1]))
+    bar.close()
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 

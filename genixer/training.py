@@ -56,6 +56,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from genixer.images import image_size
 from genixer.models.checkpoint import save_model
+from genixer.progress import progress
 from genixer.models.inputs import (
     build_batch,
     computes_own_positions,
@@ -459,6 +460,9 @@ def train(
     window: list[tuple[str, float]] = []
     last = min(total_steps, cfg.stop_after) if cfg.stop_after is not None else total_steps
     saved = step if step else None  # the step of the checkpoint on disk (a resumed run's)
+    bar = progress(total=last, desc=f"train {out_dir.name}", unit="step") if accelerator.is_main_process else None
+    if bar is not None and step:
+        bar.update(step)  # resumed
     while step < last:
         step_loss, step_tokens = 0.0, 0
         for micro in range(cfg.grad_accum):
@@ -488,6 +492,9 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         step += 1
         result.losses.append(step_loss)
+        if bar is not None:
+            bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
+            bar.update(1)
         if groups is not None and (step % cfg.curve_every == 0 or step == last):
             _close_window(result.group_curves, gather_object(window) if n_proc > 1 else window, step)
             window.clear()
@@ -498,6 +505,8 @@ def train(
             _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, step, rng, result)
             saved = step
 
+    if bar is not None:
+        bar.close()
     result.steps = step
     result.final_loss = result.losses[-1] if result.losses else float("nan")
     result.wall_s = time.perf_counter() - t0

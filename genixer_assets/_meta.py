@@ -26,6 +26,14 @@ def md_png(png: bytes, alt: str = "preview") -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
+def table_meta(path) -> dict:
+    """``dagster/row_count`` and ``dagster/column_schema`` of a parquet table, from its footer (no data read):
+    the UI shows them on every table asset."""
+    f = pq.ParquetFile(path)
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=field.name, type=str(field.type)) for field in f.schema_arrow])
+    return {"dagster/row_count": f.metadata.num_rows, "dagster/column_schema": schema}
+
+
 def turns_text(turns) -> str:
     return " / ".join(f"Q: {t['question']} A: {t['answer']}" for t in turns)
 

@@ -12,7 +12,7 @@ from genixer.benchmarks import (aa_false_alarms, bootstrap, compare, headline_li
 from genixer.real_benchmarks import per_question_real, score_real
 from genixer.plots import bars_png, curves_png
 from genixer.schema import read_applied, read_samples
-from genixer_assets._meta import benchmark_rows, md_png
+from genixer_assets._meta import benchmark_rows, md_png, table_meta
 from genixer_assets.collection import benchmark_sets, collected_datasets, world_scenes
 from genixer_assets.evaluation import generation_quality
 from genixer_assets.filtering import genixer_vqa
@@ -44,6 +44,7 @@ def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSe
     preds.to_parquet(path, index=False)
     scores = pd.concat(per_seed).pivot(index="benchmark", columns="seed", values="value")
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "recipe": recipe, "seeds": len(dirs), "samples_per_seed": len(bench),
         "scores_by_seed": dg.MetadataValue.md(scores.reset_index().to_markdown(index=False, floatfmt=".3f")),
         "path": dg.MetadataValue.path(str(path)),
@@ -102,6 +103,7 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     table.to_csv(csv, index=False)
     lines = headline_lines(table) + report.noise_lines(aa)[1:] + report.reference_lines(table)[-1:]
     return dg.MaterializeResult(metadata={
+        **table_meta(settings.table_path("benchmark_scores")),
         "benchmarks_from": "published benchmarks (benchmark_sets sources), scored as their official scripts do" if real
         else "the shapes world",
         "headline": dg.MetadataValue.md("\n".join(f"- {h}" for h in lines)),

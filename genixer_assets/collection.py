@@ -16,7 +16,7 @@ from genixer.sources import collect
 from genixer.sources.corpus import CorpusSpec, plan_shards, read_shard
 from genixer.tasks import TASKS
 from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
-from genixer_assets._meta import md_counts, md_png, md_table, sample_preview
+from genixer_assets._meta import md_counts, md_png, md_table, sample_preview, table_meta
 from genixer_assets.partitions import CORPUS_SHARDS, shard_partitions
 from resources import GenixerSettings
 
@@ -44,6 +44,7 @@ def world_scenes(context: dg.AssetExecutionContext, config: WorldScenesConfig, s
     df = pd.DataFrame(rows)
     df.to_parquet(settings.table_path("world_scenes"), index=False)
     return dg.MaterializeResult(metadata={
+        **table_meta(settings.table_path("world_scenes")),
         "images": len(df),
         "by_split": md_counts(df, "split"),
         "by_background": md_counts(df, "split", "background"),
@@ -75,6 +76,7 @@ def _annotated_result(df: pd.DataFrame, path, extra: dict) -> dg.MaterializeResu
     pictured = df[df.image_path.notna()]
     shown = [pictured[pictured.task == t].iloc[0].to_dict() for t in TASKS if (pictured.task == t).any()]
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "samples": len(df),
         "by_task": md_counts(df, "task"),
         "preview": sample_preview(df.groupby("task").head(1), 9),
@@ -253,6 +255,7 @@ def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -
     if shard.empty:
         raise dg.Failure(f"shard {key} has no usable image ({len(quarantine)} quarantined, see {qpath})")
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "images": len(shard),
         "quarantined": len(quarantine),
         "quarantined_by_reason": dg.MetadataValue.md(pd.DataFrame(quarantine).reason.str.split(":").str[0].value_counts()

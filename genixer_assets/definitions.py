@@ -3,8 +3,9 @@
 
 import dagster as dg
 
-from genixer_assets import (benchmarks, checks, collection, evaluation, exports, filtering, generation, generators, instructions,
-                            retraining)
+from genixer_assets import (automation, benchmarks, checks, collection, evaluation, exports, filtering, generation, generators,
+                            instructions, retraining)
+from genixer_assets.k8s import executor_from_env
 from resources import SETTINGS, MLLMBackend
 
 all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports, evaluation, retraining,
@@ -16,5 +17,8 @@ all_checks = dg.load_asset_checks_from_modules([checks])
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
+    sensors=[automation.corpus_inbox],  # new corpus files -> new shards and their generation (genixer_assets/automation.py)
+    schedules=[automation.daily_corpus_refresh],  # daily, stopped by default: pending shards, then the filtered sets
     resources={"settings": SETTINGS, "backend": MLLMBackend()},  # the settings the shard partitions were sized from
+    executor=executor_from_env(),  # GENIXER_EXECUTOR=k8s: k8s_job_executor, one pod per step (deploy/); else the default
 )

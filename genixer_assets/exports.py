@@ -21,7 +21,8 @@ class ExportConfig(dg.Config):
     embed_images: bool = Field(False, description="parquet: store image bytes (the `datasets` Image feature), not paths")
 
 
-@dg.asset(group_name="exports", deps=[genixer_vqa, genixer_rec], kinds={"json", "parquet"})
+@dg.asset(group_name="exports", deps=[genixer_vqa, genixer_rec], kinds={"json", "parquet"},
+          automation_condition=dg.AutomationCondition.eager())  # rewritten when a recipe refilters
 def dataset_exports(config: ExportConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Genixer-915K (`genixer_vqa`) and Genixer-350K (`genixer_rec`) as LLaVA-1.5 training JSON,
     Shikra jsonl and Hugging Face parquet, under `exports/<recipe>/<format>/`, each with a dataset

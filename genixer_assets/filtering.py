@@ -18,7 +18,7 @@ from genixer.generators import vocabulary_texts
 from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
-from genixer_assets._meta import md_counts, md_png, sample_preview
+from genixer_assets._meta import md_counts, md_png, sample_preview, table_meta
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.generation import raw_generations_l, raw_generations_s
 from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata
@@ -218,6 +218,7 @@ def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSet
     path = write_samples(raw, settings.table_path("scored_generations_l", shard), lineage=True,
                          applied={"judge_checkpoint": checkpoint_id(judge_dir)})
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "rows": len(raw), "scored": int(ok.sum() - nan.sum()), "quarantined": int(raw.quarantine_reason.notna().sum()),
         "mean_p_yes": float(np.nanmean(scores)) if len(scores) else float("nan"),
         "path": dg.MetadataValue.path(str(path)),
@@ -250,6 +251,7 @@ def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.Materi
                "judge_checkpoint": _applied_across_shards(settings, "scored_generations_l", "judge_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "rows": len(kept), "raw_rows": len(scored), "lambda": lam, "hard_band_rows": int(kept.hard_band.sum()),
         "applied": dg.MetadataValue.json(applied),
         "yield_by_lambda": dg.MetadataValue.md(filters.vqa_yields(scored).to_markdown(index=False, floatfmt=".3f")),
@@ -289,6 +291,7 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
                          applied={"clip_threshold": float(threshold), "clip_threshold_mode": mode,
                                   "region_clip_checkpoint": checkpoint_id(cal.get("weights") or cal["model"])})
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "rows": len(rows), "kept": int(rows.filter_reason.isna().sum()), "clip_threshold": float(threshold), "clip_threshold_mode": mode,
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
         "path": dg.MetadataValue.path(str(path)),
@@ -305,6 +308,7 @@ def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
                "region_clip_checkpoint": _applied_across_shards(settings, "scored_generations_s", "region_clip_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "rows": len(kept), "raw_rows": len(rows), "applied": dg.MetadataValue.json(applied),
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
         "dropped_by_step": dg.MetadataValue.md(rows.filter_reason.fillna("kept").str.split(":").str[0].value_counts().rename_axis("step").reset_index().to_markdown(index=False)),

@@ -11,7 +11,7 @@ from genixer import datagen
 from genixer.generation import Sampling
 from genixer.schema import read_samples, write_samples
 from genixer.tasks import TASKS
-from genixer_assets._meta import md_counts, md_table
+from genixer_assets._meta import md_counts, md_table, table_meta
 from genixer_assets.collection import image_corpus
 from genixer_assets.generators import GPU, generator_path, genixer_l, genixer_s
 from genixer_assets.partitions import shard_partitions
@@ -56,6 +56,7 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     quarantined = df[df.quarantine_reason.notna()]
     ok = df[df.quarantine_reason.isna()]
     return dg.MaterializeResult(metadata={
+        **table_meta(out_path),
         "rows": len(df),
         "reused_from_cache": reused,
         "generated_now": len(df) - reused,

@@ -20,10 +20,8 @@ from genixer.world import Scene
 from genixer_assets._meta import collected_images, has_world, heldout_count, md_png, md_table
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.instructions import instruction_templates, templated_instructions
+from genixer_assets.k8s import GPU  # the model steps' pool, kinds and pod GPU request; imported from here by the other stages
 from resources import GenixerSettings, MLLMBackend
-
-GPU = {"pool": "gpu", "kinds": {"pytorch", "huggingface"}, "op_tags": {"dagster-k8s/config": {
-    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}}
 
 
 class TrainOverrides(dg.Config):

@@ -13,7 +13,7 @@ from genixer.schema import read_samples
 from genixer.tasks import TASKS
 from genixer.templates import GENERAL_INSTRUCTIONS, build_records, specific_instruction, validate_general
 from genixer.world.grammar import PHRASINGS, validate_phrasings
-from genixer_assets._meta import md_table
+from genixer_assets._meta import md_table, table_meta
 from genixer_assets.collection import collected_datasets
 from resources import GenixerSettings
 
@@ -72,6 +72,7 @@ def templated_instructions(config: RecordsConfig, settings: GenixerSettings) -> 
     df.to_parquet(path, index=False)
     counts = df.groupby(["generator", "phase", "task"]).agg(records=("record_id", "size"), general_only=("general_only", "mean")).reset_index()
     return dg.MaterializeResult(metadata={
+        **table_meta(path),
         "records": len(df),
         "controlling_constant": rcfg.controlling_constant,
         "realised_general_only_share": float(df.general_only.mean()),

@@ -14,6 +14,7 @@ from genixer.evaluation import solver_records
 from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture, recipe_records
 from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
+from genixer_assets._meta import table_meta
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
 from genixer_assets.generators import GPU, TrainOverrides, _captions, _context, _train_metadata, base_mllm, base_path, finetune_role
@@ -94,6 +95,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
             shutil.rmtree(stale)
     table.to_parquet(settings.table_path("retrained_models", recipe.name), index=False)
     return dg.MaterializeResult(metadata={
+        **table_meta(settings.table_path("retrained_models", recipe.name)),
         "recipe": recipe.name, "what": recipe.what, "seeds": n_seeds, "upstream": upstream or "none",
         "captions": len(captions), "caption_source": caption_source,
         "initialised_from": start, "steps_per_seed": int(table.steps.iloc[0]),

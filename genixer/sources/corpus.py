@@ -37,8 +37,9 @@ import json
 import os
 import re
 import tarfile
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -73,6 +74,7 @@ class CorpusSpec:
 class ShardPlan:
     shards: dict[str, list[str]]  # every shard key -> its members, oldest shard first
     new: list[str]  # the keys this call added
+    waiting: list[str] = field(default_factory=list)  # new files left for a later call (still being written, or a partial shard held back)
 
 
 # -- planning --------------------------------------------------------------------------------------
@@ -116,13 +118,38 @@ def _key_of(file: str, prefix: str, taken: dict) -> str:
     return key
 
 
-def plan_shards(spec: CorpusSpec, manifest_path: str | Path) -> ShardPlan:
+def _mtime(spec: CorpusSpec, file: str) -> float:
+    path = _folder(spec) / file if spec.kind == "folder" else Path(file)
+    try:
+        return path.stat().st_mtime
+    except OSError:  # gone since it was listed: not ready
+        return float("inf")
+
+
+def plan_shards(spec: CorpusSpec, manifest_path: str | Path, settle_seconds: float = 0.0,
+                partial_after_seconds: float | None = None, now: float | None = None) -> ShardPlan:
     """Every shard of the corpus, the files not in the manifest yet forming new shards (appended to
-    the manifest; the old shards are never changed)."""
+    the manifest; the old shards are never changed).
+
+    For a corpus that is being written to (an inbox), `settle_seconds` leaves a new file modified less
+    than that long ago for a later call (it may still be being copied), and `partial_after_seconds`
+    holds back a folder's last, partial shard (fewer than `shard_size` new images) until its oldest
+    image has waited that long; the files left are in `waiting`. The defaults plan everything now."""
+    now = time.time() if now is None else now
     m = _load_manifest(manifest_path, spec.kind)
     shards: dict[str, list[str]] = m["shards"]
     known = {f for members in shards.values() for f in members}
     fresh = [f for f in _corpus_files(spec) if f not in known]
+    waiting = []
+    if settle_seconds > 0 or partial_after_seconds is not None:
+        mtimes = {f: _mtime(spec, f) for f in fresh}
+        waiting = [f for f in fresh if now - mtimes[f] < settle_seconds]
+        fresh = [f for f in fresh if now - mtimes[f] >= settle_seconds]
+        full = len(fresh) // spec.shard_size * spec.shard_size
+        if spec.kind == "folder" and partial_after_seconds is not None and full < len(fresh) \
+                and now - min(mtimes[f] for f in fresh[full:]) < partial_after_seconds:
+            waiting = sorted(waiting + fresh[full:])
+            fresh = fresh[:full]
     new = []
     if spec.kind == "folder":
         for i in range(0, len(fresh), spec.shard_size):
@@ -139,7 +166,7 @@ def plan_shards(spec: CorpusSpec, manifest_path: str | Path) -> ShardPlan:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(m, indent=1))
         os.replace(tmp, manifest_path)
-    return ShardPlan(shards, new)
+    return ShardPlan(shards, new, waiting)
 
 
 # -- reading ---------------------------------------------------------------------------------------
