@@ -19,7 +19,7 @@ import pandas as pd
 
 from genixer.boxes import BoxFormatError, find_box_groups, parse_boxes, parse_point, POINT_RE
 from genixer.generation import Sampling, generate
-from genixer.images import ImageError, image_size
+from genixer.images import ImageError, image_size, open_rgb
 from genixer.templates import ParseError, parse_generation, specific_instruction
 from genixer.world.oracle import task_of
 from genixer.progress import progress
@@ -54,10 +54,10 @@ def request_key(image_sha256: str, prompt: str, generator_id: str, sampling: Sam
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-def readable(path: str) -> str | None:
-    """None if the image decodes, else why not."""
+def readable(path: str, decode: bool = True) -> str | None:
+    """None if the image opens (``decode``: and decodes whole), else why not."""
     try:
-        image_size(path)  # decodes the whole image
+        image_size(path, verify=decode)
         return None
     except ImageError as e:
         return f"unreadable image: {e}"
@@ -98,13 +98,18 @@ def parse_row(text: str, width: int, height: int, fallback_task: str) -> dict:
     return {"turns": turns, "boxes": boxes, "points": points, "task": task_of(turns) or fallback_task, "quarantine_reason": None}
 
 
+def _unreadable(base: dict, fallback_task: str, why: str) -> dict:
+    return {**base, "task": fallback_task, "turns": None, "boxes": None, "points": None, "quarantine_reason": why}
+
+
 def generate_shard(model, processor, requests: list[dict], generator: str, generator_id: str, sampling: Sampling,
                    requested_task: str | None, fallback_task: str, cache: pd.DataFrame | None,
                    save: Callable[[pd.DataFrame], None] | None = None, batch_size: int = 32) -> tuple[pd.DataFrame, int]:
     """Run the generator over `requests`; returns (rows, number of rows reused from `cache`).
 
-    `save` is called after every batch with all rows so far, so an interrupted shard resumes
-    from its last batch."""
+    `save` is called after every batch with that batch's new rows (to append: the shard so far is never
+    rewritten), so an interrupted shard resumes from its last batch. Each image is decoded once: its header
+    is checked up front, its pixels when its batch is built (a file that fails then is quarantined there)."""
     cached = {} if cache is None or cache.empty else {r["request_key"]: r for r in cache.to_dict("records")}
     rows, todo, reused = [], [], 0
     for req in requests:
@@ -121,22 +126,30 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
             "mode": "type_specific" if requested_task else "type_agnostic", "requested_task": requested_task or "",
             "sampling": json.dumps(asdict(sampling)), "request_key": key, "prompt": req["prompt"], "raw_text": "",
         }
-        why = readable(req["image_path"])
+        why = readable(req["image_path"], decode=False)
         if why:
-            rows.append({**base, "task": fallback_task, "turns": None, "boxes": None, "points": None, "quarantine_reason": why})
+            rows.append(_unreadable(base, fallback_task, why))
         else:
             todo.append(base)
     bar = progress(total=len(todo), desc=f"generate {generator}", unit="req")
     for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
+        chunk, images, new = [], {}, []
+        for r in todo[start : start + batch_size]:
+            try:
+                if r["image_path"] not in images:
+                    images[r["image_path"]] = open_rgb(r["image_path"])
+                chunk.append(r)
+            except ImageError as e:
+                new.append(_unreadable(r, fallback_task, f"unreadable image: {e}"))
         # Each row samples from its own recorded seed, so its text does not depend on its batch (or on what a resume reused).
-        outs = generate(model, processor, [r["image_path"] for r in chunk], [r["prompt"] for r in chunk], sampling,
-                        batch_size=batch_size, seeds=[r["seed"] for r in chunk])
+        outs = generate(model, processor, [images[r["image_path"]] for r in chunk], [r["prompt"] for r in chunk], sampling,
+                        batch_size=batch_size, seeds=[r["seed"] for r in chunk]) if chunk else []
         for r, o in zip(chunk, outs):
             text = o[0]
-            rows.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task)})
-        if save is not None:
-            save(pd.DataFrame(rows))
-        bar.update(len(chunk))
+            new.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task)})
+        rows += new
+        if save is not None and new:
+            save(pd.DataFrame(new))
+        bar.update(len(todo[start : start + batch_size]))
     bar.close()
     return pd.DataFrame(rows), reused

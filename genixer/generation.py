@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -80,7 +81,7 @@ def _batch_inputs(model, processor, image_paths, prompts) -> dict[str, torch.Ten
 def generate(
     model,
     processor,
-    image_paths: Sequence[str | Path],
+    image_paths: Sequence[str | Path | Image.Image],
     prompts: Sequence[str],
     sampling: Sampling | None = None,
     batch_size: int = 16,

@@ -10,14 +10,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def curves_png(curves: dict[str, list[tuple[float, float]]], title: str, ylabel: str = "loss", xlabel: str = "step") -> bytes:
+def curves_png(curves: dict[str, list[tuple[float, float]]], title: str, ylabel: str = "loss", xlabel: str = "step",
+               marks: dict[str, float] | None = None) -> bytes:
+    """Line plots; `marks`: labelled vertical lines (a threshold where it cuts the distribution)."""
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
     for name, pts in sorted(curves.items()):
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, label=name, linewidth=1.2)
+    for k, (name, x) in enumerate(sorted((marks or {}).items())):
+        ax.axvline(x, color=f"C{k + len(curves)}", linestyle="--", linewidth=1, label=f"{name} = {x:.2f}")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    if len(curves) > 1:
+    if len(curves) + len(marks or {}) > 1:
         ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     buf = io.BytesIO()

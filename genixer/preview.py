@@ -10,8 +10,20 @@ from PIL import Image, ImageDraw
 from genixer.images import open_rgb
 
 
+def tile_lines(s: dict, text_width: int = 44) -> list[str]:
+    """The text beside a sample's image: its task and scores (judge P(Yes), region-CLIP cosine, where set),
+    then each turn wrapped."""
+    scores = [f"{name} {float(s[key]):.2f}" for key, name in (("judge_p_yes", "P(Yes)"), ("clip_score", "CLIP"))
+              if s.get(key) is not None and s.get(key) == s.get(key)]  # not None, not NaN
+    lines = [f"[{s.get('task')}]" + (f" {', '.join(scores)}" if scores else "")]
+    for t in s["turns"]:
+        lines += textwrap.wrap("Q: " + t["question"], text_width) + textwrap.wrap("A: " + t["answer"], text_width)
+    return lines
+
+
 def preview_png(samples: list[dict], scale: int = 2, text_width: int = 44) -> bytes:
-    """A column of tiles: the image (boxes and points drawn) beside its question/answer text."""
+    """A column of tiles: the image (boxes and points drawn) beside its question/answer text and, where the
+    sample has them, its judge P(Yes) and region-CLIP score."""
     tiles = []
     for s in samples:
         img = open_rgb(s["image_path"])
@@ -22,9 +34,7 @@ def preview_png(samples: list[dict], scale: int = 2, text_width: int = 44) -> by
         for p in list(s.get("points") if s.get("points") is not None else []):
             x, y = p[0] * scale, p[1] * scale
             draw.ellipse((x - 4, y - 4, x + 4, y + 4), outline=(0, 0, 0), width=2)
-        lines = [f"[{s.get('task')}]"]
-        for t in s["turns"]:
-            lines += textwrap.wrap("Q: " + t["question"], text_width) + textwrap.wrap("A: " + t["answer"], text_width)
+        lines = tile_lines(s, text_width)
         tw = text_width * 6 + 10
         tile = Image.new("RGB", (img.width + tw, max(img.height, 12 * len(lines) + 8)), "white")
         tile.paste(img, (0, 0))

@@ -89,7 +89,7 @@ def _vqa_funnel(raw: pd.DataFrame, kept: pd.DataFrame, lam: float) -> pd.DataFra
     return pd.DataFrame(rows, columns=["task", "raw", "parsed", "scored", "at_lambda", "kept"])
 
 
-def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasings) -> dict:
+def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasings, clip_threshold=None) -> dict:
     """What needs no oracle: the judge's and the CLIP step's score distributions, the yield per lambda,
     the filter funnel per task, and the text and box statistics of Fig. 7 and Fig. 8 against the collected data."""
     out = {}
@@ -99,8 +99,11 @@ def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasi
                                                     _distribution(vqa.judge_p_yes, "judge P(Yes), genixer_vqa"),
                                                     _distribution(clipped, "CLIP cosine, raw Genixer_S at the CLIP step"),
                                                     _distribution(rec.clip_score, "CLIP cosine, genixer_rec")]))
-    out["judge_score_histogram"] = md_png(curves_png({"raw Genixer_L": _hist(judged, 0, 1)}, "judge P(Yes)", "rows", "P(Yes)"))
-    out["clip_score_histogram"] = md_png(curves_png({"raw Genixer_S": _hist(clipped, -1, 1)}, "region-CLIP cosine", "rows", "cosine"))
+    out["judge_score_histogram"] = md_png(curves_png({"raw Genixer_L": _hist(judged, 0, 1)}, "judge P(Yes) (the paper's Fig. 9)", "rows",
+                                                     "P(Yes)", marks={"lambda": float(lam)}))
+    cut = {"threshold": float(clip_threshold)} if isinstance(clip_threshold, (int, float)) else {}
+    out["clip_score_histogram"] = md_png(curves_png({"raw Genixer_S": _hist(clipped, -1, 1)}, "region-CLIP cosine", "rows", "cosine",
+                                                    marks=cut))
     lambdas = sorted({0.3, 0.5, 0.7, 0.9, float(lam)})
     out["vqa_yield_by_lambda"] = _md(filters.vqa_yields(vqa_raw, lambdas))
     out["vqa_funnel_by_task"] = _md(_vqa_funnel(vqa_raw, vqa, lam))
@@ -216,7 +219,7 @@ def generation_quality(config: QualityConfig, settings: GenixerSettings, backend
     rec_raw, rec = settings.read_table("scored_generations_s"), read_samples(settings.table_path("genixer_rec"))
     out = {"applied": dg.MetadataValue.json({**vqa_applied, **rec_applied}),
            "measured_with": "the world's oracle" if world else "no oracle (published data): score statistics and a human review sample"}
-    out.update(_filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam, phrasings))
+    out.update(_filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam, phrasings, rec_applied.get("clip_threshold")))
     if world:
         out.update(_oracle_quality(settings, backend, vqa_applied, rec_applied))
     else:

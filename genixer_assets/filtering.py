@@ -18,6 +18,7 @@ from genixer.generators import vocabulary_texts
 from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
+from genixer.preview import preview_png
 from genixer_assets._meta import md_counts, md_png, sample_preview, table_meta
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.generation import raw_generations_l, raw_generations_s
@@ -230,6 +231,16 @@ class VqaFilterConfig(dg.Config):
     hard_band_share: Optional[float] = Field(None, description="hard-band sample size as a share of the lambda rows (default: preset)")
 
 
+def _scored_preview(kept: pd.DataFrame, score: str, n: int = 6) -> dg.MetadataValue | str:
+    """Kept rows drawn with their boxes and scores: the best-scored row of each task, then the lowest-scored
+    rows that still passed (where a filter's mistakes would be)."""
+    if kept.empty:
+        return "no row kept"
+    best = kept.sort_values(score, ascending=False).groupby("task").head(1)
+    low = kept.drop(best.index).sort_values(score).head(max(n - len(best), 0))
+    return md_png(preview_png(pd.concat([best, low]).head(n).to_dict("records")), f"kept rows with their {score}")
+
+
 def _applied_across_shards(settings: GenixerSettings, name: str, key: str):
     """A setting every scored shard recorded: the one value, or the sorted distinct values."""
     values = sorted({json.dumps(read_applied(f).get(key)) for f in sorted(settings.path("tables", name).glob("*.parquet"))})
@@ -252,6 +263,7 @@ def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.Materi
     path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         **table_meta(path),
+        "kept_preview": _scored_preview(kept, "judge_p_yes"),
         "rows": len(kept), "raw_rows": len(scored), "lambda": lam, "hard_band_rows": int(kept.hard_band.sum()),
         "applied": dg.MetadataValue.json(applied),
         "yield_by_lambda": dg.MetadataValue.md(filters.vqa_yields(scored).to_markdown(index=False, floatfmt=".3f")),
@@ -309,6 +321,7 @@ def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
     path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         **table_meta(path),
+        "kept_preview": _scored_preview(kept, "clip_score"),
         "rows": len(kept), "raw_rows": len(rows), "applied": dg.MetadataValue.json(applied),
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
         "dropped_by_step": dg.MetadataValue.md(rows.filter_reason.fillna("kept").str.split(":").str[0].value_counts().rename_axis("step").reset_index().to_markdown(index=False)),

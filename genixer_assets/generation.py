@@ -1,6 +1,8 @@
 """Step (iv), generation: the generators run over every shard of the image corpus."""
 
+import itertools
 import json
+import shutil
 from typing import Optional
 
 import dagster as dg
@@ -45,14 +47,18 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     requests = datagen.plan_requests(images, general, task, config.samples_per_image or p.gen_per_image, p.seed)
     model_dir = generator_path(settings, backend, generator)
     out_path = settings.table_path(name, shard)
-    partial = settings.path("tables", "_partial", name, f"{shard}.parquet")
-    cache = pd.concat([read_samples(f) for f in (out_path, partial) if f.exists()], ignore_index=True) if (out_path.exists() or partial.exists()) else None
+    # An interrupted run's batches, one part file each (appended, never rewritten), and any finished output.
+    partial = settings.path("tables", "_partial", name, shard)
+    parts = sorted(partial.glob("part-*.parquet")) if partial.is_dir() else []
+    found = [f for f in [out_path, *parts] if f.exists()]
+    cache = pd.concat([read_samples(f) for f in found], ignore_index=True) if found else None
+    count = itertools.count(len(parts))
     model, processor = backend.load(model_dir, generator)
     df, reused = datagen.generate_shard(
         model, processor, requests, generator, datagen.checkpoint_id(model_dir), sampling, task, default_task, cache,
-        save=lambda d: write_samples(d, partial, lineage=True), batch_size=config.batch_size or backend.batch_size(generator, 32))
+        save=lambda d: write_samples(d, partial / f"part-{next(count):05d}.parquet", lineage=True), batch_size=config.batch_size or backend.batch_size(generator, 32))
     write_samples(df, out_path, lineage=True)
-    partial.unlink(missing_ok=True)
+    shutil.rmtree(partial, ignore_errors=True)
     quarantined = df[df.quarantine_reason.notna()]
     ok = df[df.quarantine_reason.isna()]
     return dg.MaterializeResult(metadata={

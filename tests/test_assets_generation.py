@@ -37,6 +37,28 @@ def test_rerun_reuses_rows(built, instance):
     assert list(after.raw_text) == list(before.raw_text)
 
 
+def test_an_interrupted_shard_resumes_from_its_part_files(built, instance):
+    """An interrupted shard: its finished output gone, the batches it had appended left as part files. The rerun
+    reuses exactly those rows, generates the rest, and removes the parts; the shard comes out as before."""
+    from genixer.schema import write_samples
+
+    settings, _ = built
+    before = settings.read_table("raw_generations_s", "shard_001")
+    out = settings.table_path("raw_generations_s", "shard_001")
+    out.unlink()
+    partial = settings.path("tables", "_partial", "raw_generations_s", "shard_001")
+    partial.mkdir(parents=True, exist_ok=True)
+    write_samples(before.iloc[:3], partial / "part-00000.parquet", lineage=True)
+    write_samples(before.iloc[3:5], partial / "part-00001.parquet", lineage=True)
+    res = dg.materialize(list(defs.assets), selection=["raw_generations_s"], partition_key="shard_001", instance=instance,
+                         resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+    meta = metadata_of([res], "raw_generations_s")
+    assert meta["reused_from_cache"] == 5 and meta["generated_now"] == len(before) - 5 and not partial.exists()
+    after = settings.read_table("raw_generations_s", "shard_001")
+    assert list(after.sample_id) == list(before.sample_id) and list(after.raw_text) == list(before.raw_text)
+    assert meta["dagster/row_count"] == len(after)
+
+
 def test_judge_scores_are_probabilities(built):
     settings, _ = built
     df = settings.read_table("scored_generations_l")
@@ -115,3 +137,16 @@ def test_data_and_model_checks_run_per_partition_and_pass_on_the_smoke_graph(bui
         keys = sorted(k for k, _, _ in seen.get(name, []))
         assert keys == (sorted(pdef.get_partition_keys(dynamic_partitions_store=instance)) if pdef else [None]), name
         assert all(ok for _, ok, _ in seen[name]), [(name, k, m) for k, ok, m in seen[name] if not ok]
+
+
+def test_filtered_sets_show_kept_rows_with_their_scores(built):
+    from genixer.preview import tile_lines
+
+    settings, results = built
+    for name, score in (("genixer_vqa", "P(Yes)"), ("genixer_rec", "CLIP")):
+        preview = metadata_of(results, name)["kept_preview"]
+        assert preview.startswith("![kept rows with their") and "data:image/png;base64," in preview
+        kept = settings.read_table(name)
+        (line,) = tile_lines(kept.iloc[0].to_dict())[:1]
+        assert line.startswith(f"[{kept.task.iloc[0]}]") and score in line
+    assert tile_lines({"task": "rec", "turns": [], "clip_score": float("nan")}) == ["[rec]"]

@@ -115,3 +115,31 @@ def test_select_vqa_lambda_and_hard_band():
     assert list(kept.index) == [0, 1, 2] and list(kept.hard_band) == [False, False, True]
     y = filters.vqa_yields(df, (0.5, 0.9))
     assert list(y.kept) == [3, 1]
+
+
+def test_generate_shard_streams_batches_and_decodes_each_image_once(tmp_path, monkeypatch):
+    """`save` gets each batch's new rows only (appended, the shard is never rewritten); an image is decoded once
+    (its header checked up front); a file whose header reads but whose pixels do not is quarantined in its batch."""
+    import io
+
+    from PIL import Image
+
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(good)
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, format="PNG")
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header fine, pixel data cut
+    reqs = [{"image_id": f"x{i}", "image_path": str(truncated if i == 2 else good), "width": 8, "height": 8, "sha256": "00",
+             "seed": i, "prompt": f"p{i}", "template_id": "t"} for i in range(5)]
+    opened, saved = [], []
+    real_open = datagen.open_rgb
+    monkeypatch.setattr(datagen, "open_rgb", lambda p: (opened.append(p), real_open(p))[1])
+    monkeypatch.setattr(datagen, "generate", lambda m, pr, images, prompts, s, batch_size=16, seeds=None: [["Question: q Answer: a"]] * len(images))
+    df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", Sampling(), None, "common_vqa", None,
+                                   save=lambda d: saved.append(list(d.seed)), batch_size=2)
+    assert saved == [[0, 1], [2, 3], [4]] and sorted(df.seed) == [0, 1, 2, 3, 4]  # batch 2: row 2 quarantined, row 3 generated
+    bad = df[df.seed == 2].iloc[0]
+    assert bad.quarantine_reason.startswith("unreadable image") and "truncated" in bad.quarantine_reason
+    assert df[df.seed != 2].quarantine_reason.isna().all()
+    assert sorted(opened) == sorted([str(good)] * 3 + [str(truncated)])  # one decode per image per batch

@@ -44,8 +44,9 @@ class AnswerJoinError(ValueError):
     """The tokenizer merges an answer into the end of its prompt, so the answer's own tokens are undefined."""
 
 
-def open_images(paths: Sequence[str | Path]) -> list[Image.Image]:
-    return [open_rgb(p) for p in paths]
+def open_images(paths: Sequence[str | Path | Image.Image]) -> list[Image.Image]:
+    """RGB images from paths (opened through genixer.images) or images already opened."""
+    return [p if isinstance(p, Image.Image) else open_rgb(p) for p in paths]
 
 
 def _inserts_image_token(processor) -> bool:
