@@ -74,18 +74,30 @@ def precision_recall(keep: pd.Series, correct: pd.Series) -> dict:
             "precision": tp / keep.sum() if keep.sum() else np.nan, "recall": tp / correct.sum() if correct.sum() else np.nan}
 
 
+def question_lengths(df: pd.DataFrame) -> list[int]:
+    """Words per question, every turn of every parsed row (Fig. 7)."""
+    return [len(t["question"].split()) for turns in df.turns if turns is not None for t in turns]
+
+
 def text_stats(df: pd.DataFrame, label: str) -> dict:
     """Question length (words) and vocabulary of the questions and answers (Fig. 7)."""
     qs = [t["question"] for turns in df.turns if turns is not None for t in turns]
     ans = [t["answer"] for turns in df.turns if turns is not None for t in turns]
     words = Counter(w.lower().strip("?.,") for q in qs + ans for w in q.split())
-    lens = [len(q.split()) for q in qs]
+    lens = question_lengths(df)
     return {"data": label, "questions": len(qs), "mean_question_words": float(np.mean(lens)) if lens else np.nan,
             "p90_question_words": float(np.percentile(lens, 90)) if lens else np.nan, "vocabulary": len(words)}
 
 
 def box_stats(df: pd.DataFrame, label: str) -> dict:
     """Box width/height relative to the image, and expression length (Fig. 8)."""
+    w, h, e = box_values(df)
+    return {"data": label, "boxes": len(w), "mean_width": float(np.mean(w)) if w else np.nan,
+            "mean_height": float(np.mean(h)) if h else np.nan, "mean_expression_words": float(np.mean(e)) if e else np.nan}
+
+
+def box_values(df: pd.DataFrame) -> tuple[list[float], list[float], list[int]]:
+    """Per box its width and height relative to the image; per row with an `expression`, its words (Fig. 8)."""
     w, h, e = [], [], []
     for r in df.itertuples():
         for b in (r.boxes if r.boxes is not None else []):
@@ -94,5 +106,4 @@ def box_stats(df: pd.DataFrame, label: str) -> dict:
         expr = getattr(r, "expression", None)
         if isinstance(expr, str):
             e.append(len(expr.split()))
-    return {"data": label, "boxes": len(w), "mean_width": float(np.mean(w)) if w else np.nan,
-            "mean_height": float(np.mean(h)) if h else np.nan, "mean_expression_words": float(np.mean(e)) if e else np.nan}
+    return w, h, e

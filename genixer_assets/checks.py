@@ -214,6 +214,7 @@ def base_mllm_above_chance(settings: GenixerSettings) -> dg.AssetCheckResult:
     acc, blind = ev.groupby("task").correct.mean(), _blind(settings)
     return dg.AssetCheckResult(passed=bool(ev.correct.mean() >= 0.1 + blind),
                                metadata={"accuracy": float(ev.correct.mean()), "blind_prior": blind, "margin": float(ev.correct.mean() - blind),
+                                         "required_margin": 0.1,
                                          **{f"acc_{t}": float(v) for t, v in acc.items()}})
 
 
@@ -250,7 +251,8 @@ def _generator_checks(name: str, correctness_aim: float | None):
         spec = ev[ev["mode"] == "type_specific"]
         acc = (spec.task_of == spec.requested_task).groupby(spec.requested_task).mean()
         total = float((spec.task_of == spec.requested_task).mean())
-        return dg.AssetCheckResult(passed=total >= 0.9, metadata={"type_accuracy": total, **{f"right_type_{t}": float(v) for t, v in acc.items()}})
+        return dg.AssetCheckResult(passed=total >= 0.9, metadata={"type_accuracy": total, "required": 0.9,
+                                                                  **{f"right_type_{t}": float(v) for t, v in acc.items()}})
 
     checks = [parse_rate, type_accuracy]
     if correctness_aim is not None:
@@ -262,7 +264,8 @@ def _generator_checks(name: str, correctness_aim: float | None):
             ev = settings.read_table(f"{name}_eval")
             spec = ev[ev["mode"] == "type_specific"]
             per = (spec.oracle == "correct").groupby(spec.requested_task).mean()
-            return dg.AssetCheckResult(passed=bool((per > correctness_aim).all()), metadata={f"correct_{t}": float(v) for t, v in per.items()})
+            return dg.AssetCheckResult(passed=bool((per > correctness_aim).all()),
+                                       metadata={"required_per_task": correctness_aim, **{f"correct_{t}": float(v) for t, v in per.items()}})
 
         checks.append(correctness)
     return checks
@@ -334,7 +337,7 @@ def genixer_vqa_correctness_aim(settings: GenixerSettings) -> dg.AssetCheckResul
     scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
     kept = read_samples(settings.table_path("genixer_vqa"))
     kc = float((oracle_column(kept, scenes) == "correct").mean()) if len(kept) else 0.0
-    return dg.AssetCheckResult(passed=kc >= 0.9, metadata={"filtered_correct": kc})
+    return dg.AssetCheckResult(passed=kc >= 0.9, metadata={"filtered_correct": kc, "required": 0.9})
 
 
 @dg.asset_check(asset="judge_mllm", description="Aim: the judge separates true from corrupted held-out pairs (AUC >= 0.75).")
@@ -344,7 +347,7 @@ def judge_mllm_separates(settings: GenixerSettings) -> dg.AssetCheckResult:
     ev = settings.read_table("judge_mllm_eval")
     a = auc(ev.p_yes, ev.label)
     finite = bool(ev.p_yes.between(0, 1).all())
-    return dg.AssetCheckResult(passed=finite and a >= 0.75, metadata={"auc": a, "p_yes_in_0_1": finite})
+    return dg.AssetCheckResult(passed=finite and a >= 0.75, metadata={"auc": a, "required_auc": 0.75, "p_yes_in_0_1": finite})
 
 
 judge_mllm_weights_finite = _weights_check("judge_mllm")
@@ -379,7 +382,8 @@ def _improves_check(recipe: str, kind: str, what: str):
         from genixer.benchmarks import headline
 
         n, m, d = headline(pd.read_parquet(settings.table_path("benchmark_scores")), recipe, kind)
-        return dg.AssetCheckResult(passed=m > 0 and n > m / 2, metadata={"improved": n, "of": m, "mean_delta": d})
+        return dg.AssetCheckResult(passed=m > 0 and n > m / 2, metadata={"improved": n, "of": m, "required": f"more than {m / 2:g}",
+                                                                          "mean_delta": d})
 
     return _check
 
@@ -393,7 +397,7 @@ genixer_rec_improves_most_rec = _improves_check("genixer_rec", "rec", "REC split
 def filter_worth_it(settings: GenixerSettings) -> dg.AssetCheckResult:
     c = pd.read_parquet(settings.table_path("benchmark_contrasts")).set_index("contrast").loc["filtering is worth it"]
     return dg.AssetCheckResult(passed=c.verdict == "better", metadata={"gap": float(c.point), "ci_low": float(c.lo), "ci_high": float(c.hi),
-                                                                       "verdict": c.verdict})
+                                                                       "verdict": c.verdict, "required": "better (95% CI above 0)"})
 
 
 @dg.asset_check(asset="benchmark_scores", blocking=SETTINGS.get_preset().reference_check_blocking,
@@ -413,7 +417,7 @@ def noise_test_false_alarms(settings: GenixerSettings) -> dg.AssetCheckResult:
     import json
 
     aa = json.loads(settings.path("tables", "benchmark_noise.json").read_text())
-    return dg.AssetCheckResult(passed=bool(aa["comparisons"]) and aa["rate"] <= 0.05, metadata={k: v for k, v in aa.items()})
+    return dg.AssetCheckResult(passed=bool(aa["comparisons"]) and aa["rate"] <= 0.05, metadata={**aa, "required_rate": 0.05})
 
 
 # ---- data and model assets without a check ----

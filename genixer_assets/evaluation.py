@@ -112,10 +112,28 @@ def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasi
         quality.text_stats(collected[collected.task.isin(["common_vqa", "adv_vqa", "mc_vqa", "md"])], "collected general"),
         quality.text_stats(vqa_raw, "raw Genixer_L"), quality.text_stats(vqa, "genixer_vqa"),
         quality.text_stats(collected[collected.task == "rec"], "collected REC"), quality.text_stats(rec, "genixer_rec")]))
+    coll_rec = filters.coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None), phrasings)
     out["box_statistics"] = _md(pd.DataFrame([
-        quality.box_stats(filters.coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None), phrasings), "collected REC"),
+        quality.box_stats(coll_rec, "collected REC"),
         quality.box_stats(rec_raw[rec_raw.quarantine_reason.isna()], "raw Genixer_S"), quality.box_stats(rec, "genixer_rec")]))
+    general = collected[collected.task.isin(["common_vqa", "adv_vqa", "mc_vqa", "md"])]
+    lengths = {"collected general": quality.question_lengths(general), "raw Genixer_L": quality.question_lengths(vqa_raw),
+               "genixer_vqa": quality.question_lengths(vqa)}
+    top = max([max(v) for v in lengths.values() if v] + [10])
+    out["question_length_histogram"] = md_png(curves_png({k: _shares(v, 0, top + 1) for k, v in lengths.items() if v},
+                                                         "question length (the paper's Fig. 7)", "share of questions", "words"))
+    boxes = {"collected REC": quality.box_values(coll_rec), "genixer_rec": quality.box_values(rec)}
+    out["box_size_histogram"] = md_png(curves_png({f"{k} {axis}": _shares(v[i], 0, 1) for k, v in boxes.items()
+                                                   for i, axis in ((0, "width"), (1, "height")) if v[i]},
+                                                  "box size relative to the image (the paper's Fig. 8)", "share of boxes", "size"))
     return out
+
+
+def _shares(values, lo: float, hi: float) -> list[tuple[float, float]]:
+    """A histogram as shares of the values (distributions of different sizes on one plot)."""
+    pts = _hist(pd.Series(values, dtype=float), lo, hi)
+    n = sum(c for _, c in pts) or 1
+    return [(x, c / n) for x, c in pts]
 
 
 def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied: dict, rec_applied: dict) -> dict:

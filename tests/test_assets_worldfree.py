@@ -335,7 +335,7 @@ def test_filtered_recipes_and_generation_quality_without_the_world(tmp_path):
     md = _md(res, "generation_quality")
     assert md["measured_with"].startswith("no oracle")
     for key in ("score_distributions", "vqa_yield_by_lambda", "vqa_funnel_by_task", "rec_funnel_by_task", "question_statistics",
-                "box_statistics", "judge_score_histogram", "clip_score_histogram"):
+                "box_statistics", "judge_score_histogram", "clip_score_histogram", "question_length_histogram", "box_size_histogram"):
         assert key in md
     assert "judge P(Yes), raw Genixer_L" in md["score_distributions"] and "| common_vqa |" in md["vqa_funnel_by_task"]
     assert "vqa_correctness" not in md and "held_in_vs_held_out" not in md

@@ -207,3 +207,16 @@ def test_bad_verdicts_and_ids_raise(scored, tmp_path):
     csv.drop(index=1).to_csv(csv_path, index=False)
     done = read_verdicts(csv_path, s)
     assert done.verdict.notna().sum() == 1 and done.verdict.isna().sum() == len(s) - 1
+
+
+def test_fig7_fig8_values():
+    import pandas as pd
+
+    from genixer.quality import box_values, question_lengths
+
+    df = pd.DataFrame({"turns": [[{"question": "What colour is it?", "answer": "red"}, {"question": "Why?", "answer": "x"}], None],
+                       "boxes": [[[0.0, 0.0, 50.0, 20.0]], None], "width": [100, 100], "height": [40, 40],
+                       "expression": ["the red car", None]})
+    assert question_lengths(df) == [4, 1]
+    w, h, e = box_values(df)
+    assert w == [0.5] and h == [0.5] and e == [3]
