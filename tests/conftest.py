@@ -7,12 +7,16 @@ os.environ["GENIXER_PRESET"] = "smoke"
 
 
 @pytest.fixture(scope="session")
-def instance():
+def instance(tmp_path_factory):
     """The instance the smoke graph is built in: it holds the corpus shards (dynamic partitions), so a
-    test that reruns a shard-partitioned asset of `built` passes it to dg.materialize."""
+    test that reruns a shard-partitioned asset of `built` passes it to dg.materialize. Persistent
+    (sqlite under a temporary DAGSTER_HOME, `instance.root_directory`) so that a webserver started
+    with DAGSTER_HOME there sees the runs, materialisations and check results (tests/test_browser.py)."""
     import dagster as dg
 
-    return dg.DagsterInstance.ephemeral()
+    inst = dg.DagsterInstance.local_temp(str(tmp_path_factory.mktemp("dagster_home")))
+    yield inst
+    inst.dispose()
 
 
 @pytest.fixture(scope="session")
