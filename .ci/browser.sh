@@ -5,6 +5,8 @@
 #   binary's path, which tests/test_browser.py uses. Returns 2 without installing when apt-get or root is
 #   missing (the browser test then skips, saying why); any other failure returns 1.
 
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 _br_say() { echo "[browser] $*" >&2; }
 
 _br_find() {
@@ -16,25 +18,13 @@ _br_find() {
 }
 
 browser_install() {
-  local bin sudo=""
+  local bin
   if bin=$(_br_find); then
     export GENIXER_CHROMIUM=$bin
     _br_say "using $bin ($("$bin" --version 2>/dev/null | head -n 1))"
     return 0
   fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    _br_say "no chromium and apt-get is not available: the browser test will be skipped"
-    return 2
-  fi
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
-      _br_say "no chromium and installing it needs root (no sudo): the browser test will be skipped"
-      return 2
-    fi
-  fi
-  _br_say "installing Debian's chromium package"
-  $sudo apt-get update -qq || return 1
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null || return 1
+  apt_install browser Chromium chromium fonts-dejavu-core || return $?
   bin=$(_br_find) || { _br_say "no chromium binary after installing"; return 1; }
   export GENIXER_CHROMIUM=$bin
   _br_say "installed $bin ($("$bin" --version 2>/dev/null | head -n 1))"

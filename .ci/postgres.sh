@@ -9,6 +9,8 @@
 #   test then skips, saying why); any other failure returns 1.
 # pg_stop: stops the server and removes its directory (safe to call twice).
 
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 _pg_say() { echo "[postgres] $*" >&2; }
 
 _pg_bin() {  # the newest installed server's bin directory
@@ -17,22 +19,7 @@ _pg_bin() {  # the newest installed server's bin directory
   [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
 }
 
-_pg_install() {
-  local sudo=""
-  if ! command -v apt-get >/dev/null 2>&1; then
-    _pg_say "PostgreSQL is not installed and apt-get is not available: the Postgres test will be skipped"
-    return 2
-  fi
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
-      _pg_say "PostgreSQL is not installed and installing it needs root (no sudo): the Postgres test will be skipped"
-      return 2
-    fi
-  fi
-  _pg_say "installing Debian's postgresql package"
-  $sudo apt-get update -qq || return 1
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null || return 1
-}
+_pg_install() { apt_install postgres PostgreSQL postgresql; }
 
 _pg_as() {  # run a command as the server's owner, from its directory (the caller's may be closed to it)
   if [ "$(id -u)" -eq 0 ]; then (cd "$PG_TMP" && runuser -u postgres -- "$@"); else (cd "$PG_TMP" && "$@"); fi

@@ -24,24 +24,13 @@ def build(root: str | Path) -> dict:
 
     from genixer.models.tiny import save_tiny_fuyu, save_tiny_llava, save_tiny_open_clip, save_tiny_qwen2_vl
     from tests.sources.helpers import write_image
-    from tests.sources.test_aokvqa import _release as aokvqa_val
-    from tests.sources.test_pope import _release as pope_release
-    from tests.sources.test_refcoco import _release as refcoco_test
-    from tests.sources.test_vqav2 import _release as vqav2_val
-    from tests.test_assets_worldfree import aokvqa_release, refcoco_release, vqav2_release
+    from tests.test_assets_worldfree import aokvqa_release, benchmark_sources, refcoco_release, vqav2_release
 
     root = Path(root).resolve()
-    # held-out images are the last in sort order: the 3 A-OKVQA images, then RefCOCO 9107-9109 (27 REC pairs to calibrate on)
+    # held-out images are the last in sort order: the 3 A-OKVQA images, then RefCOCO 9107-9109 (54 REC + REG pairs to calibrate on)
     sources = [vqav2_release(root / "vqa", n_images=15), aokvqa_release(root / "aok", n_images=3),
                refcoco_release(root / "ref", n_images=10, first_id=9100)]
-    q, a, vqa_images, _ = vqav2_val(root / "bench_vqa")
-    pope, pope_images = pope_release(root / "bench_pope")
-    aok, coco = aokvqa_val(root / "bench_aok")
-    refs, inst, ref_images = refcoco_test(root / "bench_ref")
-    bench = [{"format": "vqav2", "files": [str(q), str(a)], "images": str(vqa_images)},
-             {"format": "pope", "files": [str(pope)], "images": str(pope_images)},
-             {"format": "aokvqa", "files": [str(aok)], "images": str(coco)},
-             {"format": "refcoco", "files": [str(refs), str(inst)], "images": str(ref_images)}]
+    bench = benchmark_sources(root)
     corpus = root / "corpus"
     for i in range(8):
         write_image(corpus / f"sub{i % 2}" / f"img_{i:03d}.png", (80, 64), [(200, 30, 30), (30, 180, 30), (30, 30, 200)][i % 3])

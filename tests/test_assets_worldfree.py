@@ -87,6 +87,23 @@ def refcoco_release(root, n_images=15, first_id=100, split="train", sentences=3)
     return {"format": "refcoco", "files": [str(data / "refs(unc).p"), str(inst)], "images": str(images)}
 
 
+def benchmark_sources(root) -> list[dict]:
+    """benchmark_sets sources: the readers' fixture releases of VQAv2 val, POPE, A-OKVQA val and RefCOCO testA."""
+    from tests.sources.test_aokvqa import _release as aokvqa_val
+    from tests.sources.test_pope import _release as pope_release
+    from tests.sources.test_refcoco import _release as refcoco_test
+    from tests.sources.test_vqav2 import _release as vqav2_val
+
+    q, a, vqa_images, _ = vqav2_val(root / "bench_vqa")
+    pope, pope_images = pope_release(root / "bench_pope")
+    aok, coco = aokvqa_val(root / "bench_aok")
+    refs, inst, ref_images = refcoco_test(root / "bench_ref")
+    return [{"format": "vqav2", "files": [str(q), str(a)], "images": str(vqa_images)},
+            {"format": "pope", "files": [str(pope)], "images": str(pope_images)},
+            {"format": "aokvqa", "files": [str(aok)], "images": str(coco)},
+            {"format": "refcoco", "files": [str(refs), str(inst)], "images": str(ref_images)}]
+
+
 # ---- running ------------------------------------------------------------------------------------
 
 def _settings(tmp_path, name="data"):
@@ -370,10 +387,6 @@ def test_retraining_and_published_benchmarks_without_the_world(tmp_path):
     from genixer_assets.collection import benchmark_sets
     from genixer_assets.generators import base_mllm
     from genixer_assets.retraining import retrained_models
-    from tests.sources.test_aokvqa import _release as aokvqa_val
-    from tests.sources.test_pope import _release as pope_release
-    from tests.sources.test_refcoco import _release as refcoco_test
-    from tests.sources.test_vqav2 import _release as vqav2_val
 
     settings = _settings(tmp_path)
     _collect(settings, [vqav2_release(tmp_path / "vqa", n_images=10), aokvqa_release(tmp_path / "aok"),
@@ -383,14 +396,7 @@ def test_retraining_and_published_benchmarks_without_the_world(tmp_path):
     res = dg.materialize([retrained_models, checks.retrained_models_valid], partition_key="baseline", resources=_resources(settings))
     assert res.success and _md(res, "retrained_models")["caption_source"].startswith("collected region descriptions")
 
-    q, a, vqa_images, _ = vqav2_val(tmp_path / "bench_vqa")
-    pope, pope_images = pope_release(tmp_path / "bench_pope")
-    aok, coco = aokvqa_val(tmp_path / "bench_aok")
-    refs, inst, ref_images = refcoco_test(tmp_path / "bench_ref")
-    sources = [{"format": "vqav2", "files": [str(q), str(a)], "images": str(vqa_images)},
-               {"format": "pope", "files": [str(pope)], "images": str(pope_images)},
-               {"format": "aokvqa", "files": [str(aok)], "images": str(coco)},
-               {"format": "refcoco", "files": [str(refs), str(inst)], "images": str(ref_images)}]
+    sources = benchmark_sources(tmp_path)
     res = dg.materialize([benchmark_sets, checks.benchmark_sets_valid], resources=_resources(settings),
                          run_config={"ops": {"benchmark_sets": {"config": {"sources": sources}}}})
     assert res.success and res.get_asset_check_evaluations()[0].passed
