@@ -1,18 +1,26 @@
 """`make demo`: materialise the whole graph with the current preset, then say what was made.
 
-Unpartitioned assets run together; partitioned ones run once per shard, in the graph's
-order, all recorded in the instance at DAGSTER_HOME (so `dagster dev` shows the history).
+Without op config (the embedded default, or a --config with resources only) the graph runs as the UI's
+"Materialize all" does: the corpus plan, then one asset backfill of every other asset and partition
+(genixer_assets.backfill), executed in this process. A --config with per-asset op config runs wave by wave
+(:func:`materialize_all`: one run per wave and partition, each given its assets' config), because a backfill has
+one run config for all its runs. Either way everything is recorded in the instance at DAGSTER_HOME (so
+`dagster dev` shows the runs, the backfill and the history).
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import dagster as dg
+# The backfill's runs execute in this process; their steps too (set before the definitions are imported).
+os.environ.setdefault("GENIXER_EXECUTOR", "in_process")
 
-from genixer.retraining import RECIPES
-from genixer_assets.definitions import defs
+import dagster as dg  # noqa: E402
+
+from genixer.retraining import RECIPES  # noqa: E402
+from genixer_assets.definitions import defs  # noqa: E402
 from genixer_assets.partitions import partition_keys
 
 
@@ -120,22 +128,38 @@ def from_config(path: str | Path) -> tuple[dict, dict, tuple[str, ...]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genixer_assets import backfill
+
     parser = argparse.ArgumentParser(prog="python -m genixer_assets.demo", description=(
         "Materialise the whole Genixer graph, every partition, in dependency order. Without --config: the "
-        "embedded default (the shapes world, preset from GENIXER_PRESET)."))
+        "embedded default (the shapes world, preset from GENIXER_PRESET), as one asset backfill."))
     parser.add_argument("--config", help="run-config YAML: ops config per asset and resources (settings, backend); "
                                          "see examples/")
     args = parser.parse_args(argv)
     resources, run_config, exclude = from_config(args.config) if args.config else (defs.resources, None, ())
     settings = resources["settings"]  # the run's settings, also the ones the partitions were sized from
+    waves_needed = bool((run_config or {}).get("ops")) or bool(exclude)
     print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root}"
-          + (f", without {', '.join(exclude)}" if exclude else ""))
+          + (f", without {', '.join(exclude)}" if exclude else "")
+          + (", wave by wave (per-asset op config)" if waves_needed else ", as one asset backfill"))
     t = time.time()
-    instance = dg.DagsterInstance.get()
+    instance = backfill.in_process_instance()
     try:
-        results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude)
+        if waves_needed:
+            results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude)
+        else:
+            yaml_resources = _resources_run_config(args.config) if args.config else None
+            backfill_id, results = backfill.materialize_graph(instance, resources=yaml_resources)
+            print(f"Backfill {backfill_id}: {instance.get_backfill(backfill_id).status.value}")
     except dg.DagsterError as e:  # a failed step or a failed blocking check stops the graph
         print(f"FAILED after {time.time() - t:.0f}s: {e}")
+        return 1
+    failed = [r for r in results if not r.success]
+    if failed:
+        print(f"FAILED after {time.time() - t:.0f}s: {len(failed)} run(s) failed")
+        for r in failed:
+            for f in r.failures():
+                print(f"  {r.label()}: {f}")
         return 1
     print(f"Done in {time.time() - t:.0f}s. Outputs under {settings.root}/ (tables/, models/, world/).")
     print("Time per asset (summed over partitions):")
@@ -148,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     print("MISS marks an aim not reached (non-blocking checks); blocking checks would have stopped the run.")
     print("See runs, lineage and metadata with `make dev` (http://127.0.0.1:3000).")
     return 0
+
+
+def _resources_run_config(path: str | Path) -> dict | None:
+    import yaml
+
+    return (yaml.safe_load(Path(path).read_text()) or {}).get("resources") or None
 
 
 if __name__ == "__main__":

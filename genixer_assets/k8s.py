@@ -52,8 +52,12 @@ def executor_from_env():
     choice = os.environ.get(EXECUTOR_ENV, "").strip().lower()
     if choice in ("", "default"):
         return None
+    if choice == "in_process":  # every step in the run's own process (`make demo`: one process, models loaded once per step)
+        import dagster as dg
+
+        return dg.in_process_executor
     if choice != "k8s":
-        raise ValueError(f"{EXECUTOR_ENV}={choice!r}: expected 'k8s' or unset (Dagster's default executor)")
+        raise ValueError(f"{EXECUTOR_ENV}={choice!r}: expected 'k8s', 'in_process' or unset (Dagster's default executor)")
     try:
         from dagster_k8s import k8s_job_executor
     except ImportError as e:

@@ -35,7 +35,9 @@ def seed_dirs(settings: GenixerSettings, recipe: str) -> list:
 
 
 @dg.asset(group_name="retraining", partitions_def=recipe_partitions,
-          deps=[base_mllm, collected_datasets, world_scenes, genixer_vqa, genixer_rec, scored_generations_l], **GPU)
+          # every shard of scored_generations_l (the lambda arms re-filter its scores), not the shard named like the recipe
+          deps=[base_mllm, collected_datasets, world_scenes, genixer_vqa, genixer_rec,
+                dg.AssetDep(scored_generations_l, partition_mapping=dg.AllPartitionMapping())], **GPU)
 def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, settings: GenixerSettings,
                      backend: MLLMBackend) -> dg.MaterializeResult:
     """base_mllm trained one more round on a recipe's mixture (see genixer.retraining): the same

@@ -4,6 +4,8 @@ import pytest
 
 # The settings resource of the definitions reads the preset when they are imported.
 os.environ["GENIXER_PRESET"] = "smoke"
+# `built` runs the graph as one asset backfill in this process (genixer_assets.backfill), its steps in process too.
+os.environ.setdefault("GENIXER_EXECUTOR", "in_process")
 
 
 @pytest.fixture(scope="session")
@@ -14,21 +16,26 @@ def instance(tmp_path_factory):
     with DAGSTER_HOME there sees the runs, materialisations and check results (tests/test_browser.py)."""
     import dagster as dg
 
-    inst = dg.DagsterInstance.local_temp(str(tmp_path_factory.mktemp("dagster_home")))
+    from genixer_assets.backfill import IN_PROCESS
+
+    inst = dg.DagsterInstance.local_temp(str(tmp_path_factory.mktemp("dagster_home")), overrides=IN_PROCESS)
     yield inst
     inst.dispose()
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, instance):
-    """The whole graph materialised once on the smoke preset into a temporary data root."""
-    from genixer_assets.demo import materialize_all
-    from resources import GenixerSettings, MLLMBackend
+    """The whole graph materialised once on the smoke preset into a temporary data root, the way `make demo` does:
+    the corpus plan, then one asset backfill ("Materialize all") run in this process. `results`: every run, read
+    back from the instance (genixer_assets.backfill.RunOutcome)."""
+    from genixer_assets.backfill import materialize_graph
+    from resources import GenixerSettings
 
     data = tmp_path_factory.mktemp("data")
     settings = GenixerSettings(preset="smoke", data_dir=str(data))
-    results = materialize_all(instance, resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
-                              log=lambda *_: None)
+    backfill_id, results = materialize_graph(instance, log=lambda *_: None, resources={
+        "settings": {"config": {"preset": "smoke", "data_dir": str(data)}}, "backend": {"config": {"device": "cpu"}}})
+    assert instance.get_backfill(backfill_id).status.value == "COMPLETED_SUCCESS", [r.failures() for r in results]
     return settings, results
 
 

@@ -225,7 +225,7 @@ def _check_png(path: Path, min_colours: int = 16):
     return len(colours)
 
 
-def test_the_ui_shows_the_graph_the_vqa_previews_and_a_check(chromium, built, webserver, artifacts, tmp_path):
+def test_the_ui_shows_the_graph_the_vqa_previews_and_a_check(chromium, built, instance, webserver, artifacts, tmp_path):
     import pyarrow.parquet as pq
     from PIL import Image
 
@@ -311,7 +311,18 @@ def test_the_ui_shows_the_graph_the_vqa_previews_and_a_check(chromium, built, we
         text = b.text()
         assert re.search(rf"Metadata\s+rows\s+{rows}\b", text), text[:2000]
         b.screenshot(artifacts / "genixer_vqa_check.png")
+
+        # The graph was built by one "Materialize all" asset backfill (genixer_assets.backfill): its page lists
+        # the assets it covered and their partitions.
+        (bf,) = [x for x in instance.get_backfills() if x.title == "Materialize all"]
+        b.goto(f"{webserver}/runs/b/{bf.backfill_id}")
+        b.wait_for(" && ".join(has(s) for s in (bf.backfill_id, "Succeeded", "genixer_vqa")),
+                   "the backfill's page, succeeded, with its assets")
+        text = b.text()
+        missing = [a for a in ("raw_generations_l", "scored_generations_l", "retrained_models", "paper_report") if a not in text]
+        assert not missing, (missing, text[:3000])
+        b.screenshot(artifacts / "materialize_all_backfill.png")
     finally:
         b.close()
-    for name in ("asset_graph", "genixer_vqa_latest", "genixer_vqa_kept_preview", "genixer_vqa_check"):
+    for name in ("asset_graph", "genixer_vqa_latest", "genixer_vqa_kept_preview", "genixer_vqa_check", "materialize_all_backfill"):
         _check_png(artifacts / f"{name}.png")

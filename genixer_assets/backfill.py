@@ -1,0 +1,171 @@
+"""The whole graph as one asset backfill, the one the UI's "Materialize all" launches, run to the end in this process.
+
+The graph mixes unpartitioned, shard-partitioned and recipe-partitioned assets, which no single Dagster run can
+hold; an asset backfill can: Dagster splits it into runs (the unpartitioned upstream, one run per corpus shard, the
+filtered sets, one run per recipe, the scores and report) and launches each once its parents are done. In the UI
+that is the backfill daemon's work (`make dev` runs it); here the same backfill is created through the same GraphQL
+mutation the UI sends (`launchPartitionBackfill` with the asset selection and `allPartitions`) and the daemon's own
+iteration (`execute_backfill_iteration`) is called in a loop, with an instance whose run launcher executes each run
+synchronously in this process (so the demo pays one import of torch, not one per run) and whose coordinator
+launches at once (no queue daemon).
+
+A backfill's targets are fixed when it is created, and the corpus shards are dynamic partitions that `corpus_shards`
+registers: :data:`PLAN` (corpus_shards and what it reads) is therefore materialised first, as one run, and the
+backfill covers everything else. In the UI: materialise `corpus_shards` once, then "Materialize all".
+
+Config: a backfill has one run config for all its runs, and Dagster checks each run's config against that run's
+assets, so a backfill can carry resource config (and loggers) but not per-asset op config; a run config with
+``ops`` goes through :func:`genixer_assets.demo.materialize_all` (one run per wave and partition) instead.
+"""
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+REPO = Path(__file__).resolve().parents[1]
+PLAN = dg.AssetSelection.assets("corpus_shards").upstream()
+# The instance overrides that run a backfill in this process: each run executes as it is launched.
+IN_PROCESS = {
+    "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
+    "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
+}
+FINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+LAUNCH = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}"""
+
+
+def in_process_instance(home: str | Path | None = None) -> dg.DagsterInstance:
+    """The instance at `home` (default DAGSTER_HOME, its dagster.yaml: storage, pools, loggers) with runs launched
+    synchronously in this process. The runs, events and backfill land in its storage like any other."""
+    from dagster._core.instance.ref import InstanceRef
+
+    home = str(home or os.environ["DAGSTER_HOME"])
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=IN_PROCESS))
+
+
+@contextmanager
+def workspace(instance: dg.DagsterInstance):
+    """The graph's code location (genixer_assets.definitions:defs) loaded in this process, as the daemon sees it.
+    The definitions are imported once: runs launched from it reuse the module (and its executor choice)."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name="genixer_assets.definitions",
+                             attribute="defs", working_directory=str(REPO)),
+        location_name="genixer_assets.definitions")
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as ctx:
+        yield ctx
+
+
+def launch(ctx, assets: list[dg.AssetKey], run_config: dict | None = None, title: str = "Materialize all") -> str:
+    """Create the asset backfill of every partition of `assets` exactly as the UI does (GraphQL); its id."""
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    params = {"assetSelection": [{"path": k.path} for k in assets], "allPartitions": True, "title": title}
+    if run_config:
+        params["runConfigData"] = run_config
+    res = execute_dagster_graphql(ctx.create_request_context(), LAUNCH, {"params": params})
+    if res.errors:
+        raise RuntimeError(f"launchPartitionBackfill: {res.errors}")
+    out = res.data["launchPartitionBackfill"]
+    if out["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"launchPartitionBackfill: {out['__typename']}: {out.get('message')}")
+    return out["backfillId"]
+
+
+class RunOutcome:
+    """A finished run read back from the instance, with the parts of ExecuteInProcessResult the callers use."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str):
+        self.run_id = run_id
+        self.dagster_run = instance.get_run_by_id(run_id)
+        self.success = self.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        self._events = [r.event_log_entry.dagster_event for r in instance.get_records_for_run(run_id).records
+                        if r.event_log_entry.dagster_event is not None]
+
+    def get_asset_materialization_events(self) -> list[dg.DagsterEvent]:
+        return [e for e in self._events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+
+    def get_asset_check_evaluations(self) -> list[dg.AssetCheckEvaluation]:
+        return [e.asset_check_evaluation_data for e in self._events
+                if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+
+    def failures(self) -> list[str]:
+        return [f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else '?'}"
+                for e in self._events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+
+    def label(self) -> str:
+        keys = sorted(k.to_user_string() for k in (self.dagster_run.asset_selection or []))
+        part = self.dagster_run.tags.get("dagster/partition")
+        return f"{', '.join(keys)}{f' [{part}]' if part else ''}"
+
+
+def run(ctx, backfill_id: str, log: Callable[[str], None] = print, poll_log: logging.Logger | None = None) -> list[RunOutcome]:
+    """Drive the backfill with the daemon's iteration until it ends; every run it launched, in launch order."""
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    instance = ctx.instance
+    logger = poll_log or logging.getLogger("genixer.backfill.daemon")
+    seen: dict[str, RunOutcome] = {}
+    while True:
+        t = time.time()
+        list(execute_backfill_iteration(ctx, logger))
+        for r in reversed(instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))):
+            if r.run_id not in seen and r.is_finished:
+                seen[r.run_id] = out = RunOutcome(instance, r.run_id)
+                log(f"  {out.label()}: {'' if out.success else 'FAILED, '}{_duration(instance, r.run_id, t):.1f}s")
+        status = instance.get_backfill(backfill_id).status
+        if status.value in FINAL:
+            return list(seen.values())
+
+
+def _duration(instance: dg.DagsterInstance, run_id: str, fallback_start: float) -> float:
+    rec = instance.get_run_record_by_id(run_id)
+    if rec and rec.start_time and rec.end_time:
+        return rec.end_time - rec.start_time
+    return time.time() - fallback_start
+
+
+def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] = print, resources: dict | None = None,
+                      quiet: bool = True) -> tuple[str, list[RunOutcome]]:
+    """The plan (corpus_shards and its upstream, one run), then one backfill of every other asset and partition.
+    `resources`: run config of the resources (``{"settings": {"config": {...}}}``), applied to every run.
+    Returns (backfill id, the runs: the plan's first). `instance` must launch in process (:func:`in_process_instance`
+    or ``DagsterInstance.local_temp(overrides=IN_PROCESS)``)."""
+    run_config = {"resources": resources} if resources else {}
+    if quiet:
+        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+    with workspace(instance) as ctx:
+        from genixer_assets.definitions import defs
+
+        graph = defs.resolve_asset_graph()
+        plan = PLAN.resolve(graph)
+        t = time.time()
+        res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
+                             run_config=run_config, resources=defs.resources)
+        outcomes = [RunOutcome(instance, res.run_id)]
+        log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): {time.time() - t:.1f}s")
+        rest = [k for k in graph.toposorted_asset_keys if k not in plan]
+        backfill_id = launch(ctx, rest, run_config)
+        log(f"  backfill {backfill_id}: {len(rest)} assets, every partition "
+            f"({len(instance.get_dynamic_partitions('corpus_shards'))} corpus shards)")
+        outcomes += run(ctx, backfill_id, log)
+    return backfill_id, outcomes
