@@ -96,9 +96,29 @@ def open_rgb(src: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageError(f"{where}: corrupt or truncated ({e})") from e
 
 
+_SIZES: dict[tuple[str, int, int, int], tuple[int, int]] = {}  # (path, mtime_ns, bytes, max_pixels) -> size
+
+
 def image_size(src: str | Path, max_pixels: int = MAX_PIXELS, verify: bool = True) -> tuple[int, int]:
     """(width, height) as seen (EXIF applied). With `verify`, the whole image is decoded so a
-    truncated or corrupt file is caught here rather than in the middle of training."""
+    truncated or corrupt file is caught here rather than in the middle of training. Without it, a path's
+    size is remembered per (path, modification time, byte size): every training run of a process reads
+    the same images' headers once."""
+    if verify or not isinstance(src, (str, Path)):
+        return _read_size(src, max_pixels, verify)
+    try:
+        st = Path(src).stat()
+    except OSError:  # missing or unreadable: the reader's own error
+        return _read_size(src, max_pixels, verify)
+    key = (str(src), st.st_mtime_ns, st.st_size, max_pixels)
+    if key not in _SIZES:
+        if len(_SIZES) >= 1_000_000:  # a bound on the memory, not a policy
+            _SIZES.clear()
+        _SIZES[key] = _read_size(src, max_pixels, verify=False)
+    return _SIZES[key]
+
+
+def _read_size(src: str | Path, max_pixels: int, verify: bool) -> tuple[int, int]:
     where = str(src) if isinstance(src, (str, Path)) else getattr(src, "name", "image")
     im = _open(src, where, max_pixels)
     with im:

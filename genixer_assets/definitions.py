@@ -13,7 +13,8 @@ all_assets = dg.load_assets_from_modules([collection, instructions, generators, 
 all_checks = dg.load_asset_checks_from_modules([checks])
 
 # The whole graph mixes shard-partitioned, recipe-partitioned and unpartitioned assets, which one Dagster run cannot
-# hold; `make demo` (genixer_assets.demo) runs it as waves in dependency order instead.
+# hold; one asset backfill can ("Materialize all" in the UI; `make demo` runs the same backfill in process,
+# genixer_assets/backfill.py).
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,

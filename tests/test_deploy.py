@@ -8,6 +8,7 @@ import re
 import runpy
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -74,6 +75,9 @@ def test_executor_switch(monkeypatch, k8s_defs):
 
     default = _load_defs(monkeypatch, None).resolve_implicit_global_asset_job_def()
     assert default.executor_def.name == "multi_or_in_process_executor"  # today's default, unchanged
+
+    monkeypatch.setenv(k8s.EXECUTOR_ENV, "in_process")  # make demo's choice: the backfill's runs, steps in process
+    assert k8s.executor_from_env() is dg.in_process_executor
 
     monkeypatch.setenv(k8s.EXECUTOR_ENV, "kubernetes")
     with pytest.raises(ValueError, match="GENIXER_EXECUTOR"):

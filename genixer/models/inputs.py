@@ -20,6 +20,8 @@ Real checkpoints and the embedded models go through the same code:
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +81,38 @@ def answer_separator(processor, text: str) -> str:
     return "" if has_chat_template(processor) and text[-1:].isspace() else " "
 
 
+# Per tokenizer (its serialised form and size, so two loads of one checkpoint share it): text -> ids. Every
+# training run and generation pass of a process tokenizes the same prompts and targets once.
+_IDS: dict[tuple, dict[str, list[int]]] = {}
+_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(tokenizer) -> tuple:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer: no serialised form to key on, no cache
+        return ()
+    try:
+        fp = _FINGERPRINTS[tokenizer]
+    except (KeyError, TypeError):
+        fp = (type(tokenizer).__name__, hashlib.sha256(backend.to_str().encode()).hexdigest())
+        try:
+            _FINGERPRINTS[tokenizer] = fp
+        except TypeError:
+            pass
+    return (*fp, len(tokenizer))  # tokens added after the first call change the key
+
+
 def _tokenize_unique(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Ids of each text without special tokens, each distinct text tokenized once (shared lists: read only)."""
-    unique = list(dict.fromkeys(texts))
-    ids = dict(zip(unique, tokenizer(unique, add_special_tokens=False)["input_ids"]))
-    return [ids[t] for t in texts]
+    """Ids of each text without special tokens, each distinct text tokenized once per process and tokenizer
+    (shared lists: read only)."""
+    fp = _fingerprint(tokenizer)
+    known = _IDS.setdefault(fp, {}) if fp else {}
+    if len(known) >= 2_000_000:  # a bound on the memory, not a policy
+        known.clear()
+    todo = [t for t in dict.fromkeys(texts) if t not in known]
+    if todo:
+        known.update(zip(todo, tokenizer(todo, add_special_tokens=False)["input_ids"]))
+    return [known[t] for t in texts]
 
 
 def split_prompt_answer(
