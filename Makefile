@@ -44,7 +44,10 @@ gpu-pool: install
 	@[ "$(GENIXER_GPUS)" -ge 1 ] 2>/dev/null || { echo "GENIXER_GPUS must be a whole number >= 1, got '$(GENIXER_GPUS)'"; exit 1; }
 	$(VENV)/bin/dagster instance concurrency set gpu $(GENIXER_GPUS)
 
+# The corpus is planned first (world_scenes + corpus_shards, only while the instance has no shard), so that
+# "Materialize all" in the UI is one backfill over every shard (README "Materialize all").
 dev: install gpu-pool
+	$(PY) -m genixer_assets.backfill plan
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install

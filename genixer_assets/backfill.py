@@ -54,8 +54,11 @@ def in_process_instance(home: str | Path | None = None) -> dg.DagsterInstance:
     synchronously in this process. The runs, events and backfill land in its storage like any other."""
     from dagster._core.instance.ref import InstanceRef
 
-    home = str(home or os.environ["DAGSTER_HOME"])
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=IN_PROCESS))
+    home = home or os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise RuntimeError("DAGSTER_HOME is not set: run `make demo` (it sets DAGSTER_HOME to the repository root, whose "
+                           "dagster.yaml is the instance) or set DAGSTER_HOME to a folder holding a dagster.yaml")
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=IN_PROCESS))
 
 
 @contextmanager
@@ -157,15 +160,53 @@ def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] =
         from genixer_assets.definitions import defs
 
         graph = defs.resolve_asset_graph()
-        plan = PLAN.resolve(graph)
+        planned = PLAN.resolve(graph)
         t = time.time()
         res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
                              run_config=run_config, resources=defs.resources)
         outcomes = [RunOutcome(instance, res.run_id)]
         log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): {time.time() - t:.1f}s")
-        rest = [k for k in graph.toposorted_asset_keys if k not in plan]
+        rest = [k for k in graph.toposorted_asset_keys if k not in planned]
         backfill_id = launch(ctx, rest, run_config)
         log(f"  backfill {backfill_id}: {len(rest)} assets, every partition "
             f"({len(instance.get_dynamic_partitions('corpus_shards'))} corpus shards)")
         outcomes += run(ctx, backfill_id, log)
     return backfill_id, outcomes
+
+
+def plan(instance: dg.DagsterInstance, log: Callable[[str], None] = print, resources: dict | None = None) -> RunOutcome | None:
+    """Materialise :data:`PLAN` if the instance has no corpus shard yet (so that "Materialize all" in the UI is one
+    action: the backfill it launches then covers every shard); None when the shards are already there."""
+    shards = instance.get_dynamic_partitions("corpus_shards")
+    if shards:
+        log(f"corpus already planned: {len(shards)} shards ({shards[0]} … {shards[-1]})")
+        return None
+    from genixer_assets.definitions import defs
+
+    t = time.time()
+    res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
+                         run_config={"resources": resources} if resources else None, resources=defs.resources)
+    out = RunOutcome(instance, res.run_id)
+    log(f"planned the corpus ({out.label()}) in {time.time() - t:.0f}s: "
+        f"{len(instance.get_dynamic_partitions('corpus_shards'))} shards; \"Materialize all\" now covers them")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m genixer_assets.backfill", description=(
+        "plan: materialise world_scenes and corpus_shards if the instance at DAGSTER_HOME has no corpus shard yet, "
+        "so that the UI's \"Materialize all\" is one backfill over every shard (`make dev` runs it first)."))
+    parser.add_argument("command", choices=["plan"])
+    parser.parse_args(argv)
+    try:
+        plan(dg.DagsterInstance.get())
+    except dg.DagsterError as e:
+        print(f"planning the corpus failed: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -90,3 +90,22 @@ def test_launch_refuses_an_unknown_asset(tmp_path):
             backfill.launch(ctx, [dg.AssetKey("no_such_asset")])
     finally:
         inst.dispose()
+
+
+def test_plan_registers_the_shards_once(tmp_path):
+    """`make dev`'s first step: the corpus planned while no shard is registered, left alone after."""
+    inst = dg.DagsterInstance.local_temp(str(tmp_path))
+    try:
+        res = {"settings": {"config": {"preset": "smoke", "data_dir": str(tmp_path / "data")}}}
+        lines = []
+        out = backfill.plan(inst, log=lines.append, resources=res)
+        assert out is not None and out.success
+        assert {e.asset_key.to_user_string() for e in out.get_asset_materialization_events()} == {"world_scenes", "corpus_shards"}
+        shards = inst.get_dynamic_partitions("corpus_shards")
+        assert len(shards) >= 2 and (tmp_path / "data" / "smoke").is_dir()
+        assert backfill.plan(inst, log=lines.append, resources=res) is None
+        assert inst.get_dynamic_partitions("corpus_shards") == shards
+        assert len(inst.get_run_ids()) == 1
+        assert "already planned" in lines[-1]
+    finally:
+        inst.dispose()
