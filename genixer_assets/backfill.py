@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,7 +117,8 @@ class RunOutcome:
                 for e in self._events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
 
     def label(self) -> str:
-        keys = sorted(k.to_user_string() for k in (self.dagster_run.asset_selection or []))
+        keys = sorted(k.to_user_string() for k in (self.dagster_run.asset_selection
+                                                   or {e.asset_key for e in self.get_asset_materialization_events()}))
         part = self.dagster_run.tags.get("dagster/partition")
         return f"{', '.join(keys)}{f' [{part}]' if part else ''}"
 
@@ -126,11 +128,18 @@ def run(ctx, backfill_id: str, log: Callable[[str], None] = print, poll_log: log
     from dagster._daemon.backfill import execute_backfill_iteration
 
     instance = ctx.instance
-    logger = poll_log or logging.getLogger("genixer.backfill.daemon")
+    if poll_log is None:  # the daemon's per-iteration report (what it requested and why it waits): warnings only
+        poll_log = logging.getLogger("genixer_backfill_daemon")
+        poll_log.setLevel(logging.WARNING)
+    logger = poll_log
     seen: dict[str, RunOutcome] = {}
     while True:
         t = time.time()
-        list(execute_backfill_iteration(ctx, logger))
+        with warnings.catch_warnings():
+            # A run executed inside the daemon's iteration leaves Dagster's per-run event loop un-shut (harmless,
+            # printed once per run otherwise).
+            warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited")
+            list(execute_backfill_iteration(ctx, logger))
         for r in reversed(instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))):
             if r.run_id not in seen and r.is_finished:
                 seen[r.run_id] = out = RunOutcome(instance, r.run_id)

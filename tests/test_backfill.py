@@ -107,5 +107,6 @@ def test_plan_registers_the_shards_once(tmp_path):
         assert inst.get_dynamic_partitions("corpus_shards") == shards
         assert len(inst.get_run_ids()) == 1
         assert "already planned" in lines[-1]
+        assert out.label() == "corpus_shards, world_scenes"
     finally:
         inst.dispose()
