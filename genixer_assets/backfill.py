@@ -171,9 +171,7 @@ def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] =
         graph = defs.resolve_asset_graph()
         planned = PLAN.resolve(graph)
         t = time.time()
-        res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
-                             run_config=run_config, resources=defs.resources)
-        outcomes = [RunOutcome(instance, res.run_id)]
+        outcomes = [_materialize_plan(instance, run_config)]
         log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): {time.time() - t:.1f}s")
         rest = [k for k in graph.toposorted_asset_keys if k not in planned]
         backfill_id = launch(ctx, rest, run_config)
@@ -183,6 +181,15 @@ def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] =
     return backfill_id, outcomes
 
 
+def _materialize_plan(instance: dg.DagsterInstance, run_config: dict | None) -> RunOutcome:
+    """:data:`PLAN` as one run (with its checks), read back."""
+    from genixer_assets.definitions import defs
+
+    res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
+                         run_config=run_config or None, resources=defs.resources)
+    return RunOutcome(instance, res.run_id)
+
+
 def plan(instance: dg.DagsterInstance, log: Callable[[str], None] = print, resources: dict | None = None) -> RunOutcome | None:
     """Materialise :data:`PLAN` if the instance has no corpus shard yet (so that "Materialize all" in the UI is one
     action: the backfill it launches then covers every shard); None when the shards are already there."""
@@ -190,12 +197,8 @@ def plan(instance: dg.DagsterInstance, log: Callable[[str], None] = print, resou
     if shards:
         log(f"corpus already planned: {len(shards)} shards ({shards[0]} … {shards[-1]})")
         return None
-    from genixer_assets.definitions import defs
-
     t = time.time()
-    res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
-                         run_config={"resources": resources} if resources else None, resources=defs.resources)
-    out = RunOutcome(instance, res.run_id)
+    out = _materialize_plan(instance, {"resources": resources} if resources else None)
     log(f"planned the corpus ({out.label()}) in {time.time() - t:.0f}s: "
         f"{len(instance.get_dynamic_partitions('corpus_shards'))} shards; \"Materialize all\" now covers them")
     return out
