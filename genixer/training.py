@@ -252,8 +252,11 @@ class SFTAdapter:
         return collate(self.processor, records, self.enc, idx), idx
 
     def loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[float] | None]:
-        out = model(**batch)
-        return out.loss, _per_sample_loss(out.logits, batch["labels"])
+        # Logits only where a next token is learnt: the lm_head skips the image and prompt positions before
+        # the batch's first target (transformers' logits_to_keep + shift_labels; the same loss).
+        shift, keep = target_window(batch["labels"])
+        out = model(**batch, logits_to_keep=keep, shift_labels=shift)  # labels only switch the loss on
+        return out.loss, _per_sample_loss(out.logits, shift)
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["attention_mask"].sum())
@@ -368,12 +371,21 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rng, result: Train
     return state["step"]
 
 
-def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
-    """Mean next-token loss over each sample's target tokens (for per-group curves only)."""
+def target_window(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(next-token labels of the last ``keep`` positions, ``keep``): the positions from the batch's first
+    learnt next token to the end, so logits before it need not be computed (all of them if none is learnt)."""
+    shift = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+    learnt = (shift != -100).any(0).nonzero()
+    keep = shift.shape[1] - int(learnt[0]) if len(learnt) else shift.shape[1]
+    return shift[:, -keep:].contiguous(), keep
+
+
+def _per_sample_loss(logits: torch.Tensor, shift_labels: torch.Tensor) -> list[float]:
+    """Mean next-token loss over each sample's target tokens (for per-group curves only); ``shift_labels``
+    are aligned with ``logits`` (position i's label is the token after it)."""
     with torch.no_grad():
-        lab = labels[:, 1:]
-        tok = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100, reduction="none")
-        return (tok.sum(1) / (lab != -100).sum(1).clamp(min=1)).tolist()
+        tok = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+        return (tok.sum(1) / (shift_labels != -100).sum(1).clamp(min=1)).tolist()
 
 
 def _close_window(curves: dict, window: list, step: int) -> None:

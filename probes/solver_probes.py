@@ -4,6 +4,8 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
 
     python probes/solver_probes.py DATA_DIR stage1 [STEPS]      # LLaVA's stage 1: only the projector, on captions
     python probes/solver_probes.py DATA_DIR curriculum [STEPS]  # first the images with one or two objects only
+    python probes/solver_probes.py DATA_DIR coords              # one token per coordinate value (0.000 .. 1.000)
+    python probes/solver_probes.py DATA_DIR question_first      # the prompt before the image tokens
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
 """
@@ -33,11 +35,11 @@ from resources import GenixerSettings  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["stage1", "curriculum"])
+    ap.add_argument("variant", choices=["stage1", "curriculum", "coords", "question_first"])
     ap.add_argument("steps", type=int, nargs="?", default=None, help="steps of the added stage (200 / 300)")
     ap.add_argument("--preset", default="demo", help="the preset the data root was built with (its solver steps apply)")
     a = ap.parse_args()
-    steps = a.steps or {"stage1": 200, "curriculum": 300}[a.variant]
+    steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "coords": 0, "question_first": 0}[a.variant]
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
     p, collect, val = _context(settings)
     collected = read_samples(settings.table_path("collected_datasets"))
@@ -50,7 +52,8 @@ def main() -> None:
     out = Path("/tmp/probe") / f"{a.variant}_{steps}"
     cap = p.caption_share
     t = time.time()
-    model, processor = build_embedded_mllm(build_tokenizer(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])),
+    model, processor = build_embedded_mllm(build_tokenizer(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]),
+                                                           coordinate_tokens=a.variant == "coords"),
                                            p.mllm)
     gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
     if a.variant == "stage1":
@@ -59,13 +62,17 @@ def main() -> None:
         r1 = train(model, processor, captions, replace(p.base_train, steps=steps, warmup_steps=10, freeze_vision_tower=False), out / "s1")
         for prm in model.parameters():
             prm.requires_grad_(True)
-    else:
+    elif a.variant == "curriculum":
         few = {i for i, s in scenes.items() if len(s.objects) <= 2}
         first = [s for s in train_s if s["image_id"] in few]
         print(f"stage 1: {len(first)} of {len(train_s)} training samples are on images with <= 2 objects", flush=True)
         recs, w, _ = weighted_pools([("solver", solver_records(first), 1 - cap), ("captions", [c for c in captions if c["image_id"] in few], cap)])
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
-    print(f"{a.variant}: {steps} steps, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
+    if a.variant == "question_first":  # every image token sees the question (the image after the prompt)
+        from genixer.models import inputs
+        inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
+    if a.variant in ("stage1", "curriculum"):
+        print(f"{a.variant}: {steps} steps, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
     records, weights, _ = weighted_pools([("solver", solver_records(train_s), 1 - cap), ("captions", captions, cap)])
     r2 = train(model, processor, records, p.base_train, out / "s2", sample_weights=weights)
     print(f"solver: final loss {r2.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)

@@ -62,6 +62,23 @@ def test_tokenizer_round_trip_exact(tok, tmp_path):
     assert loaded.decode(loaded(TEXTS[2])["input_ids"], skip_special_tokens=True) == TEXTS[2]
 
 
+def test_coordinate_tokens(tmp_path):
+    """coordinate_tokens: each 3-decimal value in [0, 1] is one token; other numbers keep digit tokens; exact round trip."""
+    tok = build_tokenizer(TEXTS, coordinate_tokens=True)
+    assert tok.tokenize("[0.125,0.300]") == ["▁[", "0.125", ",", "0.300", "]"]
+    assert tok.tokenize("Boxes [0.410, 1.000]") == ["▁Boxes", "▁[", "0.410", ",", "▁1.000", "]"]
+    # not on the grid: 4 decimals, above 1, one decimal, part of a longer number
+    assert tok.tokenize("0.1234 1.005 0.5 10.125") == ["▁0", ".", "1", "2", "3", "4", "▁1", ".", "0", "0", "5",
+                                                       "▁0", ".", "5", "▁1", "0", ".", "1", "2", "5"]
+    extra = ["Boxes [0.000,0.999;1.000,0.5] 0.1234 10.125 x0.250y", TEXTS[2]]
+    for text in TEXTS + extra:
+        ids = tok(text)["input_ids"]
+        assert tok.unk_token_id not in ids and tok.decode(ids, skip_special_tokens=True) == text
+    tok.save_pretrained(tmp_path / "tok")
+    assert AutoTokenizer.from_pretrained(tmp_path / "tok").tokenize(TEXTS[2]) == tok.tokenize(TEXTS[2])
+    assert len(tok) == len(build_tokenizer(TEXTS)) + 2 * 1001
+
+
 def test_llava_image_token_expansion(tok, image_path):
     model, processor = build_embedded_mllm(tok, SIZE)
     im = Image.open(image_path)

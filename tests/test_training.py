@@ -57,6 +57,35 @@ def test_loss_falls_and_model_saved(kind, tok, records, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["llava", "fuyu"])
+def test_loss_on_the_target_window_equals_the_full_loss(kind, tok, records):
+    """SFTAdapter computes logits only from the batch's first learnt position: same loss, per-row losses
+    and gradients as the model's own loss over every position, on fewer positions."""
+    model, processor = fresh(kind, tok)
+    recs = records[:2] + [dict(records[0], target="Answer: a much longer answer here")]
+    adapter = training.SFTAdapter(processor, model)
+    adapter.prepare(recs, TrainConfig(steps=1))
+    batch, _ = adapter.batch(recs, [0, 1, 2])
+    full = model(**batch)
+    full.loss.backward()
+    full_grad = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    loss, rows = adapter.loss(model, batch)
+    loss.backward()
+    shift, keep = training.target_window(batch["labels"])
+    first = min(adapter.enc.prompt_lens) - 1  # the last prompt token predicts the first target token
+    assert keep == batch["input_ids"].shape[1] - first < batch["input_ids"].shape[1]
+    assert loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
+    labels = batch["labels"]
+    expected = [torch.nn.functional.cross_entropy(full.logits[r, :-1], labels[r, 1:], ignore_index=-100).item()
+                for r in range(3)]
+    assert rows == pytest.approx(expected, rel=1e-5)
+    assert (shift != -100).sum() == (labels != -100).sum()
+    for n, p in model.named_parameters():
+        if n in full_grad:
+            torch.testing.assert_close(p.grad, full_grad[n], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["llava", "fuyu"])
 def test_label_masking(kind, tok, records):
     _, processor = fresh(kind, tok)
     recs = records[:2] + [dict(records[0], target="Answer: a much longer answer here")]

@@ -6,7 +6,9 @@ Design (why it looks like this):
 - Spaces are folded into the following word Llama-style ("▁What"), by a normalizer that maps " " to "▁"
   and prepends one "▁" to every text segment; the Metaspace decoder turns "▁" back into spaces and drops
   the prepended one, so decode(encode(text)) is exact, including runs of spaces and newlines.
-- Every digit is its own token ("0.125" -> "0" "." "1" "2" "5"), so boxes/points use a tiny closed vocabulary.
+- Every digit is its own token ("0.125" -> "0" "." "1" "2" "5"), so boxes/points use a tiny closed vocabulary;
+  with ``coordinate_tokens`` every value of the box format's grid (0.000 .. 1.000, 3 decimals, as
+  `genixer.boxes` writes them) is instead one token, so a coordinate is one prediction, not five.
 - The prepended "▁" doubles as the prompt/target separator: tokenizing prompt and target separately and
   concatenating the ids equals tokenizing ``prompt + " " + target``.
 - Fuyu compatibility: FuyuProcessor tokenizes the image placeholder string ("|SPEAKER|...|NEWLINE|<s>")
@@ -32,20 +34,25 @@ FUYU_WORDS = ["|SPEAKER|", "|NEWLINE|"]
 
 _FUYU_ALT = "|".join(w.replace("|", r"\|") for w in FUYU_WORDS)
 # One optional leading "▁" then: a Fuyu placeholder word, a run of letters, ONE digit, or ONE other char.
-_SPLIT = Regex(rf"{_FUYU_ALT}|{SPACE}?[^\W\d_]+|{SPACE}?\d|{SPACE}?(?!{_FUYU_ALT})[^\w{SPACE}]|{SPACE}?_|{SPACE}")
+_SPLIT_BODY = rf"{_FUYU_ALT}|{SPACE}?[^\W\d_]+|{SPACE}?\d|{SPACE}?(?!{_FUYU_ALT})[^\w{SPACE}]|{SPACE}?_|{SPACE}"
+# A coordinate value of the box format's grid, not part of a longer number (0.000 .. 1.000).
+_COORD = rf"{SPACE}?(?<![\d.])(?:0\.\d{{3}}|1\.000)(?![\d])"
+COORDINATES = [f"{i / 1000:.3f}" for i in range(1001)]
 
 
 def _normalizer() -> normalizers.Normalizer:
     return normalizers.Sequence([normalizers.Prepend(SPACE), normalizers.Replace(" ", SPACE)])
 
 
-def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    return pre_tokenizers.Split(_SPLIT, behavior="isolated")
+def _pre_tokenizer(coordinate_tokens: bool = False) -> pre_tokenizers.PreTokenizer:
+    body = f"{_COORD}|{_SPLIT_BODY}" if coordinate_tokens else _SPLIT_BODY
+    return pre_tokenizers.Split(Regex(body), behavior="isolated")
 
 
-def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
-    """Tokenizer whose vocabulary is every word of ``texts`` plus all printable ASCII characters."""
-    norm, pre = _normalizer(), _pre_tokenizer()
+def build_tokenizer(texts: Iterable[str], coordinate_tokens: bool = False) -> PreTrainedTokenizerFast:
+    """Tokenizer whose vocabulary is every word of ``texts`` plus all printable ASCII characters
+    (and with ``coordinate_tokens`` each of :data:`COORDINATES`, bare and after a space)."""
+    norm, pre = _normalizer(), _pre_tokenizer(coordinate_tokens)
     vocab: dict[str, int] = {}
     for tok in SPECIAL_TOKENS + FUYU_WORDS:
         vocab.setdefault(tok, len(vocab))
@@ -55,6 +62,9 @@ def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
         for piece in (ch, SPACE + ch):
             vocab.setdefault(piece, len(vocab))
     vocab.setdefault(SPACE, len(vocab))
+    for value in COORDINATES if coordinate_tokens else ():
+        for piece in (value, SPACE + value):
+            vocab.setdefault(piece, len(vocab))
     words = set()
     for text in texts:
         for piece, _ in pre.pre_tokenize_str(norm.normalize_str(text)):
