@@ -109,6 +109,19 @@ PRESETS = {
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
                    clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(20, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=3),
+    # Quality against compute (issue 16): the demo's world, model sizes, benchmarks and retraining recipes with twice
+    # the collected and corpus images and 2.5-3.5x the training steps; one run on 2 CPU cores is budgeted at 70-100 min.
+    # docs/long/ keeps its paper_report.md beside the demo's.
+    "long": Preset("long", n_collect=4000, n_corpus=1600, n_bench=300, n_heldout=150, n_shards=8, min_per_task=3000,
+                   mllm=_DEMO, vision_pretrain=_tc(1000, 2e-3, batch=64, warmup=30),
+                   base_train=_tc(3000, 2e-3, warmup=100, freeze_vision_tower=True),
+                   l_train=_tc(1000, 1e-3, warmup=40, freeze_vision_tower=True), l_replay=(0.2, 0.2),
+                   s_train=(_tc(400, 1e-3, warmup=40), _tc(1000, 1e-3, warmup=40)),
+                   val_images=100, gen_per_image=1,
+                   judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
+                                      text_intermediate=256), judge_train=_tc(3000, 2e-3, warmup=100),
+                   clip_train=_tc(1500, 2e-3, warmup=40), retrain=_tc(40, 5e-4, warmup=5, freeze_vision_tower=True),
+                   retrain_seeds=3),
     "paper": Preset("paper", n_collect=20000, n_corpus=20000, n_bench=2000, n_heldout=1000, n_shards=64,
                     collect_per_image=2, min_per_task=30000, mllm=_PAPER, vision_pretrain=_tc(5000, 1e-3, batch=128, warmup=200), base_train=_tc(20000, 1e-3, batch=64, warmup=500, freeze_vision_tower=True),
                     l_train=_tc(5000, 5e-4, batch=64, warmup=200),

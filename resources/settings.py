@@ -20,7 +20,7 @@ class GenixerSettings(dg.ConfigurableResource):
 
     # The only reader of GENIXER_PRESET: everything else gets the preset from a GenixerSettings.
     preset: str = Field(default_factory=lambda: os.environ.get("GENIXER_PRESET", "demo"),
-                        description="smoke | demo | paper (env GENIXER_PRESET)")
+                        description="smoke | demo | long | paper (env GENIXER_PRESET)")
     data_dir: str = Field(default_factory=lambda: os.environ.get("GENIXER_DATA_DIR", "data"),
                           description="data root (env GENIXER_DATA_DIR)")
 
