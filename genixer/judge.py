@@ -49,6 +49,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from genixer.generation import Sampling, generate, score_yes_no
 from genixer.models.embedded import EmbeddedSize, build_embedded_judge
@@ -333,3 +334,15 @@ def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
         return float("nan")
     greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(greater / (len(pos) * len(neg)))
+
+
+def auc_by_corruption(held: pd.DataFrame) -> pd.DataFrame:
+    """Per corruption kind of held-out verification records (``p_yes``, ``label``, ``corruption``): its "No"
+    records against every true record, AUC and mean P(Yes); the true records' own row first."""
+    true = held[held.label.astype(bool)]
+    rows = [{"corruption": NONE, "n": len(true), "mean_p_yes": float(true.p_yes.mean()) if len(true) else float("nan"),
+             "auc_vs_true": float("nan")}]
+    for kind, g in held[~held.label.astype(bool)].groupby("corruption"):
+        both = pd.concat([true, g])
+        rows.append({"corruption": kind, "n": len(g), "mean_p_yes": float(g.p_yes.mean()), "auc_vs_true": auc(both.p_yes, both.label)})
+    return pd.DataFrame(rows)

@@ -151,14 +151,19 @@ def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
             pngs[name] = (f"{name.replace(' ', '_')}.png", png)
     for fname, png in pngs.values():
         (out.parent / fname).write_bytes(png)
+    evals = {n: pd.read_parquet(settings.table_path(n)) if settings.table_path(n).exists() else None
+             for n in ("base_mllm_eval", "judge_mllm_eval", "genixer_l_eval")}  # written by base_mllm, judge_mllm, genixer_l
+    stages = report.stage_quality(table, con, domains, evals["base_mllm_eval"], evals["judge_mllm_eval"], evals["genixer_l_eval"])
     text = report.report_markdown(table, claim_rows, report.why_not(table, domains), seeds, {t: f for t, (f, _) in pngs.items()},
-                                  aa=aa, contrast_rows=con, arms=arms, applied=applied)
+                                  aa=aa, contrast_rows=con, arms=arms, applied=applied, stages=stages)
     out.write_text(text)
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(text.split("![")[0]),
         "claims_reproduced": int((claim_rows.reproduced == "yes").sum()),
         "claims_checked": int((claim_rows.reproduced != "not run").sum()),
         "judge_lambda_applied": lam,
+        "stage_aims_met": int((stages.met == "yes").sum()),
+        "stage_aims": dg.MetadataValue.md(stages.to_markdown(index=False)),
         **{t: md_png(png, t) for t, (_, png) in pngs.items()},
         "path": dg.MetadataValue.path(str(out)),
     })

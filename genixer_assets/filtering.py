@@ -40,17 +40,6 @@ def _collected(settings: GenixerSettings):
     return p, collect, val, samples, scenes
 
 
-def _auc_by_corruption(held: pd.DataFrame) -> pd.DataFrame:
-    """Per corruption kind: its held-out "No" records against every true record, AUC and mean P(Yes)."""
-    true = held[held.label]
-    rows = [{"corruption": judge.NONE, "n": len(true), "mean_p_yes": float(true.p_yes.mean()) if len(true) else float("nan"),
-             "auc_vs_true": float("nan")}]
-    for kind, g in held[~held.label].groupby("corruption"):
-        both = pd.concat([true, g])
-        rows.append({"corruption": kind, "n": len(g), "mean_p_yes": float(g.p_yes.mean()), "auc_vs_true": judge.auc(both.p_yes, both.label)})
-    return pd.DataFrame(rows)
-
-
 def _judge_records(samples: list[dict], seed: int, scenes, pool) -> list[dict]:
     """Verification records: the world's (corruptions checked by the oracle) or, without the world,
     corruptions.verification_records_free (wrong by construction, from the collected data's own answers/boxes)."""
@@ -106,7 +95,7 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
         "heldout_auc": judge.auc(held.p_yes, held.label) if len(held) else float("nan"),
         "heldout_accuracy_at_0.5": float(((held.p_yes >= 0.5) == held.label).mean()) if len(held) else float("nan"),
         "mean_p_yes_by_corruption": dg.MetadataValue.md(by_kind.to_markdown(index=False, floatfmt=".3f")),
-        "auc_by_corruption": dg.MetadataValue.md(_auc_by_corruption(held).to_markdown(index=False, floatfmt=".3f")) if len(held) else "none",
+        "auc_by_corruption": dg.MetadataValue.md(judge.auc_by_corruption(held).to_markdown(index=False, floatfmt=".3f")) if len(held) else "none",
     })
 
 

@@ -155,6 +155,10 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
     else:
         ev, prior = evaluate_solver_free(model, processor, val_s, batch_size=bs), prior_baseline_free(train_s, val_s)
         meta["checked_against"] = "the collected answers (no world, no oracle)"
+    if len(prior) != len(ev):
+        raise dg.Failure(description=f"base_mllm evaluation: {len(ev)} answers but {len(prior)} blind-prior answers")
+    # The blind prior's verdict on the same question, row by row: the report's margin over the prior.
+    ev = ev.assign(prior_correct=prior.correct.to_numpy(dtype=bool))
     ev.to_parquet(settings.table_path("base_mllm_eval"), index=False)
     table = pd.DataFrame({"accuracy": ev.groupby("task").correct.mean(), "blind_prior": prior.groupby("task").correct.mean()}).reset_index()
     return dg.MaterializeResult(metadata={

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from genixer import judge
 from genixer.benchmarks import BENCHMARKS, REFERENCES, score
 from genixer.generators import finetune
 from genixer.metrics import normalize_answer
@@ -109,6 +110,16 @@ def test_paper_report_written_with_claims_and_plots(built):
         assert settings.path("reports", png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = metadata_of(results, "paper_report")
     assert 0 <= meta["claims_reproduced"] <= meta["claims_checked"] and meta["claims_checked"] >= 5
+    # each stage against the aims, recomputed from the tables the stages wrote
+    assert "## Each stage against the demo's quality aims" in text
+    ev = settings.read_table("base_mllm_eval")
+    acc, prior = ev.correct.mean(), ev.prior_correct.mean()
+    assert f"{100 * acc:.1f}% vs {100 * prior:.1f}%: {100 * (acc - prior):+.1f} points ({len(ev)} questions)" in text
+    held = settings.read_table("judge_mllm_eval")
+    assert f"{judge.auc(held.p_yes, held.label):.3f}; by corruption" in text
+    spec = settings.read_table("genixer_l_eval").query("mode == 'type_specific'")
+    assert f"{100 * (spec.oracle == 'correct').mean():.1f}% of {len(spec)} (" in text
+    assert 0 <= meta["stage_aims_met"] <= 9 and "retrained genixer_rec vs baseline, RefCOCO splits" in meta["stage_aims"].text
 
 
 def test_empty_generated_set_fails_naming_the_upstream_asset(built):

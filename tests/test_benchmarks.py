@@ -241,3 +241,49 @@ def test_raw_correctness_over_all_and_over_parsed_rows():
     assert row.raw_correct == pytest.approx(1 / 5) and row.raw_parsed_correct == pytest.approx(1 / 3) and row.raw_parsed == 3
     assert row.kept_correct == pytest.approx(1 / 3) and row.lift == pytest.approx(0.0)  # was +13 points against all raw rows
     assert row.filter_verdict == "within noise" and row.p_better == pytest.approx(1.0)
+
+
+def test_stage_quality_marks_each_aim_met_or_not():
+    """The aims table recomputes every figure from the stage tables and calls an aim met only when the figure reaches it."""
+    from genixer import report
+
+    rng = np.random.default_rng(0)
+    good = rng.uniform(0.6, 1.0, 40)
+    judge_eval = pd.DataFrame({"p_yes": np.r_[good, 1 - good], "label": [True] * 40 + [False] * 40,
+                               "corruption": ["none"] * 40 + ["wrong_count"] * 20 + ["absent_referent"] * 20})
+    base_eval = pd.DataFrame({"correct": [True] * 7 + [False] * 3, "prior_correct": [True] * 3 + [False] * 7})
+    l_eval = pd.DataFrame({"mode": ["type_specific"] * 4 + ["type_agnostic"] * 2, "requested_task": ["md", "md", "mc_vqa", "mc_vqa", None, None],
+                           "oracle": ["correct", "correct", "correct", "incorrect", "incorrect", "incorrect"]})
+    domains = pd.DataFrame([{"domain": d, "data": g, "raw_parsed": 100, "raw_parsed_correct": rc, "kept": 40, "kept_correct": kc}
+                            for d, g, rc, kc in (("held-in corpus", "genixer_l", 0.5, 0.9), ("held-in corpus", "genixer_s", 0.35, 0.5),
+                                                 ("held-out background", "genixer_l", 0.1, 0.2))])
+    table = pd.DataFrame([{"recipe": r, "benchmark": b, "kind": k, "mean": 0.5, "verdict": v}
+                          for r, k, cells in (("genixer_vqa", "vqa", [("vqav2", "better"), ("gqa", "better"), ("pope", "better"),
+                                                                       ("pointqa", "better"), ("aokvqa_mc", "within noise"),
+                                                                       ("vqav2_heldout", "worse")]),
+                                              ("genixer_rec", "rec", [("refcoco_val", "better"), ("refcoco_testA", "better"),
+                                                                      ("refcoco_testB", "worse"), ("refcoco_heldout", "better")]))
+                          for b, v in cells])
+    con = pd.DataFrame([{"contrast": "filtering is worth it", "a": "genixer_vqa", "b": "raw_vqa", "point": 0.05, "lo": 0.01, "hi": 0.09,
+                         "verdict": "better"}])
+    st = report.stage_quality(table, con, domains, base_eval, judge_eval, l_eval).set_index("what")
+    met = st.met.to_dict()
+    assert met["judge: held-out AUC, true vs corrupted pairs"] == "yes" and "1.000; by corruption absent_referent 1.00" in st.iloc[0]["this run"]
+    assert st.loc["base_mllm: held-out accuracy over the tasks, margin over the blind prior", "this run"].startswith("70.0% vs 30.0%: +40.0 points")
+    assert met["base_mllm: held-out accuracy over the tasks, margin over the blind prior"] == "yes"
+    row = st.loc["Genixer_L raw correctness, type-specific, held-out images"]
+    assert row["this run"] == "75.0% of 4 (mc_vqa 50%, md 100%)" and row.met == "yes" and "10.0% of 100" in row["held-out background"]
+    assert met["genixer_vqa correctness (kept rows; raw parsed rows before the judge)"] == "yes"
+    rec = st.loc["Genixer_S REC, IoU ≥ 0.5: raw parsed / after the CLIP filter"]
+    assert rec.met == "no" and rec["this run"] == "35.0% of 100 → 50.0% of 40" and rec["held-out background"] == "not measured"
+    vqa = st.loc["retrained genixer_vqa vs baseline, VQA-type benchmarks"]
+    assert vqa["this run"].startswith("better on 4 of 6, worse on 1") and vqa.met == "no"  # one worse: not met
+    assert vqa["held-out background"] == "worse on the held-out one"
+    rec = st.loc["retrained genixer_rec vs baseline, RefCOCO splits"]
+    assert rec["this run"].startswith("better on 2 of 3, worse on 1") and rec.met == "yes"
+    assert met["filtered (genixer_vqa) vs unfiltered (raw_vqa)"] == "yes"
+    # a judge at chance on one kind misses its aim; no tables: those rows are absent, not invented
+    judge_eval.loc[judge_eval.corruption == "absent_referent", "p_yes"] = rng.uniform(0.6, 1.0, 20)
+    assert report.stage_quality(table, con, domains, None, judge_eval).set_index("what").loc[
+        "judge: held-out AUC, true vs corrupted pairs", "met"] == "no"
+    assert len(report.stage_quality(table, con, None)) == 3
