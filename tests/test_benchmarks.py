@@ -287,3 +287,5 @@ def test_stage_quality_marks_each_aim_met_or_not():
     assert report.stage_quality(table, con, domains, None, judge_eval).set_index("what").loc[
         "judge: held-out AUC, true vs corrupted pairs", "met"] == "no"
     assert len(report.stage_quality(table, con, None)) == 3
+    unchecked = report.stage_quality(table, con, None, l_eval=l_eval.assign(oracle="unchecked")).set_index("what")
+    assert unchecked.loc["Genixer_L raw correctness, type-specific, held-out images", "met"] == "not run"
