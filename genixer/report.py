@@ -264,6 +264,9 @@ def stage_quality(table: pd.DataFrame, contrast_rows: pd.DataFrame, domains: pd.
         r, h = _domain(domains, "held-in corpus", data), _domain(domains, "held-out background", data)
         if r is None:
             continue
+        if not np.isfinite(r.kept_correct):  # no world oracle, or nothing kept
+            add(what, f"not checked ({int(r.kept)} kept rows)", "not measured", "", "not run")
+            continue
         text = f"{_pct(r.raw_parsed_correct)} of {int(r.raw_parsed)} → {_pct(r.kept_correct)} of {int(r.kept)}"
         held = f"{_pct(h.raw_parsed_correct)} of {int(h.raw_parsed)} → {_pct(h.kept_correct)} of {int(h.kept)}" if h is not None else "not measured"
         if len(aim_keys) == 1:
