@@ -119,7 +119,7 @@ def test_paper_report_written_with_claims_and_plots(built):
     assert f"{judge.auc(held.p_yes, held.label):.3f}; by corruption" in text
     spec = settings.read_table("genixer_l_eval").query("mode == 'type_specific'")
     assert f"{100 * (spec.oracle == 'correct').mean():.1f}% of {len(spec)} (" in text
-    assert 0 <= meta["stage_aims_met"] <= 9 and "retrained genixer_rec vs baseline, RefCOCO splits" in meta["stage_aims"].text
+    assert 0 <= meta["stage_aims_met"] <= 9 and "retrained genixer_rec vs baseline, RefCOCO splits" in meta["stage_aims"]
 
 
 def test_empty_generated_set_fails_naming_the_upstream_asset(built):
