@@ -1,0 +1,64 @@
+"""Probe for issue 16, 'a judge that can see': the demo judge's records, steps and evaluation, with the
+embedded LLaVA class (the pre-stage's trained tower, frozen, as base_mllm reads it) instead of the
+from-scratch Fuyu. Held-out AUC overall and by corruption, as judge_mllm reports it.
+
+    python probes/judge_probes.py DATA_DIR llava            # the judge prompt after the image, as LLaVA reads it
+    python probes/judge_probes.py DATA_DIR llava_question_first  # the prompt before the image tokens
+
+DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/judge_<variant>/.
+"""
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from genixer import generators as gen  # noqa: E402
+from genixer import judge  # noqa: E402
+from genixer.generation import score_yes_no  # noqa: E402
+from genixer.models.embedded import build_embedded_mllm  # noqa: E402
+from genixer.models.tokenizer import build_tokenizer  # noqa: E402
+from genixer.tasks import GENERAL_TASKS  # noqa: E402
+from genixer.training import train  # noqa: E402
+from genixer_assets.filtering import _collected, _judge_records  # noqa: E402
+from resources import GenixerSettings  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data_dir")
+    ap.add_argument("variant", choices=["llava", "llava_question_first"])
+    ap.add_argument("--preset", default="demo")
+    a = ap.parse_args()
+    settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
+    p, collect, val, samples, scenes = _collected(settings)
+    train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
+    val_s = [s for s in samples if s["image_id"] in val and s["task"] in GENERAL_TASKS]
+    templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
+    records = _judge_records(train_s, p.seed, scenes, None)
+    held = pd.DataFrame(_judge_records(val_s, p.seed + 1, scenes, None))
+    if a.variant == "llava_question_first":  # every image token sees the question and the proposed answer
+        from genixer.models import inputs
+        inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
+    t = time.time()
+    vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
+    model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
+    gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
+    cfg = replace(p.judge_train, freeze_vision_tower=True)
+    res = train(model, processor, records, cfg, Path("/tmp/probe") / f"judge_{a.variant}")
+    print(f"{a.variant}: {len(records)} records, {cfg.steps} steps, final loss {res.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
+    model.eval()
+    held["p_yes"] = score_yes_no(model, processor, held.image_path.tolist(), held.prompt.tolist(), yes=judge.YES, no=judge.NO,
+                                 batch_size=64)
+    held["label"] = held.target == judge.YES
+    print(f"held-out AUC {judge.auc(held.p_yes, held.label):.3f} on {len(held)} records")
+    print(judge.auc_by_corruption(held).round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
