@@ -4,8 +4,9 @@ from-scratch Fuyu. Held-out AUC overall and by corruption, as judge_mllm reports
 
     python probes/judge_probes.py DATA_DIR llava            # the judge prompt after the image, as LLaVA reads it
     python probes/judge_probes.py DATA_DIR llava_question_first  # the prompt before the image tokens
+    python probes/judge_probes.py DATA_DIR from_base [--steps N] [--lr X]  # base_mllm itself fine-tuned as the judge
 
-DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/judge_<variant>/.
+DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/judge_<variant>_<steps>_<lr>/.
 """
 import argparse
 import json
@@ -21,6 +22,7 @@ import pandas as pd  # noqa: E402
 from genixer import generators as gen  # noqa: E402
 from genixer import judge  # noqa: E402
 from genixer.generation import score_yes_no  # noqa: E402
+from genixer.models.checkpoint import load_model  # noqa: E402
 from genixer.models.embedded import build_embedded_mllm  # noqa: E402
 from genixer.models.tokenizer import build_tokenizer  # noqa: E402
 from genixer.tasks import GENERAL_TASKS  # noqa: E402
@@ -32,8 +34,10 @@ from resources import GenixerSettings  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["llava", "llava_question_first"])
+    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base"])
     ap.add_argument("--preset", default="demo")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's judge steps)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's judge lr)")
     a = ap.parse_args()
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
     p, collect, val, samples, scenes = _collected(settings)
@@ -46,11 +50,16 @@ def main() -> None:
         from genixer.models import inputs
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
     t = time.time()
-    vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
-    model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
-    gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
-    cfg = replace(p.judge_train, freeze_vision_tower=True)
-    res = train(model, processor, records, cfg, Path("/tmp/probe") / f"judge_{a.variant}")
+    if a.variant == "from_base":  # the solver (its tower, projector and language model) as the judge's start
+        model, processor = load_model(settings.model_dir("base_mllm"))
+        model.train()
+    else:
+        vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
+        model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
+        gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
+    cfg = replace(p.judge_train, freeze_vision_tower=True, **({"steps": a.steps} if a.steps else {}),
+                  **({"lr": a.lr} if a.lr else {}))
+    res = train(model, processor, records, cfg, Path("/tmp/probe") / f"judge_{a.variant}_{cfg.steps}_{cfg.lr:g}")
     print(f"{a.variant}: {len(records)} records, {cfg.steps} steps, final loss {res.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
     model.eval()
     held["p_yes"] = score_yes_no(model, processor, held.image_path.tolist(), held.prompt.tolist(), yes=judge.YES, no=judge.NO,
