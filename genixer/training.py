@@ -96,6 +96,10 @@ class TrainConfig:
     freeze_vision_tower: bool = False
     checkpoint_every: int = 0  # 0: never
     max_length: int | None = None  # tokens per sequence; None: the model's max_position_embeddings
+    # "token": the model's own loss, the mean over every target token of the batch (a record weighs as many
+    # tokens as it has); "sample": the mean over each record's target tokens, then over the records (a one-word
+    # answer weighs as much as a 60-token reasoning chain)
+    loss_per: str = "token"
     log_every: int = 0  # 0: silent
     group_key: str | None = "task"  # record field whose groups get their own learning curve (None: off)
     curve_every: int = 25  # steps per point of the group curves
@@ -235,8 +239,12 @@ class SFTAdapter:
         self.model_max_length = model_max_length(model) if model is not None else None
         self.own_positions = computes_own_positions(model)
         self.enc: _Encoded | None = None
+        self.loss_per = "token"
 
     def prepare(self, records: list[dict], cfg: "TrainConfig") -> int:
+        if cfg.loss_per not in ("token", "sample"):
+            raise ValueError(f"TrainConfig.loss_per must be 'token' or 'sample', not {cfg.loss_per!r}")
+        self.loss_per = cfg.loss_per
         max_length = cfg.max_length if cfg.max_length is not None else self.model_max_length
         if max_length is None:
             raise ValueError("TrainConfig.max_length is None (take it from the model) but the model's config has "
@@ -255,6 +263,10 @@ class SFTAdapter:
         # Logits only where a next token is learnt: the lm_head skips the image and prompt positions before
         # the batch's first target (transformers' logits_to_keep + shift_labels; the same loss).
         shift, keep = target_window(batch["labels"])
+        if self.loss_per == "sample":
+            out = model(**{k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=keep)
+            per = sample_losses(out.logits, shift)
+            return per[(shift != -100).any(1)].mean(), per.detach().tolist()
         out = model(**batch, logits_to_keep=keep, shift_labels=shift)  # labels only switch the loss on
         return out.loss, _per_sample_loss(out.logits, shift)
 
@@ -380,12 +392,17 @@ def target_window(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     return shift[:, -keep:].contiguous(), keep
 
 
-def _per_sample_loss(logits: torch.Tensor, shift_labels: torch.Tensor) -> list[float]:
-    """Mean next-token loss over each sample's target tokens (for per-group curves only); ``shift_labels``
+def sample_losses(logits: torch.Tensor, shift_labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss over each sample's target tokens (0 for a sample with none); ``shift_labels``
     are aligned with ``logits`` (position i's label is the token after it)."""
+    tok = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+    return tok.sum(1) / (shift_labels != -100).sum(1).clamp(min=1)
+
+
+def _per_sample_loss(logits: torch.Tensor, shift_labels: torch.Tensor) -> list[float]:
+    """:func:`sample_losses` without a graph, as a list (for per-group curves only)."""
     with torch.no_grad():
-        tok = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
-        return (tok.sum(1) / (shift_labels != -100).sum(1).clamp(min=1)).tolist()
+        return sample_losses(logits, shift_labels).tolist()
 
 
 def _close_window(curves: dict, window: list, step: int) -> None:

@@ -2,7 +2,7 @@
 
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Optional
 
 import dagster as dg
@@ -27,7 +27,10 @@ class WorldScenesConfig(dg.Config):
     n_bench: Optional[int] = Field(None, description="benchmark images (default: preset)")
     n_heldout: Optional[int] = Field(None, description="held-out-domain images (default: preset)")
     image_size: Optional[int] = Field(None, description="long side of rendered images, px")
+    min_objects: Optional[int] = Field(None, description="fewest objects in a scene")
     max_objects: Optional[int] = Field(None, description="most objects in a scene")
+    small_frac: Optional[float] = Field(None, description="side of a small object, as a fraction of the image's short side")
+    large_frac: Optional[float] = Field(None, description="side of a large object, as a fraction of the image's short side")
     seed: Optional[int] = Field(None, description="base seed of the rendering")
 
 
@@ -37,7 +40,8 @@ def world_scenes(context: dg.AssetExecutionContext, config: WorldScenesConfig, s
     ground truth the paper's human annotators stand for)."""
     p = settings.get_preset(n_collect=config.n_collect, n_corpus=config.n_corpus, n_bench=config.n_bench,
                             n_heldout=config.n_heldout, seed=config.seed)
-    world = replace(p.world, **{k: v for k, v in {"image_size": config.image_size, "max_objects": config.max_objects}.items() if v is not None})
+    given = {k: getattr(config, k) for k in ("image_size", "min_objects", "max_objects", "small_frac", "large_frac")}
+    world = replace(p.world, **{k: v for k, v in given.items() if v is not None})
     rows = []
     for split, n in (("collect", p.n_collect), ("corpus", p.n_corpus), ("bench", p.n_bench), ("heldout", p.n_heldout)):
         rows += build_split(split, n, settings.path("world"), world, base_seed=p.seed)
@@ -46,6 +50,7 @@ def world_scenes(context: dg.AssetExecutionContext, config: WorldScenesConfig, s
     return dg.MaterializeResult(metadata={
         **table_meta(settings.table_path("world_scenes")),
         "images": len(df),
+        "world": dg.MetadataValue.json(asdict(world)),
         "by_split": md_counts(df, "split"),
         "by_background": md_counts(df, "split", "background"),
         "objects_per_scene": dg.MetadataValue.md(df.groupby("n_objects").size().rename("scenes").reset_index().to_markdown(index=False)),

@@ -5,6 +5,8 @@ from-scratch Fuyu. Held-out AUC overall and by corruption, as judge_mllm reports
     python probes/judge_probes.py DATA_DIR llava            # the judge prompt after the image, as LLaVA reads it
     python probes/judge_probes.py DATA_DIR llava_question_first  # the prompt before the image tokens
     python probes/judge_probes.py DATA_DIR from_base [--steps N] [--lr X]  # base_mllm itself fine-tuned as the judge
+    python probes/judge_probes.py DATA_DIR llava_replay     # llava, with the solver's question -> answer records and captions
+                                                            # replayed at 20% + 20% of the batches (Genixer_L's recipe)
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/judge_<variant>_<steps>_<lr>/.
 """
@@ -34,7 +36,7 @@ from resources import GenixerSettings  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base"])
+    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base", "llava_replay"])
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's judge steps)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's judge lr)")
@@ -59,7 +61,17 @@ def main() -> None:
         gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
     cfg = replace(p.judge_train, freeze_vision_tower=True, **({"steps": a.steps} if a.steps else {}),
                   **({"lr": a.lr} if a.lr else {}))
-    res = train(model, processor, records, cfg, Path("/tmp/probe") / f"judge_{a.variant}_{cfg.steps}_{cfg.lr:g}")
+    weights = None
+    if a.variant == "llava_replay":
+        from genixer.retraining import solver_records
+        from genixer_assets.generators import _captions
+        train_ids = set(collect.image_id) - val
+        captions, _ = _captions(settings, collect, samples, train_ids)
+        solver = solver_records([s for s in samples if s["image_id"] in train_ids])
+        records, weights, shares = gen.generator_mixture(records, solver, captions, 0.2, 0.2)
+        print(f"replay: {len(solver)} solver records, {len(captions)} captions; shares {shares}", flush=True)
+    res = train(model, processor, records, cfg, Path("/tmp/probe") / f"judge_{a.variant}_{cfg.steps}_{cfg.lr:g}",
+                sample_weights=weights)
     print(f"{a.variant}: {len(records)} records, {cfg.steps} steps, final loss {res.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
     model.eval()
     held["p_yes"] = score_yes_no(model, processor, held.image_path.tolist(), held.prompt.tolist(), yes=judge.YES, no=judge.NO,

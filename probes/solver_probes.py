@@ -6,6 +6,11 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
     python probes/solver_probes.py DATA_DIR curriculum [STEPS]  # first the images with one or two objects only
     python probes/solver_probes.py DATA_DIR coords              # one token per coordinate value (0.000 .. 1.000)
     python probes/solver_probes.py DATA_DIR question_first      # the prompt before the image tokens
+    python probes/solver_probes.py DATA_DIR coords_ordered      # coordinate tokens whose embeddings and output rows are
+                                                                # a place code (nearby values alike), not unrelated classes
+    python probes/solver_probes.py DATA_DIR sample_loss         # every record weighs the same in the loss (TrainConfig.loss_per)
+    python probes/solver_probes.py DATA_DIR word_aligned [STEPS] # the projector first learns to write each patch as the sum of
+                                                                # the LM's embeddings of its object's words ("small", "yellow", "circle")
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
 """
@@ -32,14 +37,75 @@ from genixer_assets.generators import _captions, _context  # noqa: E402
 from resources import GenixerSettings  # noqa: E402
 
 
+def place_code(model, tokenizer, dims: int = 64, width: float = 0.03) -> None:
+    """Coordinate tokens' input embeddings and output rows as a place code: value v is a bump over `dims` centres
+    spread on [0, 1] (Gaussian of `width`), in the first `dims` hidden dimensions, scaled to the rows' own norm;
+    so nearby values have nearby rows, and learning one value teaches its neighbours."""
+    import torch
+    from genixer.models.tokenizer import COORDINATES, SPACE
+
+    centres = torch.linspace(0, 1, dims)
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    with torch.no_grad():
+        for value in COORDINATES:
+            code = torch.exp(-((float(value) - centres) ** 2) / (2 * width**2))
+            for piece in (value, SPACE + value):
+                i = tokenizer.convert_tokens_to_ids(piece)
+                for w in (emb, head):
+                    row = torch.zeros_like(w[i])
+                    row[:dims] = code / code.norm() * w[i].norm()
+                    w[i] = row
+
+
+def word_align(model, processor, p, images, steps: int, batch: int = 64) -> None:
+    """Train only the projector so that each patch's image token is the sum of the language model's input
+    embeddings of the covering object's size, colour and shape words (0 where no object): the image tokens
+    start in the same space as the question's words. Features of the frozen tower are computed once."""
+    import torch
+    from genixer.models.embedded import feature_layer
+    from genixer.models.inputs import open_images
+    from genixer.models.tokenizer import SPACE
+    from genixer.patch_labels import HEADS, patch_labels
+
+    grid = p.mllm.image_size // p.mllm.patch_size
+    tower, proj = model.model.vision_tower, model.model.multi_modal_projector
+    emb = model.get_input_embeddings().weight.detach()
+    word = {k: torch.stack([torch.zeros_like(emb[0])] + [emb[processor.tokenizer.convert_tokens_to_ids(SPACE + w)] for w in v[1:]])
+            for k, v in HEADS.items()}
+    feats, targets = [], []
+    rows = list(images.itertuples())
+    with torch.no_grad():
+        for i in range(0, len(rows), 64):
+            chunk = rows[i:i + 64]
+            px = processor.image_processor(images=open_images([r.image_path for r in chunk]), return_tensors="pt")["pixel_values"]
+            feats.append(tower(pixel_values=px, output_hidden_states=True).hidden_states[feature_layer(p.mllm)][:, 1:])
+            labels = [patch_labels(Scene.from_json(r.scene), grid) for r in chunk]
+            targets.append(torch.stack([sum(word[k][torch.tensor(lab[k])] for k in HEADS) for lab in labels]))
+    feats, targets = torch.cat(feats), torch.cat(targets)
+    opt = torch.optim.AdamW(proj.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        idx = torch.randint(len(feats), (batch,), generator=g)
+        loss = torch.nn.functional.mse_loss(proj(feats[idx]), targets[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = proj(feats[:256])
+        cos = torch.nn.functional.cosine_similarity(out.flatten(0, 1), targets[:256].flatten(0, 1), dim=-1)
+        has = targets[:256].flatten(0, 1).norm(dim=-1) > 0
+    print(f"word alignment: {steps} steps on {len(feats)} images, final mse {loss.item():.5f}, "
+          f"cosine to the word sum on object patches {cos[has].mean():.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["stage1", "curriculum", "coords", "question_first"])
+    ap.add_argument("variant", choices=["stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned"])
     ap.add_argument("steps", type=int, nargs="?", default=None, help="steps of the added stage (200 / 300)")
     ap.add_argument("--preset", default="demo", help="the preset the data root was built with (its solver steps apply)")
     a = ap.parse_args()
-    steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "coords": 0, "question_first": 0}[a.variant]
+    steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
     p, collect, val = _context(settings)
     collected = read_samples(settings.table_path("collected_datasets"))
@@ -53,9 +119,11 @@ def main() -> None:
     cap = p.caption_share
     t = time.time()
     model, processor = build_embedded_mllm(build_tokenizer(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]),
-                                                           coordinate_tokens=a.variant == "coords"),
+                                                           coordinate_tokens=a.variant.startswith("coords")),
                                            p.mllm)
     gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
+    if a.variant == "coords_ordered":
+        place_code(model, processor.tokenizer)
     if a.variant == "stage1":
         for n, prm in model.named_parameters():
             prm.requires_grad_("multi_modal_projector" in n)
@@ -68,13 +136,16 @@ def main() -> None:
         print(f"stage 1: {len(first)} of {len(train_s)} training samples are on images with <= 2 objects", flush=True)
         recs, w, _ = weighted_pools([("solver", solver_records(first), 1 - cap), ("captions", [c for c in captions if c["image_id"] in few], cap)])
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
+    if a.variant == "word_aligned":
+        word_align(model, processor, p, collect[~collect.image_id.isin(val)], steps)
     if a.variant == "question_first":  # every image token sees the question (the image after the prompt)
         from genixer.models import inputs
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
     if a.variant in ("stage1", "curriculum"):
         print(f"{a.variant}: {steps} steps, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
     records, weights, _ = weighted_pools([("solver", solver_records(train_s), 1 - cap), ("captions", captions, cap)])
-    r2 = train(model, processor, records, p.base_train, out / "s2", sample_weights=weights)
+    cfg = replace(p.base_train, loss_per="sample") if a.variant == "sample_loss" else p.base_train
+    r2 = train(model, processor, records, cfg, out / "s2", sample_weights=weights)
     print(f"solver: final loss {r2.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
     model.eval()
     ev = evaluate_solver(model, processor, val_s, scenes, batch_size=32)

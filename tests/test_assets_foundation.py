@@ -90,6 +90,21 @@ def test_run_config_overrides_the_preset(tmp_path):
     assert settings.read_table("world_scenes").split.value_counts()["collect"] == 7
 
 
+def test_world_difficulty_is_run_config(tmp_path):
+    settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path))
+    world = {"min_objects": 2, "max_objects": 3, "small_frac": 0.28, "large_frac": 0.4}
+    res = dg.materialize(list(defs.assets), selection=["world_scenes"], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
+                         run_config={"ops": {"world_scenes": {"config": {"n_collect": 12, "n_corpus": 3, "n_bench": 2, "n_heldout": 2, **world}}}})
+    assert res.success
+    scenes = settings.read_table("world_scenes")
+    assert set(scenes.n_objects) <= {2, 3}
+    for _, row in scenes.iterrows():  # every object's side is one of the two fractions of the short side
+        short = min(row.width, row.height)
+        sides = {o["box"][2] - o["box"][0] for o in json.loads(row.scene)["objects"]}
+        assert sides <= {round(0.28 * short), round(0.4 * short)}, sides
+    assert {k: metadata_of([res], "world_scenes")["world"][k] for k in world} == world
+
+
 def test_unsatisfiable_world_setting_is_a_clear_error(tmp_path):
     settings = GenixerSettings(preset="smoke", data_dir=str(tmp_path))
     with pytest.raises(Exception, match="max_objects"):

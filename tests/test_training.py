@@ -86,6 +86,27 @@ def test_loss_on_the_target_window_equals_the_full_loss(kind, tok, records):
 
 
 @pytest.mark.parametrize("kind", ["llava", "fuyu"])
+def test_sample_loss_weighs_every_record_the_same(kind, tok, records):
+    """loss_per="sample": the mean over records of each record's mean target-token loss, unlike the model's
+    token mean, where the long answer outweighs the short ones."""
+    model, processor = fresh(kind, tok)
+    recs = records[:2] + [dict(records[0], target="Answer: a much longer answer here")]
+    adapter = training.SFTAdapter(processor, model)
+    adapter.prepare(recs, TrainConfig(steps=1, loss_per="sample"))
+    batch, _ = adapter.batch(recs, [0, 1, 2])
+    full = model(**batch)
+    labels = batch["labels"]
+    per_row = [torch.nn.functional.cross_entropy(full.logits[r, :-1], labels[r, 1:], ignore_index=-100) for r in range(3)]
+    loss, rows = adapter.loss(model, batch)
+    assert rows == pytest.approx([x.item() for x in per_row], rel=1e-5)
+    assert loss.item() == pytest.approx(sum(x.item() for x in per_row) / 3, rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in model.get_output_embeddings().parameters())
+    with pytest.raises(ValueError, match="loss_per"):
+        adapter.prepare(recs, TrainConfig(steps=1, loss_per="batch"))
+
+
+@pytest.mark.parametrize("kind", ["llava", "fuyu"])
 def test_label_masking(kind, tok, records):
     _, processor = fresh(kind, tok)
     recs = records[:2] + [dict(records[0], target="Answer: a much longer answer here")]
