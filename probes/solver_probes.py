@@ -11,6 +11,8 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
     python probes/solver_probes.py DATA_DIR sample_loss         # every record weighs the same in the loss (TrainConfig.loss_per)
     python probes/solver_probes.py DATA_DIR word_aligned [STEPS] # the projector first learns to write each patch as the sum of
                                                                 # the LM's embeddings of its object's words ("small", "yellow", "circle")
+    python probes/solver_probes.py DATA_DIR lm_deep             # the language model at about the same parameters and FLOPs:
+    python probes/solver_probes.py DATA_DIR lm_wide             # 8 layers x 136 wide, or 2 layers x 272 (the demo: 4 x 192)
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
 """
@@ -101,7 +103,7 @@ def word_align(model, processor, p, images, steps: int, batch: int = 64) -> None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned"])
+    ap.add_argument("variant", choices=["stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned", "lm_deep", "lm_wide"])
     ap.add_argument("steps", type=int, nargs="?", default=None, help="steps of the added stage (200 / 300)")
     ap.add_argument("--preset", default="demo", help="the preset the data root was built with (its solver steps apply)")
     a = ap.parse_args()
@@ -118,6 +120,10 @@ def main() -> None:
     out = Path("/tmp/probe") / f"{a.variant}_{steps}"
     cap = p.caption_share
     t = time.time()
+    shape = {"lm_deep": dict(text_hidden=136, text_layers=8, text_intermediate=272),
+             "lm_wide": dict(text_hidden=272, text_layers=2, text_intermediate=544)}.get(a.variant)
+    if shape:
+        p = replace(p, mllm=replace(p.mllm, **shape))
     model, processor = build_embedded_mllm(build_tokenizer(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]),
                                                            coordinate_tokens=a.variant.startswith("coords")),
                                            p.mllm)
