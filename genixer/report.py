@@ -219,6 +219,11 @@ def _bench_verdicts(table: pd.DataFrame, recipe: str, kind: str, heldout: bool |
     return int((rows.verdict == "better").sum()), int((rows.verdict == "worse").sum()), len(rows)
 
 
+def _funnel_cell(d) -> str:
+    """One generator's row of generation_quality_domains: raw parsed correctness -> kept correctness."""
+    return f"{_pct(d.raw_parsed_correct)} of {int(d.raw_parsed)} → {_pct(d.kept_correct)} of {int(d.kept)}"
+
+
 def stage_quality(table: pd.DataFrame, contrast_rows: pd.DataFrame, domains: pd.DataFrame | None,
                   base_eval: pd.DataFrame | None = None, judge_eval: pd.DataFrame | None = None,
                   l_eval: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -269,9 +274,8 @@ def stage_quality(table: pd.DataFrame, contrast_rows: pd.DataFrame, domains: pd.
         if not np.isfinite(r.kept_correct):  # no world oracle, or nothing kept
             add(what, f"not checked ({int(r.kept)} kept rows)", "not measured", "", "not run")
             continue
-        cell = lambda d: f"{_pct(d.raw_parsed_correct)} of {int(d.raw_parsed)} → {_pct(d.kept_correct)} of {int(d.kept)}"  # noqa: E731
         aim = f"kept ≥ {100 * kept_aim:.0f}%" if raw_aim is None else f"≥ {100 * raw_aim:.0f}% / ≥ {100 * kept_aim:.0f}%"
-        add(what, cell(r), cell(h) if h is not None else "not measured", aim,
+        add(what, _funnel_cell(r), _funnel_cell(h) if h is not None else "not measured", aim,
             _met(r.kept_correct >= kept_aim and (raw_aim is None or r.raw_parsed_correct >= raw_aim)))
     # As issue 16 counts them: every VQA-type benchmark (vqav2_heldout included), the RefCOCO splits without the held-out one.
     for recipe, kind, key, what, scope in (("genixer_vqa", "vqa", "vqa_better", "retrained genixer_vqa vs baseline, VQA-type benchmarks", None),

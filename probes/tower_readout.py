@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import CLIPVisionModel  # noqa: E402
 
+from genixer.boxes import box_to_text  # noqa: E402
 from genixer.judge import auc  # noqa: E402
 from genixer.models.embedded import feature_layer, image_processor  # noqa: E402
 from genixer.models.inputs import open_images  # noqa: E402
@@ -30,61 +31,95 @@ from genixer_assets.generators import _context  # noqa: E402
 from resources import GenixerSettings  # noqa: E402
 
 torch.manual_seed(0)
-settings = GenixerSettings(preset="demo", data_dir=sys.argv[1])
-p, collect, val = _context(settings)
-size = p.mllm; grid = size.image_size // size.patch_size
-tower = CLIPVisionModel.from_pretrained(settings.model_dir("base_mllm_vision") / p.vision_objective).eval()
-proc = image_processor(size)
-def feats(rows):
-    out = []
-    for i in range(0, len(rows), 64):
-        px = proc(images=open_images([r.image_path for r in rows[i:i+64]]), return_tensors="pt")["pixel_values"]
-        with torch.no_grad():
-            out.append(tower(pixel_values=px, output_hidden_states=True).hidden_states[feature_layer(size)][:, 1:])
-    return torch.cat(out)
-rows = list(collect.itertuples()); tr = [r for r in rows if r.image_id not in val][:1200]; va = [r for r in rows if r.image_id in val]
-Ftr, Fva = feats(tr), feats(va)
-lab = {k: torch.tensor(np.stack([patch_labels(Scene.from_json(r.scene), grid)[k] for r in tr])) for k in ("colour", "shape", "size", "box")}
-heads = {k: torch.nn.Linear(Ftr.shape[-1], len(HEADS[k]) if k != "box" else 4) for k in lab}
-opt = torch.optim.Adam([q for h in heads.values() for q in h.parameters()], lr=1e-2)
-inside = ~lab["box"].isnan().any(-1)
-for it in range(600):
-    opt.zero_grad()
-    loss = sum(torch.nn.functional.cross_entropy(heads[k](Ftr).transpose(1, 2), lab[k]) for k in ("colour", "shape", "size"))
-    loss = loss + (heads["box"](Ftr).sigmoid() - lab["box"].nan_to_num()).abs()[inside].mean()
-    loss.backward(); opt.step()
-print("probe loss", round(loss.item(), 3))
-with torch.no_grad():
-    P = {k: heads[k](Fva).softmax(-1) for k in ("colour", "shape", "size")}
-    B = heads["box"](Fva).sigmoid()
-idx = {r.image_id: i for i, r in enumerate(va)}
-c = read_samples(settings.table_path("collected_datasets")); adv = c[(c.task == "adv_vqa") & c.image_id.isin(val)]
-scores, labels, srcs = [], [], []
-for s in adv.itertuples():
-    q = s.turns[0]["question"]; a = s.turns[0]["answer"]
-    col = next(x for x in HEADS["colour"][1:] if re.search(rf"\b{x}\b", q)); shp = next(x for x in HEADS["shape"][1:] if re.search(rf"\b{x}\b", q))
-    i = idx[s.image_id]
-    sc = (P["colour"][i, :, HEADS["colour"].index(col)] * P["shape"][i, :, HEADS["shape"].index(shp)]).max().item()
-    scores.append(sc); labels.append(a == "yes"); srcs.append(s.source)
-scores, labels = np.array(scores), np.array(labels)
-print(f"held-out existence from the tower's patches: AUC {auc(scores, labels):.3f}, accuracy at 0.5 {((scores > 0.5) == labels).mean():.3f}, n {len(labels)} (yes {labels.mean():.2f})")
-for src in sorted(set(srcs)):
-    m = np.array(srcs) == src
-    print(f"  {src}: said yes {np.mean(scores[m] > 0.5):.2f}")
+ATTRIBUTES = ("colour", "shape", "size")
+WORD_HEAD = {w: k for k in ATTRIBUTES for w in HEADS[k][1:]}  # "yellow" -> "colour", ...
+WORD_RE = re.compile(r"\b(" + "|".join(WORD_HEAD) + r")\b")
 
-rec = c[(c.task == "rec") & c.image_id.isin(val)]
-ok = []
-for s in rec.itertuples():
-    q = s.turns[0]["question"]; i = idx[s.image_id]
-    words = re.findall(r"\b(small|large|red|green|blue|yellow|purple|orange|circle|square|triangle|star|diamond)\b", q)
-    score = torch.ones(grid * grid)
+
+def tower_features(tower, processor, layer: int, rows, batch: int = 64) -> torch.Tensor:
+    """The frozen tower's patch features (CLS dropped) at `layer`, for image rows with ``image_path``."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch):
+            px = processor(images=open_images([r.image_path for r in rows[i:i + batch]]), return_tensors="pt")["pixel_values"]
+            out.append(tower(pixel_values=px, output_hidden_states=True).hidden_states[layer][:, 1:])
+    return torch.cat(out)
+
+
+def fit_heads(feats: torch.Tensor, scenes: list[Scene], grid: int, steps: int = 600) -> dict[str, torch.nn.Linear]:
+    """Linear per-patch heads (colour, shape, size classes; the covering object's box) on frozen features."""
+    lab = {k: torch.tensor(np.stack([patch_labels(sc, grid)[k] for sc in scenes])) for k in (*ATTRIBUTES, "box")}
+    heads = {k: torch.nn.Linear(feats.shape[-1], len(HEADS[k])) for k in ATTRIBUTES} | {"box": torch.nn.Linear(feats.shape[-1], 4)}
+    opt = torch.optim.Adam([q for h in heads.values() for q in h.parameters()], lr=1e-2)
+    inside = ~lab["box"].isnan().any(-1)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = sum(torch.nn.functional.cross_entropy(heads[k](feats).transpose(1, 2), lab[k]) for k in ATTRIBUTES)
+        loss = loss + (heads["box"](feats).sigmoid() - lab["box"].nan_to_num()).abs()[inside].mean()
+        loss.backward()
+        opt.step()
+    print(f"heads fitted: final loss {loss.item():.3f}")
+    return heads
+
+
+def match(probs: dict[str, torch.Tensor], question: str) -> torch.Tensor:
+    """Per patch, the product of the probabilities of the attribute words the question names
+    (no word, as in "the object": the probability that some object covers the patch)."""
+    words = WORD_RE.findall(question)
+    if not words:
+        return 1 - probs["colour"][:, 0]
+    score = torch.ones(probs["colour"].shape[0])
     for w in words:
-        k = "size" if w in HEADS["size"] else "colour" if w in HEADS["colour"] else "shape"
-        score = score * P[k][i, :, HEADS[k].index(w)]
-    if not words:  # "the object": any object patch
-        score = 1 - P["colour"][i, :, 0]
-    j = int(score.argmax()); scene = Scene.from_json(collect.set_index("image_id").loc[s.image_id, "scene"])
-    box = B[i, j].tolist()
-    text = "[" + ",".join(f"{v:.3f}" for v in box) + "]"
-    ok.append(check_turn(q, text, scene).ok)
-print(f"held-out REC from the tower's patches (the best-matching patch's regressed box): {np.mean(ok):.3f} of {len(ok)}")
+        score = score * probs[WORD_HEAD[w]][:, HEADS[WORD_HEAD[w]].index(w)]
+    return score
+
+
+def main() -> None:
+    settings = GenixerSettings(preset="demo", data_dir=sys.argv[1])
+    p, collect, val = _context(settings)
+    size = p.mllm
+    grid = size.image_size // size.patch_size
+    tower = CLIPVisionModel.from_pretrained(settings.model_dir("base_mllm_vision") / p.vision_objective).eval()
+    rows = list(collect.itertuples())
+    train_rows = [r for r in rows if r.image_id not in val][:1200]
+    val_rows = [r for r in rows if r.image_id in val]
+
+    def feats(rs):
+        return tower_features(tower, image_processor(size), feature_layer(size), rs)
+
+    heads = fit_heads(feats(train_rows), [Scene.from_json(r.scene) for r in train_rows], grid)
+    with torch.no_grad():
+        f = feats(val_rows)
+        probs = {k: heads[k](f).softmax(-1) for k in ATTRIBUTES}
+        boxes = heads["box"](f).sigmoid()
+    at = {r.image_id: (i, Scene.from_json(r.scene)) for i, r in enumerate(val_rows)}
+    collected = read_samples(settings.table_path("collected_datasets"))
+    held = collected[collected.image_id.isin(val)]
+
+    # existence: yes if some patch is likely both the colour and the shape asked about
+    scores, labels, sources = [], [], []
+    for s in held[held.task == "adv_vqa"].itertuples():
+        i, _ = at[s.image_id]
+        scores.append(match({k: v[i] for k, v in probs.items()}, s.turns[0]["question"]).max().item())
+        labels.append(s.turns[0]["answer"] == "yes")
+        sources.append(s.source)
+    scores, labels, sources = np.array(scores), np.array(labels), np.array(sources)
+    print(f"held-out existence from the tower's patches: AUC {auc(scores, labels):.3f}, accuracy at 0.5 "
+          f"{((scores > 0.5) == labels).mean():.3f}, n {len(labels)} (yes {labels.mean():.2f})")
+    for src in sorted(set(sources)):
+        print(f"  {src}: said yes {np.mean(scores[sources == src] > 0.5):.2f}")
+
+    # REC: the box regressed at the patch that best matches the expression, checked by the oracle
+    ok = []
+    for s in held[held.task == "rec"].itertuples():
+        i, scene = at[s.image_id]
+        q = s.turns[0]["question"]
+        j = int(match({k: v[i] for k, v in probs.items()}, q).argmax())
+        x0, y0, x1, y1 = boxes[i, j].tolist()
+        pixel = (x0 * scene.width, y0 * scene.height, x1 * scene.width, y1 * scene.height)
+        ok.append(check_turn(q, box_to_text(pixel, scene.width, scene.height), scene).ok)
+    print(f"held-out REC from the tower's patches (the best-matching patch's regressed box): {np.mean(ok):.3f} of {len(ok)}")
+
+
+if __name__ == "__main__":
+    main()
