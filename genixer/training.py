@@ -100,6 +100,10 @@ class TrainConfig:
     # tokens as it has); "sample": the mean over each record's target tokens, then over the records (a one-word
     # answer weighs as much as a 60-token reasoning chain)
     loss_per: str = "token"
+    # 0: every batch is drawn at random. k > 0: k batches are drawn at once, sorted by length and cut into k
+    # batches taken in a random order (trl's and the HF Trainer's group_by_length): less padding per batch. With
+    # loss_per="token" a batch's summed loss is then divided by a random batch's mean count of target tokens
+    group_by_length: int = 0
     log_every: int = 0  # 0: silent
     group_key: str | None = "task"  # record field whose groups get their own learning curve (None: off)
     curve_every: int = 25  # steps per point of the group curves
@@ -240,6 +244,7 @@ class SFTAdapter:
         self.own_positions = computes_own_positions(model)
         self.enc: _Encoded | None = None
         self.loss_per = "token"
+        self.num_items: float | None = None  # token loss: divide the batch's summed loss by this, not its own token count
 
     def prepare(self, records: list[dict], cfg: "TrainConfig") -> int:
         if cfg.loss_per not in ("token", "sample"):
@@ -256,6 +261,16 @@ class SFTAdapter:
     def truncated_by_task(self) -> dict[str, int]:
         return dict(self.enc.truncated_by_task) if self.enc is not None else {}
 
+    @property
+    def target_lengths(self) -> np.ndarray:
+        """Each record's learnt tokens (target + EOS), after prepare."""
+        return np.asarray([len(t) for t in self.enc.target_ids])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each record's sequence length (image placeholders + prompt + target + EOS), after prepare."""
+        return np.asarray(self.enc.prompt_lens) + self.target_lengths
+
     def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]:
         return collate(self.processor, records, self.enc, idx), idx
 
@@ -267,7 +282,8 @@ class SFTAdapter:
             out = model(**{k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=keep)
             per = sample_losses(out.logits, shift)
             return per[(shift != -100).any(1)].mean(), per.detach().tolist()
-        out = model(**batch, logits_to_keep=keep, shift_labels=shift)  # labels only switch the loss on
+        extra = {"num_items_in_batch": self.num_items} if self.num_items is not None else {}
+        out = model(**batch, logits_to_keep=keep, shift_labels=shift, **extra)  # labels only switch the loss on
         return out.loss, _per_sample_loss(out.logits, shift)
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> int:
@@ -429,6 +445,19 @@ def weighted_pools(pools: list[tuple[str, list[dict], float]]) -> tuple[list[dic
     return records, weights, rounded
 
 
+def _grouped_batch(cfg: TrainConfig, probs, lengths: np.ndarray, m: int, n_proc: int) -> list[int]:
+    """The global micro-batch number `m` when batches are grouped by length: each run of `group_by_length`
+    micro-batches is drawn at once from its own RNG (seed, group number), sorted by length, cut into batches and
+    taken in a random order. Nothing is carried between steps, so a resumed run draws what an uninterrupted one
+    would have."""
+    k, size = cfg.group_by_length, cfg.batch_size * n_proc
+    g = np.random.default_rng([cfg.seed, m // k])
+    idx = g.choice(len(lengths), size=size * k, replace=True, p=probs)
+    idx = idx[np.argsort(lengths[idx], kind="stable")]
+    j = int(g.permutation(k)[m % k])
+    return idx[j * size:(j + 1) * size].tolist()
+
+
 def train(
     model,
     processor,
@@ -481,7 +510,17 @@ def train(
     if (ckpt / "trainer_state.pt").is_file():
         step = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, result)
 
+    if cfg.group_by_length and not hasattr(type(adapter), "lengths"):
+        raise ValueError(f"TrainConfig.group_by_length needs an adapter with record lengths; {type(adapter).__name__} has none")
     result.n_truncated = adapter.prepare(records, cfg)
+    lengths = adapter.lengths if cfg.group_by_length else None
+    if hasattr(adapter, "num_items"):
+        adapter.num_items = None
+        if lengths is not None and adapter.loss_per == "token":
+            # A batch of short answers must not weigh as much as a batch of captions: each batch's summed token loss
+            # is divided by the target tokens a random batch holds on average (transformers' num_items_in_batch).
+            w = probs if probs is not None else np.full(len(records), 1 / len(records))
+            adapter.num_items = cfg.batch_size * float(w @ adapter.target_lengths)
     result.truncated_by_task = dict(getattr(adapter, "truncated_by_task", None) or {})
     model, optimizer = accelerator.prepare(model, optimizer)
     tokens_before = result.tokens_seen  # throughput counts only this call's work
@@ -496,7 +535,10 @@ def train(
         step_loss, step_tokens = 0.0, 0
         for micro in range(cfg.grad_accum):
             # The global batch from the shared RNG, this rank's slice of it (one process: exactly batch_size).
-            idx = rng.choice(len(records), size=cfg.batch_size * n_proc, replace=True, p=probs).tolist()
+            if lengths is None:
+                idx = rng.choice(len(records), size=cfg.batch_size * n_proc, replace=True, p=probs).tolist()
+            else:
+                idx = _grouped_batch(cfg, probs, lengths, step * cfg.grad_accum + micro, n_proc)
             batch, rows = adapter.batch(records, idx[rank * cfg.batch_size : (rank + 1) * cfg.batch_size])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # DDP averages gradients over ranks once per optimizer step, on the last micro-batch.

@@ -13,6 +13,9 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
                                                                 # the LM's embeddings of its object's words ("small", "yellow", "circle")
     python probes/solver_probes.py DATA_DIR lm_deep             # the language model at about the same parameters and FLOPs:
     python probes/solver_probes.py DATA_DIR lm_wide             # 8 layers x 136 wide, or 2 layers x 272 (the demo: 4 x 192)
+    python probes/solver_probes.py DATA_DIR none --seed 1       # no change (the demo's solver), e.g. another seed
+
+Any variant takes --seed, --batch, --group (batches grouped by length) and --solver-steps for the solver's own training (default: the preset's).
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
 """
@@ -103,13 +106,19 @@ def word_align(model, processor, p, images, steps: int, batch: int = 64) -> None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned", "lm_deep", "lm_wide"])
+    ap.add_argument("variant", choices=["none", "stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned", "lm_deep", "lm_wide"])
     ap.add_argument("steps", type=int, nargs="?", default=None, help="steps of the added stage (200 / 300)")
     ap.add_argument("--preset", default="demo", help="the preset the data root was built with (its solver steps apply)")
+    ap.add_argument("--seed", type=int, default=None, help="the solver's training seed (default: the preset's)")
+    ap.add_argument("--batch", type=int, default=None, help="the solver's batch size (default: the preset's)")
+    ap.add_argument("--group", type=int, default=None, help="the solver's TrainConfig.group_by_length (default: the preset's)")
+    ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
     a = ap.parse_args()
     steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
     p, collect, val = _context(settings)
+    solver = {k: v for k, v in (("seed", a.seed), ("batch_size", a.batch), ("steps", a.solver_steps), ("group_by_length", a.group)) if v is not None}
+    p = replace(p, base_train=replace(p.base_train, **solver))
     collected = read_samples(settings.table_path("collected_datasets"))
     samples = collected[collected.image_path.notna()].to_dict("records")
     train_s = [s for s in samples if s["image_id"] not in val]
@@ -117,13 +126,16 @@ def main() -> None:
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-    out = Path("/tmp/probe") / f"{a.variant}_{steps}"
+    out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items())])
     cap = p.caption_share
     t = time.time()
     shape = {"lm_deep": dict(text_hidden=136, text_layers=8, text_intermediate=272),
              "lm_wide": dict(text_hidden=272, text_layers=2, text_intermediate=544)}.get(a.variant)
     if shape:
         p = replace(p, mllm=replace(p.mllm, **shape))
+    if a.seed is not None:  # another seed: another initialisation of the language model and projector too
+        import torch
+        torch.manual_seed(a.seed)
     model, processor = build_embedded_mllm(build_tokenizer(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]),
                                                            coordinate_tokens=a.variant.startswith("coords")),
                                            p.mllm)

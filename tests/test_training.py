@@ -170,9 +170,9 @@ def test_freeze_vision_tower(tok, records, tmp_path):
     assert all(torch.equal(before[n], after[n]) for n in before)
 
 
-@pytest.mark.parametrize("kind", ["llava", "fuyu"])
-def test_resume_matches_uninterrupted(kind, tok, records, tmp_path):
-    cfg = TrainConfig(steps=6, batch_size=2, grad_accum=2, lr=3e-3, warmup_steps=1, checkpoint_every=2)
+@pytest.mark.parametrize("kind,group", [("llava", 0), ("fuyu", 0), ("llava", 3)])
+def test_resume_matches_uninterrupted(kind, group, tok, records, tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=2, grad_accum=2, lr=3e-3, warmup_steps=1, checkpoint_every=2, group_by_length=group)
     full_model, processor = fresh(kind, tok)
     full = train(full_model, processor, records, cfg, tmp_path / "full")
 
@@ -205,6 +205,37 @@ def test_sample_weights(tok, records, tmp_path, monkeypatch):
     counts = Counter(drawn)
     assert set(counts) == {1, 3} and sum(counts.values()) == 200
     assert 0.65 < counts[1] / 200 < 0.85  # 3:1 mix
+
+
+def test_group_by_length_cuts_padding_and_keeps_the_mix(tok, records, tmp_path, monkeypatch):
+    """Batches drawn 8 at a time and sorted by length: each batch holds records of near lengths, so the padded
+    share falls, while the records drawn still follow the sample weights."""
+    recs = [dict(r, target=r["target"] + " here" * n) for r in records for n in (0, 4, 8, 16)]  # 16 records, 4 lengths
+    model, processor = fresh("llava", tok)
+    batches = []
+
+    def spy(processor, records, enc, idx):
+        batches.append(list(idx))
+        return collate(processor, records, enc, idx)
+
+    monkeypatch.setattr(training, "collate", spy)
+    weights = [3.0 if i % 4 == 0 else 1.0 for i in range(len(recs))]  # the shortest records three times as often
+    drawn = {}
+    for group in (0, 8):
+        batches.clear()
+        train(model, processor, recs, TrainConfig(steps=48, batch_size=4, group_by_length=group), tmp_path / str(group),
+              sample_weights=weights)
+        lengths = training._encode_records(processor, recs, 512)
+        n = [lengths.prompt_lens[i] + len(lengths.target_ids[i]) for i in range(len(recs))]
+        drawn[group] = (sum(n[i] for b in batches for i in b) / sum(len(b) * max(n[i] for i in b) for b in batches),
+                        Counter(i % 4 for b in batches for i in b))
+    (random_share, random_mix), (grouped_share, grouped_mix) = drawn[0], drawn[8]
+    assert grouped_share > random_share + 0.1, (random_share, grouped_share)
+    assert 0.4 < grouped_mix[0] / sum(grouped_mix.values()) < 0.6  # weight 3 of 6: half the draws
+    with pytest.raises(ValueError, match="group_by_length"):
+        from genixer.patch_labels import PatchLabelAdapter
+        train(torch.nn.Linear(1, 1), None, recs, TrainConfig(steps=1, group_by_length=2), tmp_path / "x",
+              adapter=PatchLabelAdapter(None, 2))
 
 
 def test_epochs_and_mixed_precision_switch(tok, records, tmp_path):
@@ -251,3 +282,34 @@ def test_resume_state_that_would_run_code_is_refused(tok, records, tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         train(model, processor, records, TrainConfig(steps=4, batch_size=2, checkpoint_every=2), tmp_path)
     assert not marker.exists()
+
+
+def test_group_by_length_keeps_each_token_weight(tok, records, tmp_path, monkeypatch):
+    """Grouped batches divide their summed token loss by the target tokens of an average random batch, so a batch
+    of short answers weighs by its token count, as inside a random batch; random batches keep the model's mean."""
+    recs = [dict(r, target=r["target"] + " here" * n) for r in records for n in (0, 8)]
+    weights = [1.0 if i % 2 else 3.0 for i in range(len(recs))]  # the short records three times as often
+    seen = []
+    real = training.SFTAdapter.loss
+
+    def spy(self, model, batch):
+        out = real(self, model, batch)
+        items, self.num_items = self.num_items, None
+        mean = real(self, model, batch)[0].item()  # the model's own token mean on the same batch
+        self.num_items = items
+        seen.append((items, int((batch["labels"][:, 1:] != -100).sum()), out[0].item(), mean))
+        return out
+
+    monkeypatch.setattr(training.SFTAdapter, "loss", spy)
+    model, processor = fresh("llava", tok)
+    train(model, processor, recs, TrainConfig(steps=1, batch_size=4, lr=0.0), tmp_path / "random", sample_weights=weights)
+    assert seen[-1][0] is None and seen[-1][2] == pytest.approx(seen[-1][3])
+    seen.clear()
+    train(model, processor, recs, TrainConfig(steps=8, batch_size=4, lr=0.0, group_by_length=2), tmp_path / "grouped",
+          sample_weights=weights)
+    n = [len(t) for t in training._encode_records(processor, recs, 512).target_ids]
+    expected = 4 * sum(w * k for w, k in zip(weights, n)) / sum(weights)
+    for items, n_learnt, loss, mean in seen:
+        assert items == pytest.approx(expected)
+        assert loss == pytest.approx(mean * n_learnt / expected, rel=1e-4)
+    assert len({s[1] for s in seen}) > 1  # batches of different token counts were drawn
