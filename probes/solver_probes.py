@@ -15,7 +15,8 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
     python probes/solver_probes.py DATA_DIR lm_wide             # 8 layers x 136 wide, or 2 layers x 272 (the demo: 4 x 192)
     python probes/solver_probes.py DATA_DIR none --seed 1       # no change (the demo's solver), e.g. another seed
 
-Any variant takes --seed, --batch, --group (batches grouped by length) and --solver-steps for the solver's own training (default: the preset's).
+Any variant takes --seed, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
+training (default: the preset's).
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
 """
