@@ -249,7 +249,7 @@ class SFTAdapter:
     def prepare(self, records: list[dict], cfg: "TrainConfig") -> int:
         if cfg.loss_per not in ("token", "sample"):
             raise ValueError(f"TrainConfig.loss_per must be 'token' or 'sample', not {cfg.loss_per!r}")
-        self.loss_per = cfg.loss_per
+        self.loss_per, self.num_items = cfg.loss_per, None
         max_length = cfg.max_length if cfg.max_length is not None else self.model_max_length
         if max_length is None:
             raise ValueError("TrainConfig.max_length is None (take it from the model) but the model's config has "
@@ -270,6 +270,13 @@ class SFTAdapter:
     def lengths(self) -> np.ndarray:
         """Each record's sequence length (image placeholders + prompt + target + EOS), after prepare."""
         return np.asarray(self.enc.prompt_lens) + self.target_lengths
+
+    def grouped(self, probs: np.ndarray, batch_size: int) -> None:
+        """Batches are grouped by length (records drawn with `probs`): a batch of short answers must not weigh as
+        much as a batch of captions, so with the token loss each batch's summed loss is divided by the target
+        tokens a random batch holds on average (transformers' num_items_in_batch)."""
+        if self.loss_per == "token":
+            self.num_items = batch_size * float(probs @ self.target_lengths)
 
     def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]:
         return collate(self.processor, records, self.enc, idx), idx
@@ -514,13 +521,8 @@ def train(
         raise ValueError(f"TrainConfig.group_by_length needs an adapter with record lengths; {type(adapter).__name__} has none")
     result.n_truncated = adapter.prepare(records, cfg)
     lengths = adapter.lengths if cfg.group_by_length else None
-    if hasattr(adapter, "num_items"):
-        adapter.num_items = None
-        if lengths is not None and adapter.loss_per == "token":
-            # A batch of short answers must not weigh as much as a batch of captions: each batch's summed token loss
-            # is divided by the target tokens a random batch holds on average (transformers' num_items_in_batch).
-            w = probs if probs is not None else np.full(len(records), 1 / len(records))
-            adapter.num_items = cfg.batch_size * float(w @ adapter.target_lengths)
+    if lengths is not None and hasattr(adapter, "grouped"):  # the adapter's loss may depend on how batches are drawn
+        adapter.grouped(probs if probs is not None else np.full(len(records), 1 / len(records)), cfg.batch_size)
     result.truncated_by_task = dict(getattr(adapter, "truncated_by_task", None) or {})
     model, optimizer = accelerator.prepare(model, optimizer)
     tokens_before = result.tokens_seen  # throughput counts only this call's work

@@ -16,7 +16,8 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
     python probes/solver_probes.py DATA_DIR none --seed 1       # no change (the demo's solver), e.g. another seed
 
 Any variant takes --seed, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
-training (default: the preset's).
+training (default: the preset's), and --patch N: the tower cuts the image into N-pixel patches instead of the preset's
+(96 px / 24 = 16 image tokens instead of 64), and its vision pre-stage is trained again at that patch size first.
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
 """
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="the solver's batch size (default: the preset's)")
     ap.add_argument("--group", type=int, default=None, help="the solver's TrainConfig.group_by_length (default: the preset's)")
     ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
+    ap.add_argument("--patch", type=int, default=None, help="the tower's patch size (its pre-stage is retrained; default: the preset's)")
     a = ap.parse_args()
     steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
@@ -127,20 +129,30 @@ def main() -> None:
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-    out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items())])
+    out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items()),
+                                         *([f"patch{a.patch}"] if a.patch else [])])
     cap = p.caption_share
     t = time.time()
     shape = {"lm_deep": dict(text_hidden=136, text_layers=8, text_intermediate=272),
              "lm_wide": dict(text_hidden=272, text_layers=2, text_intermediate=544)}.get(a.variant)
     if shape:
         p = replace(p, mllm=replace(p.mllm, **shape))
+    tower = settings.model_dir("base_mllm_vision") / p.vision_objective
+    if a.patch:  # another patch size: the vision pre-stage again, at that size, on the same images and steps
+        p = replace(p, mllm=replace(p.mllm, patch_size=a.patch))
+        tower = out / "vision"
+        pre, scores = gen.vision_pretrain(collect[~collect.image_id.isin(val)].to_dict("records"), p.mllm, p.vision_pretrain, tower,
+                                          p.vision_objective, collect[collect.image_id.isin(val)].to_dict("records"))
+        print(f"vision pre-stage, patch {a.patch}: {pre.steps} steps, final loss {pre.final_loss:.3f}, {time.time() - t:.0f}s; "
+              f"held-out {json.dumps({k: round(v, 3) for k, v in scores.items()})}", flush=True)
+        t = time.time()
     if a.seed is not None:  # another seed: another initialisation of the language model and projector too
         import torch
         torch.manual_seed(a.seed)
     model, processor = build_embedded_mllm(build_tokenizer(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]),
                                                            coordinate_tokens=a.variant.startswith("coords")),
                                            p.mllm)
-    gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
+    gen.init_vision_tower(model, tower)
     if a.variant == "coords_ordered":
         place_code(model, processor.tokenizer)
     if a.variant == "stage1":
@@ -165,7 +177,7 @@ def main() -> None:
     records, weights, _ = weighted_pools([("solver", solver_records(train_s), 1 - cap), ("captions", captions, cap)])
     cfg = replace(p.base_train, loss_per="sample") if a.variant == "sample_loss" else p.base_train
     r2 = train(model, processor, records, cfg, out / "s2", sample_weights=weights)
-    print(f"solver: final loss {r2.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
+    print(f"solver: final loss {r2.final_loss:.3f}, {time.time() - t:.0f}s ({r2.steps} steps)", flush=True)
     model.eval()
     ev = evaluate_solver(model, processor, val_s, scenes, batch_size=32)
     prior = prior_baseline(train_s, val_s, scenes)
