@@ -14,6 +14,9 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
     python probes/solver_probes.py DATA_DIR lm_deep             # the language model at about the same parameters and FLOPs:
     python probes/solver_probes.py DATA_DIR lm_wide             # 8 layers x 136 wide, or 2 layers x 272 (the demo: 4 x 192)
     python probes/solver_probes.py DATA_DIR none --seed 1       # no change (the demo's solver), e.g. another seed
+    python probes/solver_probes.py DATA_DIR text_first [STEPS]  # the language model first learns the tasks as text (no image):
+                                                                # the image's dense caption, then the question -> the answer
+    python probes/solver_probes.py DATA_DIR text_aligned [STEPS] # text_first, then word_aligned's projector (300 steps)
 
 Any variant takes --seed, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
 training (default: the preset's), and --patch N: the tower cuts the image into N-pixel patches instead of the preset's
@@ -105,10 +108,56 @@ def word_align(model, processor, p, images, steps: int, batch: int = 64) -> None
           f"cosine to the word sum on object patches {cos[has].mean():.3f}", flush=True)
 
 
+class TextAdapter:
+    """Text-only records for the language model inside the LLaVA (no image: LLaVA's forward without
+    pixel_values runs its language model alone): BOS + prompt, then the target + EOS is learnt."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+
+    def prepare(self, records, cfg) -> int:
+        self.seqs, self.n_prompt = [], []
+        for r in records:
+            p = self.tok(r["prompt"], add_special_tokens=False)["input_ids"]
+            j = self.tok(r["prompt"] + " " + r["target"], add_special_tokens=False)["input_ids"]
+            assert j[:len(p)] == p, r
+            self.seqs.append([self.tok.bos_token_id, *j, self.tok.eos_token_id])
+            self.n_prompt.append(len(p) + 1)
+        return 0
+
+    def batch(self, records, idx):
+        import torch
+        n = max(len(self.seqs[i]) for i in idx)
+        ids = torch.full((len(idx), n), self.tok.pad_token_id)
+        labels, mask = torch.full((len(idx), n), -100), torch.zeros((len(idx), n), dtype=torch.long)
+        for row, i in enumerate(idx):
+            seq = torch.tensor(self.seqs[i])
+            ids[row, :len(seq)], mask[row, :len(seq)] = seq, 1
+            labels[row, self.n_prompt[i]:len(seq)] = seq[self.n_prompt[i]:]
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}, idx
+
+    def loss(self, model, batch):
+        return model(**batch).loss, None
+
+    def tokens(self, batch) -> int:
+        return int(batch["attention_mask"].sum())
+
+    def save(self, model, out_dir) -> None:
+        pass
+
+
+def text_records(records: list[dict], captions: list[dict]) -> list[dict]:
+    """The solver's records as text: the image's dense caption, a newline, the question; records whose question
+    or answer holds a box or point (which a caption without boxes cannot answer) are left out."""
+    caption = {c["image_id"]: c["target"] for c in captions}
+    return [{**r, "prompt": caption[r["image_id"]] + "\n" + r["prompt"]} for r in records
+            if r["image_id"] in caption and "[" not in r["prompt"] + r["target"]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["none", "stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned", "lm_deep", "lm_wide"])
+    ap.add_argument("variant", choices=["none", "stage1", "curriculum", "coords", "question_first", "coords_ordered", "sample_loss", "word_aligned", "lm_deep", "lm_wide", "text_first", "text_aligned"])
     ap.add_argument("steps", type=int, nargs="?", default=None, help="steps of the added stage (200 / 300)")
     ap.add_argument("--preset", default="demo", help="the preset the data root was built with (its solver steps apply)")
     ap.add_argument("--seed", type=int, default=None, help="the solver's training seed (default: the preset's)")
@@ -117,7 +166,8 @@ def main() -> None:
     ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
     ap.add_argument("--patch", type=int, default=None, help="the tower's patch size (its pre-stage is retrained; default: the preset's)")
     a = ap.parse_args()
-    steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300}.get(a.variant, 0)
+    steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300, "text_first": 400,
+                                                                 "text_aligned": 400}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
     p, collect, val = _context(settings)
     solver = {k: v for k, v in (("seed", a.seed), ("batch_size", a.batch), ("steps", a.solver_steps), ("group_by_length", a.group)) if v is not None}
@@ -167,8 +217,16 @@ def main() -> None:
         print(f"stage 1: {len(first)} of {len(train_s)} training samples are on images with <= 2 objects", flush=True)
         recs, w, _ = weighted_pools([("solver", solver_records(first), 1 - cap), ("captions", [c for c in captions if c["image_id"] in few], cap)])
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
+    if a.variant in ("text_first", "text_aligned"):
+        text = text_records(solver_records(train_s), captions)
+        r1 = train(model, processor, text, replace(p.base_train, steps=steps, warmup_steps=20), out / "s1",
+                   adapter=TextAdapter(processor.tokenizer))
+        print(f"text stage: {steps} steps on {len(text)} text records, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s; "
+              f"e.g. {text[0]['prompt']!r} -> {text[0]['target']!r}", flush=True)
     if a.variant == "word_aligned":
         word_align(model, processor, p, collect[~collect.image_id.isin(val)], steps)
+    if a.variant == "text_aligned":
+        word_align(model, processor, p, collect[~collect.image_id.isin(val)], 300)
     if a.variant == "question_first":  # every image token sees the question (the image after the prompt)
         from genixer.models import inputs
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
