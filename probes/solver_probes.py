@@ -17,8 +17,11 @@ oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). REA
     python probes/solver_probes.py DATA_DIR text_first [STEPS]  # the language model first learns the tasks as text (no image):
                                                                 # the image's dense caption, then the question -> the answer
     python probes/solver_probes.py DATA_DIR text_aligned [STEPS] # text_first, then word_aligned's projector (300 steps)
+    python probes/solver_probes.py DATA_DIR text_first 2000 --text-only --fresh 30000
+                                                                # the text stage alone, on the text of 30,000 new scenes
+                                                                # (sampled, not rendered) instead of the training images'
 
-Any variant takes --seed, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
+Any variant takes --seed, --lr, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
 training (default: the preset's), and --patch N: the tower cuts the image into N-pixel patches instead of the preset's
 (96 px / 24 = 16 image tokens instead of 64), and its vision pre-stage is trained again at that patch size first.
 
@@ -146,12 +149,54 @@ class TextAdapter:
         pass
 
 
+def text_accuracy(model, tokenizer, records: list[dict]) -> dict[str, float]:
+    """Teacher-forced check of text records: per task, the share whose answer's tokens are all the model's argmax
+    after the prompt and the answer's earlier tokens (greedy decoding would write that answer)."""
+    import torch
+    ad = TextAdapter(tokenizer)
+    ad.prepare(records, None)
+    hits: dict[str, list[bool]] = {}
+    with torch.no_grad():
+        for i in range(0, len(records), 64):
+            idx = list(range(i, min(i + 64, len(records))))
+            b, _ = ad.batch(records, idx)
+            pred = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits.argmax(-1)
+            for row, j in enumerate(idx):
+                lab = b["labels"][row, 1:]
+                ok = bool((pred[row, :-1][lab != -100] == lab[lab != -100]).all())
+                hits.setdefault(records[j]["task"], []).append(ok)
+    return {k: round(sum(v) / len(v), 3) for k, v in sorted(hits.items())}
+
+
 def text_records(records: list[dict], captions: list[dict]) -> list[dict]:
     """The solver's records as text: the image's dense caption, a newline, the question; records whose question
     or answer holds a box or point (which a caption without boxes cannot answer) are left out."""
     caption = {c["image_id"]: c["target"] for c in captions}
     return [{**r, "prompt": caption[r["image_id"]] + "\n" + r["prompt"]} for r in records
             if r["image_id"] in caption and "[" not in r["prompt"] + r["target"]]
+
+
+def fresh_text(n: int, p) -> list[dict]:
+    """Text records of `n` new scenes of the preset's world (sampled with seeds of a split no image uses, never
+    rendered): each scene's dense caption and one sample of each task whose turns hold no box or point."""
+    import random
+    from genixer.generators import caption_records
+    from genixer.world import scene_seed
+    from genixer.world.annotate import annotate
+    from genixer.world.scene import sample_scene
+
+    records = []
+    for i in range(n):
+        scene = sample_scene(f"text_{i:06d}", scene_seed(p.seed, "text_probe", i), "collect", p.world)
+        rows = [{"image_id": scene.image_id, "image_path": "", "scene": scene.to_json()}]
+        rng = random.Random(f"text_probe/{i}")
+        for task in ("adv_vqa", "common_vqa", "mc_vqa", "md"):
+            sample = annotate(task, scene, rng)
+            for j, t in enumerate(sample["turns"] if sample else []):
+                rows.append({"record_id": f"{scene.image_id}:{task}:{j}", "task": task, "image_id": scene.image_id,
+                             "image_path": "", "prompt": t["question"], "target": t["answer"]})
+        records += text_records(rows[1:], caption_records(rows[:1]))
+    return records
 
 
 def main() -> None:
@@ -164,13 +209,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="the solver's batch size (default: the preset's)")
     ap.add_argument("--group", type=int, default=None, help="the solver's TrainConfig.group_by_length (default: the preset's)")
     ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
+    ap.add_argument("--lr", type=float, default=None, help="the solver's (and the text stage's) peak learning rate (default: the preset's)")
+    ap.add_argument("--text-only", action="store_true", help="text_first: stop after the text stage and its held-out check")
+    ap.add_argument("--fresh", type=int, default=0, help="text_first: the text stage on this many new scenes' text (not rendered)")
     ap.add_argument("--patch", type=int, default=None, help="the tower's patch size (its pre-stage is retrained; default: the preset's)")
     a = ap.parse_args()
     steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300, "text_first": 400,
                                                                  "text_aligned": 400}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
     p, collect, val = _context(settings)
-    solver = {k: v for k, v in (("seed", a.seed), ("batch_size", a.batch), ("steps", a.solver_steps), ("group_by_length", a.group)) if v is not None}
+    solver = {k: v for k, v in (("seed", a.seed), ("batch_size", a.batch), ("steps", a.solver_steps), ("group_by_length", a.group), ("lr", a.lr)) if v is not None}
     p = replace(p, base_train=replace(p.base_train, **solver))
     collected = read_samples(settings.table_path("collected_datasets"))
     samples = collected[collected.image_path.notna()].to_dict("records")
@@ -218,11 +266,18 @@ def main() -> None:
         recs, w, _ = weighted_pools([("solver", solver_records(first), 1 - cap), ("captions", [c for c in captions if c["image_id"] in few], cap)])
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
     if a.variant in ("text_first", "text_aligned"):
-        text = text_records(solver_records(train_s), captions)
+        text = text_records(solver_records(train_s), captions) if not a.fresh else fresh_text(a.fresh, p)
         r1 = train(model, processor, text, replace(p.base_train, steps=steps, warmup_steps=20), out / "s1",
                    adapter=TextAdapter(processor.tokenizer))
         print(f"text stage: {steps} steps on {len(text)} text records, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s; "
               f"e.g. {text[0]['prompt']!r} -> {text[0]['target']!r}", flush=True)
+        model.eval()
+        held_text = text_records(solver_records(val_s), _captions(settings, collect, samples, val)[0])
+        print(f"text stage, held-out text records (all answer tokens right): {text_accuracy(model, processor.tokenizer, held_text)}",
+              flush=True)
+        model.train()
+        if a.text_only:
+            return
     if a.variant == "word_aligned":
         word_align(model, processor, p, collect[~collect.image_id.isin(val)], steps)
     if a.variant == "text_aligned":
