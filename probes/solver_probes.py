@@ -1,6 +1,6 @@
 """Probes for issue 16 ('binding attributes'): one change before the demo's base_mllm solver training, all else
 as the demo (same data, vision pre-stage tower, 850 solver steps with the tower frozen, held-out evaluation by the
-oracle). Baseline: the demo's base_mllm (35.9% held-out, blind prior 27.3%). README "Learnability" has the results.
+oracle). Baseline: the demo's base_mllm (35.4% held-out since fd7f0c8, blind prior 27.3%). README "Learnability" has the results.
 
     python probes/solver_probes.py DATA_DIR stage1 [STEPS]      # LLaVA's stage 1: only the projector, on captions
     python probes/solver_probes.py DATA_DIR curriculum [STEPS]  # first the images with one or two objects only
@@ -123,7 +123,8 @@ class TextAdapter:
         for r in records:
             p = self.tok(r["prompt"], add_special_tokens=False)["input_ids"]
             j = self.tok(r["prompt"] + " " + r["target"], add_special_tokens=False)["input_ids"]
-            assert j[:len(p)] == p, r
+            if j[:len(p)] != p:
+                raise ValueError(f"{r.get('record_id')}: the prompt's tokens change when the answer follows it")
             self.seqs.append([self.tok.bos_token_id, *j, self.tok.eos_token_id])
             self.n_prompt.append(len(p) + 1)
         return 0

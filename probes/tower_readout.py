@@ -7,12 +7,10 @@ on the demo's training images; then on the held-out collect images:
   regressed box, written in the box format and checked by the oracle (IoU >= 0.5).
 A fixed readout, not a model of the graph: it says how much of the solver's gap lies above the tower.
 
-    python probes/tower_readout.py DATA_DIR [TOWER_DIR]   # a demo's data root (after `make demo`: data); another
-                                                         # pre-stage tower, e.g. a solver probe's --patch one
+    python probes/tower_readout.py DATA_DIR        # a demo's data root (after `make demo`: data)
 """
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -79,10 +77,9 @@ def match(probs: dict[str, torch.Tensor], question: str) -> torch.Tensor:
 def main() -> None:
     settings = GenixerSettings(preset="demo", data_dir=sys.argv[1])
     p, collect, val = _context(settings)
-    tower = CLIPVisionModel.from_pretrained(sys.argv[2] if len(sys.argv) > 2 else
-                                            settings.model_dir("base_mllm_vision") / p.vision_objective).eval()
-    size = replace(p.mllm, patch_size=tower.config.patch_size)
+    size = p.mllm
     grid = size.image_size // size.patch_size
+    tower = CLIPVisionModel.from_pretrained(settings.model_dir("base_mllm_vision") / p.vision_objective).eval()
     rows = list(collect.itertuples())
     train_rows = [r for r in rows if r.image_id not in val][:1200]
     val_rows = [r for r in rows if r.image_id in val]
