@@ -130,15 +130,10 @@ class TextAdapter:
         return 0
 
     def batch(self, records, idx):
-        import torch
-        n = max(len(self.seqs[i]) for i in idx)
-        ids = torch.full((len(idx), n), self.tok.pad_token_id)
-        labels, mask = torch.full((len(idx), n), -100), torch.zeros((len(idx), n), dtype=torch.long)
-        for row, i in enumerate(idx):
-            seq = torch.tensor(self.seqs[i])
-            ids[row, :len(seq)], mask[row, :len(seq)] = seq, 1
-            labels[row, self.n_prompt[i]:len(seq)] = seq[self.n_prompt[i]:]
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}, idx
+        from genixer.models.inputs import pad
+        seqs = [self.seqs[i] for i in idx]
+        labels = [[-100] * self.n_prompt[i] + self.seqs[i][self.n_prompt[i]:] for i in idx]
+        return pad(seqs, self.tok.pad_token_id, "right", labels=labels), idx
 
     def loss(self, model, batch):
         return model(**batch).loss, None
@@ -161,7 +156,7 @@ def text_accuracy(model, tokenizer, records: list[dict]) -> dict[str, float]:
         for i in range(0, len(records), 64):
             idx = list(range(i, min(i + 64, len(records))))
             b, _ = ad.batch(records, idx)
-            pred = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits.argmax(-1)
+            pred = model(**{k: v for k, v in b.items() if k != "labels"}).logits.argmax(-1)
             for row, j in enumerate(idx):
                 lab = b["labels"][row, 1:]
                 ok = bool((pred[row, :-1][lab != -100] == lab[lab != -100]).all())
