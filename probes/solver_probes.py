@@ -22,7 +22,8 @@ oracle). Baseline: the demo's base_mllm (35.4% held-out since fd7f0c8, blind pri
                                                                 # (sampled, not rendered) instead of the training images'
 
 Any variant takes --seed, --lr, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
-training (default: the preset's), and --patch N: the tower cuts the image into N-pixel patches instead of the preset's
+training (default: the preset's), --only TASKS and --caption-share X for the solver's mixture, --dense K for K more of
+the world's annotations per training image, --text-lr for text_first's text stage, and --patch N: the tower cuts the image into N-pixel patches instead of the preset's
 (96 px / 24 = 16 image tokens instead of 64), and its vision pre-stage is trained again at that patch size first.
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
@@ -206,6 +207,11 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=None, help="the solver's TrainConfig.group_by_length (default: the preset's)")
     ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
     ap.add_argument("--lr", type=float, default=None, help="the solver's (and the text stage's) peak learning rate (default: the preset's)")
+    ap.add_argument("--only", default=None, help="the solver's records of these tasks only (comma-separated), e.g. adv_vqa")
+    ap.add_argument("--dense", type=int, default=0, help="K more annotated samples per training image (of the --only tasks, or all), "
+                    "drawn from the world's annotator with another seed")
+    ap.add_argument("--caption-share", type=float, default=None, help="the solver's share of caption batches (default: the preset's)")
+    ap.add_argument("--text-lr", type=float, default=None, help="text_first: the text stage's peak learning rate (default: --lr's)")
     ap.add_argument("--text-only", action="store_true", help="text_first: stop after the text stage and its held-out check")
     ap.add_argument("--fresh", type=int, default=0, help="text_first: the text stage on this many new scenes' text (not rendered)")
     ap.add_argument("--patch", type=int, default=None, help="the tower's patch size (its pre-stage is retrained; default: the preset's)")
@@ -224,8 +230,10 @@ def main() -> None:
     captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
     out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items()),
+                                         *([f"textlr{a.text_lr:g}"] if a.text_lr else []), *([f"only{a.only}"] if a.only else []), *([f"dense{a.dense}"] if a.dense else []),
+                                         *([f"cap{a.caption_share:g}"] if a.caption_share is not None else []), *([f"fresh{a.fresh}"] if a.fresh else []),
                                          *([f"patch{a.patch}"] if a.patch else [])])
-    cap = p.caption_share
+    cap = p.caption_share if a.caption_share is None else a.caption_share
     t = time.time()
     shape = {"lm_deep": dict(text_hidden=136, text_layers=8, text_intermediate=272),
              "lm_wide": dict(text_hidden=272, text_layers=2, text_intermediate=544)}.get(a.variant)
@@ -263,7 +271,8 @@ def main() -> None:
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
     if a.variant in ("text_first", "text_aligned"):
         text = text_records(solver_records(train_s), captions) if not a.fresh else fresh_text(a.fresh, p)
-        r1 = train(model, processor, text, replace(p.base_train, steps=steps, warmup_steps=20), out / "s1",
+        r1 = train(model, processor, text, replace(p.base_train, steps=steps, warmup_steps=20, **({"lr": a.text_lr} if a.text_lr else {})),
+                   out / "s1",
                    adapter=TextAdapter(processor.tokenizer))
         print(f"text stage: {steps} steps on {len(text)} text records, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s; "
               f"e.g. {text[0]['prompt']!r} -> {text[0]['target']!r}", flush=True)
@@ -283,7 +292,15 @@ def main() -> None:
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
     if a.variant in ("stage1", "curriculum"):
         print(f"{a.variant}: {steps} steps, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
-    records, weights, _ = weighted_pools([("solver", solver_records(train_s), 1 - cap), ("captions", captions, cap)])
+    solver_s = [s for s in train_s if s["task"] in a.only.split(",")] if a.only else train_s
+    if a.dense:  # more of the world's annotations on the same training images (what collect_per_image sets)
+        from genixer.tasks import TASKS
+        from genixer.world import annotate_images
+        solver_s = solver_s + annotate_images(collect[~collect.image_id.isin(val)].to_dict("records"),
+                                              tuple(a.only.split(",")) if a.only else TASKS, per_image=a.dense, seed=p.seed + 1000)
+    pools = [("solver", solver_records(solver_s), 1 - cap)] + ([("captions", captions, cap)] if cap else [])
+    records, weights, _ = weighted_pools(pools)
+    print(f"solver: {len(records)} records ({len(solver_s)} samples{', tasks ' + a.only if a.only else ''}; captions at {cap})", flush=True)
     cfg = replace(p.base_train, loss_per="sample") if a.variant == "sample_loss" else p.base_train
     r2 = train(model, processor, records, cfg, out / "s2", sample_weights=weights)
     print(f"solver: final loss {r2.final_loss:.3f}, {time.time() - t:.0f}s ({r2.steps} steps)", flush=True)
