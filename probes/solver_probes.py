@@ -23,7 +23,9 @@ oracle). Baseline: the demo's base_mllm (35.4% held-out since fd7f0c8, blind pri
 
 Any variant takes --seed, --lr, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
 training (default: the preset's), --only TASKS and --caption-share X for the solver's mixture, --dense K for K more of
-the world's annotations per training image, --text-lr for text_first's text stage, and --patch N: the tower cuts the image into N-pixel patches instead of the preset's
+the world's annotations per training image, --boost TASK:SHARE (a pool of one task's questions at that share of the
+batches), --text-lr for text_first's text stage, and --patch N: the tower cuts the image into N-pixel patches instead
+of the preset's
 (96 px / 24 = 16 image tokens instead of 64), and its vision pre-stage is trained again at that patch size first.
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/<variant>_<steps>/.
@@ -207,9 +209,11 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=None, help="the solver's TrainConfig.group_by_length (default: the preset's)")
     ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
     ap.add_argument("--lr", type=float, default=None, help="the solver's (and the text stage's) peak learning rate (default: the preset's)")
-    ap.add_argument("--only", default=None, help="the solver's records of these tasks only (comma-separated), e.g. adv_vqa")
+    ap.add_argument("--only", default=None, help="the solver's (and text_first's text stage's) records of these tasks only (comma-separated), e.g. adv_vqa")
     ap.add_argument("--dense", type=int, default=0, help="K more annotated samples per training image (of the --only tasks, or all), "
                     "drawn from the world's annotator with another seed")
+    ap.add_argument("--boost", default=None, help="TASK:SHARE: a pool of 9 of the world's TASK questions per training image "
+                    "at SHARE of the solver's batches (taken from the question -> answer share)")
     ap.add_argument("--caption-share", type=float, default=None, help="the solver's share of caption batches (default: the preset's)")
     ap.add_argument("--text-lr", type=float, default=None, help="text_first: the text stage's peak learning rate (default: --lr's)")
     ap.add_argument("--text-only", action="store_true", help="text_first: stop after the text stage and its held-out check")
@@ -231,6 +235,7 @@ def main() -> None:
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
     out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items()),
                                          *([f"textlr{a.text_lr:g}"] if a.text_lr else []), *([f"only{a.only}"] if a.only else []), *([f"dense{a.dense}"] if a.dense else []),
+                                         *([f"boost{a.boost.replace(':', '')}"] if a.boost else []),
                                          *([f"cap{a.caption_share:g}"] if a.caption_share is not None else []), *([f"fresh{a.fresh}"] if a.fresh else []),
                                          *([f"patch{a.patch}"] if a.patch else [])])
     cap = p.caption_share if a.caption_share is None else a.caption_share
@@ -271,6 +276,7 @@ def main() -> None:
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
     if a.variant in ("text_first", "text_aligned"):
         text = text_records(solver_records(train_s), captions) if not a.fresh else fresh_text(a.fresh, p)
+        text = [r for r in text if r["task"] in a.only.split(",")] if a.only else text
         r1 = train(model, processor, text, replace(p.base_train, steps=steps, warmup_steps=20, **({"lr": a.text_lr} if a.text_lr else {})),
                    out / "s1",
                    adapter=TextAdapter(processor.tokenizer))
@@ -298,7 +304,14 @@ def main() -> None:
         from genixer.world import annotate_images
         solver_s = solver_s + annotate_images(collect[~collect.image_id.isin(val)].to_dict("records"),
                                               tuple(a.only.split(",")) if a.only else TASKS, per_image=a.dense, seed=p.seed + 1000)
-    pools = [("solver", solver_records(solver_s), 1 - cap)] + ([("captions", captions, cap)] if cap else [])
+    boost = []
+    if a.boost:
+        from genixer.world import annotate_images
+        task, share = a.boost.split(":")
+        more = annotate_images(collect[~collect.image_id.isin(val)].to_dict("records"), (task,), per_image=9, seed=p.seed + 2000)
+        boost = [("boost", solver_records(more), float(share))]
+    pools = ([("solver", solver_records(solver_s), 1 - cap - sum(b[2] for b in boost))] + boost
+             + ([("captions", captions, cap)] if cap else []))
     records, weights, _ = weighted_pools(pools)
     print(f"solver: {len(records)} records ({len(solver_s)} samples{', tasks ' + a.only if a.only else ''}; captions at {cap})", flush=True)
     cfg = replace(p.base_train, loss_per="sample") if a.variant == "sample_loss" else p.base_train
