@@ -47,7 +47,9 @@ from genixer.models.embedded import build_embedded_mllm  # noqa: E402
 from genixer.models.tokenizer import build_tokenizer  # noqa: E402
 from genixer.retraining import solver_records  # noqa: E402
 from genixer.schema import read_samples  # noqa: E402
+from genixer.tasks import TASKS  # noqa: E402
 from genixer.training import train, weighted_pools  # noqa: E402
+from genixer.world import annotate_images  # noqa: E402
 from genixer.world.scene import Scene  # noqa: E402
 from genixer_assets.generators import _captions, _context  # noqa: E402
 from resources import GenixerSettings  # noqa: E402
@@ -209,7 +211,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=None, help="the solver's TrainConfig.group_by_length (default: the preset's)")
     ap.add_argument("--solver-steps", type=int, default=None, help="the solver's steps (default: the preset's)")
     ap.add_argument("--lr", type=float, default=None, help="the solver's (and the text stage's) peak learning rate (default: the preset's)")
-    ap.add_argument("--only", default=None, help="the solver's (and text_first's text stage's) records of these tasks only (comma-separated), e.g. adv_vqa")
+    ap.add_argument("--only", default=None,
+                    help="the solver's (and text_first's text stage's) records of these tasks only (comma-separated), e.g. adv_vqa")
     ap.add_argument("--dense", type=int, default=0, help="K more annotated samples per training image (of the --only tasks, or all), "
                     "drawn from the world's annotator with another seed")
     ap.add_argument("--boost", default=None, help="TASK:SHARE: a pool of 9 of the world's TASK questions per training image "
@@ -220,6 +223,12 @@ def main() -> None:
     ap.add_argument("--fresh", type=int, default=0, help="text_first: the text stage on this many new scenes' text (not rendered)")
     ap.add_argument("--patch", type=int, default=None, help="the tower's patch size (its pre-stage is retrained; default: the preset's)")
     a = ap.parse_args()
+    only = tuple(a.only.split(",")) if a.only else ()
+    for task in only + ((a.boost.split(":")[0],) if a.boost else ()):
+        if task not in TASKS:
+            ap.error(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
+    if a.boost and (a.boost.count(":") != 1 or not a.boost.split(":")[1].replace(".", "", 1).isdigit()):
+        ap.error(f"--boost takes TASK:SHARE, e.g. adv_vqa:0.25, not {a.boost!r}")
     steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300, "text_first": 400,
                                                                  "text_aligned": 400}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
@@ -233,11 +242,10 @@ def main() -> None:
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
+    tags = {"textlr": a.text_lr, "only": a.only, "dense": a.dense or None, "boost": a.boost and a.boost.replace(":", ""),
+            "cap": a.caption_share, "fresh": a.fresh or None, "patch": a.patch}
     out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items()),
-                                         *([f"textlr{a.text_lr:g}"] if a.text_lr else []), *([f"only{a.only}"] if a.only else []), *([f"dense{a.dense}"] if a.dense else []),
-                                         *([f"boost{a.boost.replace(':', '')}"] if a.boost else []),
-                                         *([f"cap{a.caption_share:g}"] if a.caption_share is not None else []), *([f"fresh{a.fresh}"] if a.fresh else []),
-                                         *([f"patch{a.patch}"] if a.patch else [])])
+                                         *(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in tags.items() if v is not None)])
     cap = p.caption_share if a.caption_share is None else a.caption_share
     t = time.time()
     shape = {"lm_deep": dict(text_hidden=136, text_layers=8, text_intermediate=272),
@@ -276,10 +284,9 @@ def main() -> None:
         r1 = train(model, processor, recs, replace(p.base_train, steps=steps), out / "s1", sample_weights=w)
     if a.variant in ("text_first", "text_aligned"):
         text = text_records(solver_records(train_s), captions) if not a.fresh else fresh_text(a.fresh, p)
-        text = [r for r in text if r["task"] in a.only.split(",")] if a.only else text
-        r1 = train(model, processor, text, replace(p.base_train, steps=steps, warmup_steps=20, **({"lr": a.text_lr} if a.text_lr else {})),
-                   out / "s1",
-                   adapter=TextAdapter(processor.tokenizer))
+        text = [r for r in text if r["task"] in only] if a.only else text
+        text_cfg = replace(p.base_train, steps=steps, warmup_steps=20, **({"lr": a.text_lr} if a.text_lr else {}))
+        r1 = train(model, processor, text, text_cfg, out / "s1", adapter=TextAdapter(processor.tokenizer))
         print(f"text stage: {steps} steps on {len(text)} text records, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s; "
               f"e.g. {text[0]['prompt']!r} -> {text[0]['target']!r}", flush=True)
         model.eval()
@@ -298,17 +305,14 @@ def main() -> None:
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
     if a.variant in ("stage1", "curriculum"):
         print(f"{a.variant}: {steps} steps, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s", flush=True)
-    solver_s = [s for s in train_s if s["task"] in a.only.split(",")] if a.only else train_s
+    solver_s = [s for s in train_s if s["task"] in only] if a.only else train_s
+    train_images = collect[~collect.image_id.isin(val)].to_dict("records")
     if a.dense:  # more of the world's annotations on the same training images (what collect_per_image sets)
-        from genixer.tasks import TASKS
-        from genixer.world import annotate_images
-        solver_s = solver_s + annotate_images(collect[~collect.image_id.isin(val)].to_dict("records"),
-                                              tuple(a.only.split(",")) if a.only else TASKS, per_image=a.dense, seed=p.seed + 1000)
+        solver_s = solver_s + annotate_images(train_images, only or TASKS, per_image=a.dense, seed=p.seed + 1000)
     boost = []
     if a.boost:
-        from genixer.world import annotate_images
         task, share = a.boost.split(":")
-        more = annotate_images(collect[~collect.image_id.isin(val)].to_dict("records"), (task,), per_image=9, seed=p.seed + 2000)
+        more = annotate_images(train_images, (task,), per_image=9, seed=p.seed + 2000)
         boost = [("boost", solver_records(more), float(share))]
     pools = ([("solver", solver_records(solver_s), 1 - cap - sum(b[2] for b in boost))] + boost
              + ([("captions", captions, cap)] if cap else []))
