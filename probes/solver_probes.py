@@ -200,6 +200,17 @@ def fresh_text(n: int, p) -> list[dict]:
     return records
 
 
+def task_share(text: str) -> tuple[str, float]:
+    """--boost's TASK:SHARE, e.g. adv_vqa:0.25."""
+    task, _, share = text.partition(":")
+    if task not in TASKS:
+        raise argparse.ArgumentTypeError(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
+    try:
+        return task, float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes TASK:SHARE, e.g. adv_vqa:0.25, not {text!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
@@ -215,7 +226,7 @@ def main() -> None:
                     help="the solver's (and text_first's text stage's) records of these tasks only (comma-separated), e.g. adv_vqa")
     ap.add_argument("--dense", type=int, default=0, help="K more annotated samples per training image (of the --only tasks, or all), "
                     "drawn from the world's annotator with another seed")
-    ap.add_argument("--boost", default=None, help="TASK:SHARE: a pool of 9 of the world's TASK questions per training image "
+    ap.add_argument("--boost", type=task_share, default=None, help="TASK:SHARE: a pool of 9 of the world's TASK questions per training image "
                     "at SHARE of the solver's batches (taken from the question -> answer share)")
     ap.add_argument("--caption-share", type=float, default=None, help="the solver's share of caption batches (default: the preset's)")
     ap.add_argument("--text-lr", type=float, default=None, help="text_first: the text stage's peak learning rate (default: --lr's)")
@@ -224,11 +235,9 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=None, help="the tower's patch size (its pre-stage is retrained; default: the preset's)")
     a = ap.parse_args()
     only = tuple(a.only.split(",")) if a.only else ()
-    for task in only + ((a.boost.split(":")[0],) if a.boost else ()):
+    for task in only:
         if task not in TASKS:
             ap.error(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
-    if a.boost and (a.boost.count(":") != 1 or not a.boost.split(":")[1].replace(".", "", 1).isdigit()):
-        ap.error(f"--boost takes TASK:SHARE, e.g. adv_vqa:0.25, not {a.boost!r}")
     steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300, "text_first": 400,
                                                                  "text_aligned": 400}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
@@ -242,7 +251,7 @@ def main() -> None:
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-    tags = {"textlr": a.text_lr, "only": a.only, "dense": a.dense or None, "boost": a.boost and a.boost.replace(":", ""),
+    tags = {"textlr": a.text_lr, "only": a.only, "dense": a.dense or None, "boost": a.boost and f"{a.boost[0]}{a.boost[1]:g}",
             "cap": a.caption_share, "fresh": a.fresh or None, "patch": a.patch}
     out = Path("/tmp/probe") / "_".join([a.variant, str(steps), *(f"{k}{v}" for k, v in solver.items()),
                                          *(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in tags.items() if v is not None)])
@@ -311,9 +320,8 @@ def main() -> None:
         solver_s = solver_s + annotate_images(train_images, only or TASKS, per_image=a.dense, seed=p.seed + 1000)
     boost = []
     if a.boost:
-        task, share = a.boost.split(":")
-        more = annotate_images(train_images, (task,), per_image=9, seed=p.seed + 2000)
-        boost = [("boost", solver_records(more), float(share))]
+        more = annotate_images(train_images, (a.boost[0],), per_image=9, seed=p.seed + 2000)
+        boost = [("boost", solver_records(more), a.boost[1])]
     pools = ([("solver", solver_records(solver_s), 1 - cap - sum(b[2] for b in boost))] + boost
              + ([("captions", captions, cap)] if cap else []))
     records, weights, _ = weighted_pools(pools)
