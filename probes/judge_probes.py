@@ -7,6 +7,8 @@ from-scratch Fuyu. Held-out AUC overall and by corruption, as judge_mllm reports
     python probes/judge_probes.py DATA_DIR from_base [--steps N] [--lr X]  # base_mllm itself fine-tuned as the judge
     python probes/judge_probes.py DATA_DIR llava_replay     # llava, with the solver's question -> answer records and captions
                                                             # replayed at 20% + 20% of the batches (Genixer_L's recipe)
+    python probes/judge_probes.py DATA_DIR llava_objects    # llava reading one token per object (solver_probes.py's
+                                                            # object_tokens: region features) instead of 64 patches
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/judge_<variant>_<steps>_<lr>/.
 """
@@ -36,7 +38,7 @@ from resources import GenixerSettings  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base", "llava_replay"])
+    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base", "llava_replay", "llava_objects"])
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's judge steps)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's judge lr)")
@@ -59,6 +61,9 @@ def main() -> None:
         vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
         model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
         gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
+        if a.variant == "llava_objects":
+            from solver_probes import object_tokens
+            object_tokens(model, processor, p, collect[~collect.image_id.isin(val)], collect[collect.image_id.isin(val)])
     cfg = replace(p.judge_train, freeze_vision_tower=True, **({"steps": a.steps} if a.steps else {}),
                   **({"lr": a.lr} if a.lr else {}))
     weights = None
