@@ -7,6 +7,7 @@ from-scratch Fuyu. Held-out AUC overall and by corruption, as judge_mllm reports
     python probes/judge_probes.py DATA_DIR from_base [--steps N] [--lr X]  # base_mllm itself fine-tuned as the judge
     python probes/judge_probes.py DATA_DIR llava_replay     # llava, with the solver's question -> answer records and captions
                                                             # replayed at 20% + 20% of the batches (Genixer_L's recipe)
+    python probes/judge_probes.py DATA_DIR fuyu --lr 3e-4   # the demo's judge (Fuyu from scratch, judge_train) at another rate
     python probes/judge_probes.py DATA_DIR llava_objects    # llava reading one token per object (solver_probes.py's
                                                             # object_tokens: region features) instead of 64 patches
 
@@ -38,7 +39,7 @@ from resources import GenixerSettings  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir")
-    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base", "llava_replay", "llava_objects"])
+    ap.add_argument("variant", choices=["llava", "llava_question_first", "from_base", "llava_replay", "llava_objects", "fuyu"])
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's judge steps)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's judge lr)")
@@ -54,7 +55,11 @@ def main() -> None:
         from genixer.models import inputs
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
     t = time.time()
-    if a.variant == "from_base":  # the solver (its tower, projector and language model) as the judge's start
+    if a.variant == "fuyu":  # the demo's judge_mllm: an embedded Fuyu from config, its own vocabulary
+        from genixer.models.embedded import build_embedded_judge
+        vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
+        model, processor = build_embedded_judge(build_tokenizer(vocab), p.judge)
+    elif a.variant == "from_base":  # the solver (its tower, projector and language model) as the judge's start
         model, processor = load_model(settings.model_dir("base_mllm"))
         model.train()
     else:
