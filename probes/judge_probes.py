@@ -55,15 +55,14 @@ def main() -> None:
         from genixer.models import inputs
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
     t = time.time()
+    vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
     if a.variant == "fuyu":  # the demo's judge_mllm: an embedded Fuyu from config, its own vocabulary
         from genixer.models.embedded import build_embedded_judge
-        vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
         model, processor = build_embedded_judge(build_tokenizer(vocab), p.judge)
     elif a.variant == "from_base":  # the solver (its tower, projector and language model) as the judge's start
         model, processor = load_model(settings.model_dir("base_mllm"))
         model.train()
     else:
-        vocab = judge.judge_vocabulary(gen.vocabulary_texts(samples, templates["general"], templates["phrasings"]))
         model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
         gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
         if a.variant == "llava_objects":

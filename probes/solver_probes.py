@@ -121,10 +121,10 @@ def word_align(model, processor, p, images, steps: int, batch: int = 64) -> None
 def object_tokens(model, processor, p, images, val_images, slots: int = 6) -> None:
     """Region features (bottom-up VQA's object tokens) from the frozen tower's own patch predictions: linear heads
     fitted on its features (as tower_readout.py) say which patches hold an object and which box each patch's object
-    has; patches are grouped greedily by that box (IoU > 0.2 with the most confident free patch: 98 of the 100 held-out
-    images get their object count; 0.5 gives 54), each group's
-    features are averaged, and the groups, left to right, become `slots` image tokens (empty slots: zeros) through
-    the same projector. The language model then reads one token per object instead of 64 patches."""
+    has; patches are grouped greedily by that box (IoU > 0.2 with the most confident free patch: 98 of the 100
+    held-out images get their object count; 0.5 gives 54), each group's features are averaged, and the groups, left
+    to right, become `slots` image tokens (empty slots: zeros) through the same projector. The language model then
+    reads one token per object instead of 64 patches."""
     import torch
     from torchvision.ops import box_iou
     from transformers.modeling_outputs import BaseModelOutputWithPooling
