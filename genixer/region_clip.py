@@ -407,6 +407,9 @@ class ClipAdapter:
         self.text: torch.Tensor | None = None
 
     def prepare(self, records: list[dict], cfg: TrainConfig) -> int:
+        if cfg.loss_per != "token":
+            raise ValueError(f"TrainConfig.loss_per={cfg.loss_per!r} has no meaning for the contrastive loss, which "
+                             "weighs every (expression, region) pair of a batch the same: leave it 'token'")
         exprs = [r["expression"] for r in records]
         self.text = self.tokenizer(exprs)
         ctx = self.text.shape[1]

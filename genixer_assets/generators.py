@@ -3,6 +3,7 @@ into the two data generators, Genixer_L (general tasks) and Genixer_S (grounding
 
 import json
 from dataclasses import replace
+from enum import Enum
 from typing import Optional
 
 import dagster as dg
@@ -24,6 +25,11 @@ from genixer_assets.k8s import GPU  # the model steps' pool, kinds and pod GPU r
 from resources import GenixerSettings, MLLMBackend
 
 
+class LossPer(Enum):
+    token = "token"
+    sample = "sample"
+
+
 class TrainOverrides(dg.Config):
     steps: Optional[int] = Field(None, description="optimizer steps (default: preset)")
     lr: Optional[float] = Field(None, description="peak learning rate (default: preset)")
@@ -31,12 +37,19 @@ class TrainOverrides(dg.Config):
     seed: Optional[int] = Field(None, description="training seed (default: preset)")
     lora_rank: Optional[int] = Field(None, description="train LoRA adapters of this rank instead of all weights")
     freeze_vision_tower: Optional[bool] = Field(None, description="keep the vision tower fixed")
+    warmup_steps: Optional[int] = Field(None, description="linear warm-up steps before the cosine decay (default: preset)")
+    loss_per: Optional[LossPer] = Field(
+        None, description="'token': every target token weighs the same (the model's loss); 'sample': every record does")
+    group_by_length: Optional[int] = Field(
+        None, description="0: random batches; k: k batches drawn at once, sorted by length (less padding)")
 
     def apply(self, cfg):
         from genixer.training import LoraSpec
 
         kw = {k: v for k, v in {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
-                                "freeze_vision_tower": self.freeze_vision_tower}.items() if v is not None}
+                                "freeze_vision_tower": self.freeze_vision_tower, "warmup_steps": self.warmup_steps,
+                                "loss_per": self.loss_per and LossPer(self.loss_per).value, "group_by_length": self.group_by_length}.items()
+              if v is not None}
         if self.lora_rank:
             kw["lora"] = LoraSpec(rank=self.lora_rank, alpha=2 * self.lora_rank)
         return replace(cfg, **kw)

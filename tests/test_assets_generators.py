@@ -162,3 +162,20 @@ def test_generator_fine_tune_replays_the_solver_data(built, tmp_path):
     groups = set(meta["final_loss_by_group"])
     assert "replay:caption" in groups and any(g.startswith("replay:") and g != "replay:caption" for g in groups)
     assert groups & {"common_vqa", "adv_vqa", "mc_vqa", "md"}  # the instruction records, under their own tasks
+
+
+def test_train_overrides_reach_the_training_config():
+    """Every training knob a run config can set lands in the TrainConfig the asset trains with; unset ones keep the
+    preset's; an unknown loss weighting is refused by Dagster's config schema, before any step runs."""
+    from genixer.training import TrainConfig
+    from genixer_assets.generators import TrainOverrides
+
+    preset = TrainConfig(steps=850, lr=2e-3, batch_size=32, warmup_steps=50)
+    cfg = TrainOverrides(lr=3e-4, warmup_steps=20, loss_per="sample", group_by_length=8).apply(preset)
+    assert (cfg.lr, cfg.warmup_steps, cfg.loss_per, cfg.group_by_length) == (3e-4, 20, "sample", 8)
+    assert (cfg.steps, cfg.batch_size, cfg.freeze_vision_tower) == (850, 32, False)
+    assert TrainOverrides().apply(preset) == preset
+    with pytest.raises(dg.DagsterInvalidConfigError, match="loss_per not in enum type LossPer got record"):
+        dg.materialize(list(defs.assets), selection=["judge_mllm"],
+                       run_config={"ops": {"judge_mllm": {"config": {"loss_per": "record"}}}},
+                       resources={"settings": dg.ResourceDefinition.none_resource(), "backend": MLLMBackend(device="cpu")})

@@ -170,3 +170,13 @@ def test_calibrate_threshold_hand_worked():
     assert s["threshold"] == pytest.approx(0.4) and s["f1"] == 1.0 and s["accuracy"] == 1.0
     with pytest.raises(ValueError):
         calibrate_threshold(np.array([]), np.array([0.1]))
+
+
+@pytest.mark.parametrize("kw, match", [({"loss_per": "sample"}, "no meaning for the contrastive loss"),
+                                       ({"group_by_length": 4}, "needs an adapter with record lengths")])
+def test_mllm_only_training_settings_are_refused(world, tmp_path, kw, match):
+    """Run config can set these on every trained asset; on region CLIP they would do nothing, so they are refused."""
+    _, _, pairs = world
+    with pytest.raises(ValueError, match=match):
+        train_region_clip(pairs[:32], SIZE, TrainConfig(steps=2, batch_size=8, **kw), tmp_path / "clip")
+    assert not (tmp_path / "clip" / WEIGHTS_NAME).exists()
