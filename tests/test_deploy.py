@@ -6,6 +6,7 @@ step's `dagster-k8s/config` tag), so what is checked is the container the cluste
 import json
 import re
 import runpy
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -44,7 +45,9 @@ def _load_defs(monkeypatch, executor: str | None):
         monkeypatch.delenv(k8s.EXECUTOR_ENV, raising=False)
     else:
         monkeypatch.setenv(k8s.EXECUTOR_ENV, executor)
-    return runpy.run_module("genixer_assets.definitions")["defs"]
+    with warnings.catch_warnings():  # runpy warns that the module is already imported: that copy is kept on purpose
+        warnings.filterwarnings("ignore", message="'genixer_assets.definitions' found in sys.modules", category=RuntimeWarning)
+        return runpy.run_module("genixer_assets.definitions")["defs"]
 
 
 @pytest.fixture(scope="module")
