@@ -46,10 +46,10 @@ class TrainOverrides(dg.Config):
     def apply(self, cfg):
         from genixer.training import LoraSpec
 
+        loss_per = LossPer(self.loss_per).value if self.loss_per is not None else None  # TrainConfig takes the string
         kw = {k: v for k, v in {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
                                 "freeze_vision_tower": self.freeze_vision_tower, "warmup_steps": self.warmup_steps,
-                                "loss_per": self.loss_per and LossPer(self.loss_per).value, "group_by_length": self.group_by_length}.items()
-              if v is not None}
+                                "loss_per": loss_per, "group_by_length": self.group_by_length}.items() if v is not None}
         if self.lora_rank:
             kw["lora"] = LoraSpec(rank=self.lora_rank, alpha=2 * self.lora_rank)
         return replace(cfg, **kw)
