@@ -137,7 +137,7 @@ def generate(
 def answer_ids(processor, prompts: Sequence[str], word: str) -> list[list[int]]:
     """The ids of ``word`` as the processor's tokenizer writes it right after each prompt (as in training);
     an error if it is empty or holds an unknown token."""
-    ids = split_prompt_answer(processor, prompts, [word] * len(prompts))[1]
+    ids = split_prompt_answer(processor, prompts, [word] * len(prompts)).answer_ids
     unk = processor.tokenizer.unk_token_id
     for row in ids:
         if not row or (unk is not None and unk in row):
@@ -145,17 +145,14 @@ def answer_ids(processor, prompts: Sequence[str], word: str) -> list[list[int]]:
     return ids
 
 
-def _continuation_logprob(model, processor, prompts: PromptBatch, conts: list[list[int]]) -> torch.Tensor:
-    """Per row: sum of log P(token | image, prompt, previous tokens) over the continuation ``conts[row]``
-    (teacher-forced, one forward pass over prompt + continuation)."""
-    batch = _model_batch(model, processor, prompts, [p + c for p, c in zip(prompts.ids, conts)])
-    k = max(len(c) for c in conts)
-    # Left padding ends every row at -1: the last k + 1 positions predict the last k tokens.
-    logp = torch.log_softmax(model(**batch, logits_to_keep=k + 1).logits[:, :-1].float(), dim=-1)
-    return torch.stack([
-        logp[r, torch.arange(k - len(c), k, device=logp.device), torch.tensor(c, device=logp.device)].sum()
-        for r, c in enumerate(conts)
-    ])
+def first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    """The first position where two token sequences differ; an error if one is a prefix of the other
+    (then no single token decides between them)."""
+    k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    if k == len(a) or k == len(b):
+        raise ValueError(f"the answers' tokens {list(a)} and {list(b)}: one is a prefix of the other, so no token "
+                         "decides between them")
+    return k
 
 
 @torch.inference_mode()
@@ -171,10 +168,13 @@ def score_yes_no(
     """P(yes) of each (image, prompt), ``yes`` against ``no``, each written as the model's tokenizer writes
     it right after the prompt (``split_prompt_answer``, as in training).
 
-    When both are one token (the embedded judge; LLaVA-1.5, Qwen2-VL and Fuyu for "Yes"/"No"): softmax over
-    the two next-token logits at the answer position. Otherwise the log-probability of each whole
-    continuation, lY and lN (sum over its tokens), normalised between the two: exp(lY) / (exp(lY) + exp(lN))
-    (two forward passes per batch). Both equal for one-token answers, up to rounding."""
+    Decided at the first token where the two answers differ: the softmax over those two tokens' logits,
+    given the image, the prompt and the tokens the two answers share (none for one-token answers: the
+    embedded judge; LLaVA-1.5, Qwen2-VL and Fuyu for "Yes"/"No"). Not the product over whole answers:
+    where "No" takes two tokens and "Yes" one, the product charges "No" a second factor (about
+    1/vocabulary for a model that has not learnt the answer's spelling) and an uninformed judge then says
+    "Yes" to everything; not a per-token mean either, which still compares one factor with the mean of two.
+    The tokens after the first difference only spell out the answer already chosen."""
     if len(image_paths) != len(prompts):
         raise ValueError("image_paths and prompts must have the same length")
     was_training = model.training
@@ -184,17 +184,13 @@ def score_yes_no(
     for start in range(0, len(prompts), batch_size):
         texts = list(prompts[start : start + batch_size])
         yes_ids, no_ids = answer_ids(processor, texts, yes), answer_ids(processor, texts, no)
+        at = [first_difference(y, n) for y, n in zip(yes_ids, no_ids)]
         enc = encode_prompt_batch(processor, open_images(image_paths[start : start + batch_size]), texts)
-        if all(len(y) == 1 and len(n) == 1 for y, n in zip(yes_ids, no_ids)):
-            batch = _model_batch(model, processor, enc)
-            # Left padding puts every prompt's last token at -1, so one logit row per sample suffices.
-            last = model(**batch, logits_to_keep=1).logits[:, -1]
-            pair = torch.tensor([[y[0], n[0]] for y, n in zip(yes_ids, no_ids)], device=last.device)
-            logits = last.gather(1, pair).float()
-        else:
-            logits = torch.stack([_continuation_logprob(model, processor, enc, yes_ids),
-                                  _continuation_logprob(model, processor, enc, no_ids)], dim=-1)
-        scores.append(torch.softmax(logits, dim=-1)[:, 0].cpu().numpy())
+        # The shared tokens follow the prompt; left padding puts every row's last token at -1.
+        batch = _model_batch(model, processor, enc, [p + y[:k] for p, y, k in zip(enc.ids, yes_ids, at)])
+        last = model(**batch, logits_to_keep=1).logits[:, -1]
+        pair = torch.tensor([[y[k], n[k]] for y, n, k in zip(yes_ids, no_ids, at)], device=last.device)
+        scores.append(torch.softmax(last.gather(1, pair).float(), dim=-1)[:, 0].cpu().numpy())
         bar.update(len(texts))
     bar.close()
     model.train(was_training)

@@ -120,6 +120,9 @@ class TrainResult:
     wall_s: float = 0.0
     n_truncated: int = 0  # records whose target was cut to fit max_length (all tasks)
     truncated_by_task: dict[str, int] = field(default_factory=dict)  # the same count per record "task"
+    # records whose answer the tokenizer would have merged into the end of its prompt (e.g. ':▁Yes'): their
+    # answers were tokenized on their own (genixer.models.inputs.split_prompt_answer)
+    n_tokenized_alone: int = 0
     n_params: int = 0
     n_trainable: int = 0
     # per-group learning curves: group -> [(step, mean per-sample loss over the window)]
@@ -137,6 +140,7 @@ class _Encoded:
     n_truncated: int
     truncated_by_task: dict[str, int] = field(default_factory=dict)
     own_positions: bool = False  # the model computes its own position ids: batches carry none
+    n_tokenized_alone: int = 0  # answers tokenized apart from their prompt (the tokenizer merges across it)
 
 
 def _record_name(r: dict, i: int) -> str:
@@ -170,8 +174,8 @@ def _encode_records(processor, records: list[dict], max_length: int, own_positio
     batch is drawn. A prompt that leaves no room for one target token and EOS raises RecordTooLongError."""
     tokenizer = processor.tokenizer
     names = [_record_name(r, i) for i, r in enumerate(records)]
-    text_ids, targets = split_prompt_answer(
-        processor, [r["prompt"] for r in records], [r["target"] for r in records], names=names
+    text_ids, targets, alone = split_prompt_answer(
+        processor, [r["prompt"] for r in records], [r["target"] for r in records]
     )
     prompt_lens = _prompt_lengths(processor, records, text_ids)
     target_ids, n_truncated, by_task = [], 0, {}
@@ -191,7 +195,7 @@ def _encode_records(processor, records: list[dict], max_length: int, own_positio
             task = str(r.get("task"))
             by_task[task] = by_task.get(task, 0) + 1
         target_ids.append(t_ids)
-    return _Encoded(prompt_lens, target_ids, n_truncated, dict(sorted(by_task.items())), own_positions)
+    return _Encoded(prompt_lens, target_ids, n_truncated, dict(sorted(by_task.items())), own_positions, len(alone))
 
 
 def collate(processor, records: list[dict], enc: _Encoded, idx: list[int]) -> dict[str, torch.Tensor]:
@@ -260,6 +264,10 @@ class SFTAdapter:
     @property
     def truncated_by_task(self) -> dict[str, int]:
         return dict(self.enc.truncated_by_task) if self.enc is not None else {}
+
+    @property
+    def n_tokenized_alone(self) -> int:
+        return self.enc.n_tokenized_alone if self.enc is not None else 0
 
     @property
     def target_lengths(self) -> np.ndarray:
@@ -524,6 +532,7 @@ def train(
     if lengths is not None and hasattr(adapter, "grouped"):  # the adapter's loss may depend on how batches are drawn
         adapter.grouped(probs if probs is not None else np.full(len(records), 1 / len(records)), cfg.batch_size)
     result.truncated_by_task = dict(getattr(adapter, "truncated_by_task", None) or {})
+    result.n_tokenized_alone = int(getattr(adapter, "n_tokenized_alone", 0) or 0)
     model, optimizer = accelerator.prepare(model, optimizer)
     tokens_before = result.tokens_seen  # throughput counts only this call's work
     groups = [str(r.get(cfg.group_key)) for r in records] if cfg.group_key and cfg.group_key in records[0] else None

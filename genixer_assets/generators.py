@@ -67,6 +67,8 @@ def _train_metadata(res, title: str) -> dict:
         "train_wall_s": round(res.wall_s, 1),
         "records_truncated": res.n_truncated,
         "records_truncated_by_task": res.truncated_by_task or "none",
+        # answers the tokenizer would have merged into the end of their prompt, so tokenized on their own
+        "answers_tokenized_apart_from_prompt": res.n_tokenized_alone,
         "learning_curves": md_png(curves_png(curves, title), "loss per task"),
         "final_loss_by_group": {g: round(float(c[-1][1]), 4) for g, c in sorted(res.group_curves.items()) if c},
     }

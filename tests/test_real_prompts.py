@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 from genixer.generation import (
     Sampling,
     _batch_inputs,
-    _continuation_logprob,
     answer_ids,
+    first_difference,
     generate,
     score_yes_no,
 )
@@ -23,7 +23,6 @@ from genixer.models.embedded import (
     build_embedded_mllm,
 )
 from genixer.models.inputs import (
-    AnswerJoinError,
     answer_separator,
     computes_own_positions,
     encode_prompt_batch,
@@ -134,7 +133,8 @@ def test_answer_ids_follow_the_prompt(built):
     family, _, processor = built
     tok = processor.tokenizer
     for target in TARGETS:
-        text_ids, answers = split_prompt_answer(processor, PROMPTS, [target] * len(PROMPTS))
+        text_ids, answers, alone = split_prompt_answer(processor, PROMPTS, [target] * len(PROMPTS))
+        assert alone == []  # these tokenizers keep the prompt's ids when the answer follows
         for p, t_ids, a_ids in zip(PROMPTS, text_ids, answers):
             text = prompt_text(processor, p)
             joined = text + answer_separator(processor, text) + target
@@ -154,8 +154,8 @@ def test_embedded_answer_ids_equal_encode_target(kind, embedded_tok):
     _, processor = EMBEDDED[kind](embedded_tok, SIZE)
     prompts = [p for p in EMBEDDED_PROMPTS for _ in EMBEDDED_TARGETS]
     targets = [t for _ in EMBEDDED_PROMPTS for t in EMBEDDED_TARGETS]
-    _, answers = split_prompt_answer(processor, prompts, targets)
-    assert answers == [encode_target(embedded_tok, t) for t in targets]
+    _, answers, alone = split_prompt_answer(processor, prompts, targets)
+    assert answers == [encode_target(embedded_tok, t) for t in targets] and alone == []
     assert embedded_tok.unk_token_id in answers[targets.index("unseen wordz here")]  # even unknown words
 
 
@@ -183,18 +183,78 @@ def test_embedded_batches_unchanged(kind, embedded_tok, images):
     assert list(now) == list(before) and all(torch.equal(now[k], before[k]) for k in before)
 
 
-def test_answer_merged_into_the_prompt_is_an_error(embedded_tok):
-    """A template ending in a space, whose tokenizer writes the space as the next word's "▁": no prefix."""
+def test_answer_merged_into_the_prompt_is_tokenized_alone(embedded_tok):
+    """A template ending in a space, whose tokenizer writes the space as the next word's "▁": the joined text
+    does not begin with the prompt's ids. The prompt keeps its own ids (what the model is given at inference),
+    the answer is tokenized alone, and the record is counted; a record whose join holds is not."""
 
     class Templated:
         tokenizer = embedded_tok
         chat_template = "{{ messages }}"
 
         def apply_chat_template(self, conversation, **kwargs):
-            return conversation[0]["content"][1]["text"] + " "
+            text = conversation[0]["content"][1]["text"]
+            return text + " " if text.endswith("?") else text + "\n"
 
-    with pytest.raises(AnswerJoinError, match="record 7.*not a prefix"):
-        split_prompt_answer(Templated(), ["What colour is the image?"], ["Answer: red"], names=["record 7"])
+    prompts, answers = ["What colour is the image?", "Describe it."], ["Answer: red", "Answer: red"]
+    prompt_ids, answer_ids_, alone = split_prompt_answer(Templated(), prompts, answers)
+    joined = embedded_tok("What colour is the image? " + "Answer: red", add_special_tokens=False)["input_ids"]
+    assert prompt_ids[0] == embedded_tok("What colour is the image? ", add_special_tokens=False)["input_ids"]
+    assert joined[: len(prompt_ids[0])] != prompt_ids[0]  # the boundary really is merged
+    assert alone == [0]
+    assert answer_ids_[0] == encode_target(embedded_tok, "Answer: red")
+
+
+# ---- a tokenizer that merges across the prompt/answer boundary ---------------------------------------
+
+@pytest.fixture(scope="module")
+def merging_llava(tmp_path_factory):
+    """The tiny LLaVA-1.5 saved in the hub layout with a tokenizer whose merges cross spaces (':▁', 'ASSISTANT:▁Yes'),
+    loaded back as a user's checkpoint is."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    path = tiny.save_tiny_llava(tmp_path_factory.mktemp("merging") / "llava", hub_layout=True, merge_across_spaces=True)
+    return LlavaForConditionalGeneration.from_pretrained(path), AutoProcessor.from_pretrained(path)
+
+
+def test_boundary_merging_tokenizer_trains_on_the_inference_prompt(merging_llava, images):
+    model, processor = merging_llava
+    tok = processor.tokenizer
+    text = prompt_text(processor, QUESTION)
+    joined = tok(text + " Yes", add_special_tokens=False)["input_ids"]
+    prompt = tok(text, add_special_tokens=False)["input_ids"]
+    assert joined[: len(prompt)] != prompt and tok.convert_ids_to_tokens(joined)[-1].endswith("ASSISTANT:▁Yes")
+    records = _records(images)
+    adapter = SFTAdapter(processor, model)
+    assert adapter.prepare(records, TrainConfig(steps=1, batch_size=2)) == 0
+    assert adapter.n_tokenized_alone == len(records)  # every LLaVA turn ends "ASSISTANT:", every answer merges
+    batch, rows = adapter.batch(records, list(range(len(records))))
+    served = _batch_inputs(model, processor, [r["image_path"] for r in records], [r["prompt"] for r in records])
+    for row, i in enumerate(rows):
+        n = adapter.enc.prompt_lens[i]
+        # the prompt tokens trained on are the ones generation gives the model, then the answer and EOS
+        width = served["input_ids"].shape[1]
+        real = served["input_ids"][row][served["attention_mask"][row].bool()]
+        assert batch["input_ids"][row, :n].tolist() == real.tolist() and len(real) <= width
+        target = batch["labels"][row][batch["labels"][row] != -100].tolist()
+        assert target[-1] == tok.eos_token_id and tok.decode(target[:-1]).strip() == records[i]["target"]
+
+
+def test_boundary_merging_tokenizer_trains(merging_llava, images, tmp_path):
+    model, processor = merging_llava
+    res = train(model, processor, _records(images), TrainConfig(steps=2, batch_size=2), tmp_path / "run")
+    assert res.steps == 2 and np.isfinite(res.losses).all() and res.n_tokenized_alone == len(TARGETS)
+
+
+def test_boundary_merging_tokenizer_scores_yes_no(merging_llava, images):
+    model, processor = merging_llava
+    prompts = [QUESTION, "Is the large circle above the small square? Answer Yes or No."]
+    p = score_yes_no(model, processor, images, prompts)
+    for r, (image, prompt) in enumerate(zip(images, prompts)):
+        ((yes,),), ((no,),) = answer_ids(processor, [prompt], "Yes"), answer_ids(processor, [prompt], "No")
+        with torch.inference_mode():
+            logits = model(**_processor_inputs(processor, image, prompt)).logits[0, -1]
+        assert p[r] == pytest.approx(torch.softmax(logits[[yes, no]], dim=-1)[0].item(), abs=1e-5)
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -215,7 +275,7 @@ def test_training_step_labels_cover_answer_and_eos(family, images, tmp_path):
     assert model_max_length(model) == model.config.text_config.max_position_embeddings
     assert adapter.prepare(records, cfg) == 0
     batch, rows = adapter.batch(records, list(range(len(records))))
-    _, answers = split_prompt_answer(processor, [r["prompt"] for r in records], [r["target"] for r in records])
+    answers = split_prompt_answer(processor, [r["prompt"] for r in records], [r["target"] for r in records]).answer_ids
     for row, i in enumerate(rows):
         labels = batch["labels"][row]
         n, span = adapter.enc.prompt_lens[i], len(answers[i]) + 1
@@ -316,34 +376,59 @@ def test_score_yes_no_single_token(built, images):
         with torch.inference_mode():
             logits = model(**_processor_inputs(processor, image, prompt)).logits[0, -1]
         assert p[r] == pytest.approx(torch.softmax(logits[[yes, no]], dim=-1)[0].item(), abs=1e-5)
-    # the general formula (sum of log-probs, normalised) agrees on one-token answers
-    enc = encode_prompt_batch(processor, open_images(images), prompts)
-    with torch.inference_mode():
-        l_yes = _continuation_logprob(model, processor, enc, answer_ids(processor, prompts, "Yes"))
-        l_no = _continuation_logprob(model, processor, enc, answer_ids(processor, prompts, "No"))
-    np.testing.assert_allclose(p, torch.softmax(torch.stack([l_yes, l_no], -1), -1)[:, 0].numpy(), atol=1e-5)
 
 
-def test_score_yes_no_multi_token(built, images):
+@pytest.mark.parametrize("yes, no", [("Yes", "Nope"), ("It is yes", "It is no")])
+def test_score_yes_no_decides_at_the_first_different_token(built, images, yes, no):
+    """Answers of different token counts ("Nope" is several tokens, "Yes" one) or with shared leading tokens:
+    P(yes) is the softmax over the two tokens where they first differ, after the shared ones, computed here
+    from the processor's own batch of one."""
     _, model, processor = built
-    yes, no = "Yes, there is a red circle.", "No"
     prompts = [QUESTION, "Is the large circle above the small square? Answer Yes or No."]
-    assert all(len(ids) > 1 for ids in answer_ids(processor, prompts, yes))
+    y_ids, n_ids = answer_ids(processor, prompts, yes), answer_ids(processor, prompts, no)
+    assert any(len(y) != len(n) for y, n in zip(y_ids, n_ids)) or any(y[0] == n[0] for y, n in zip(y_ids, n_ids))
     p = score_yes_no(model, processor, images, prompts, yes=yes, no=no)
     assert p.shape == (2,) and ((0 < p) & (p < 1)).all()
     single = np.array([score_yes_no(model, processor, [i], [q], yes=yes, no=no)[0] for i, q in zip(images, prompts)])
     np.testing.assert_allclose(p, single, atol=1e-5)
     for r, (image, prompt) in enumerate(zip(images, prompts)):
+        (y,), (n,) = answer_ids(processor, [prompt], yes), answer_ids(processor, [prompt], no)
+        k = first_difference(y, n)
         batch = _processor_inputs(processor, image, prompt)
-        n = batch["input_ids"].shape[1]
-        logp = {}
-        for word in (yes, no):
+        with torch.inference_mode():
+            logits = model(**_append(batch, y[:k]) if k else batch).logits[0, -1]
+        assert p[r] == pytest.approx(torch.softmax(logits[[y[k], n[k]]].float(), dim=-1)[0].item(), abs=1e-5)
+
+
+def test_first_difference():
+    assert first_difference([5], [6]) == 0 and first_difference([1, 2, 3], [1, 4]) == 1
+    with pytest.raises(ValueError, match="prefix"):
+        first_difference([1, 2], [1, 2, 3])
+
+
+def test_uninformed_judge_is_not_biased_by_token_counts(images):
+    """A random model judging "Yes" (one token) against "Nope" (several): the product over whole answers
+    charges the longer one a factor of about 1/vocabulary per extra token and says "Yes" to everything; the
+    first-difference rule leaves a random model near even odds."""
+    model, processor = build("llava")
+    model.eval()
+    prompts = [f"Is there a {c} {s}?" for c in ("red", "blue", "green") for s in ("circle", "square", "star")]
+    paths = [images[i % 2] for i in range(len(prompts))]
+    assert all(len(n) > len(y) for y, n in zip(answer_ids(processor, prompts, "Yes"), answer_ids(processor, prompts, "Nope")))
+    p = score_yes_no(model, processor, paths, prompts, yes="Yes", no="Nope")
+    whole = []  # what the product over whole answers gives, from the processor's own batches
+    for image, prompt in zip(paths, prompts):
+        batch = _processor_inputs(processor, image, prompt)
+        m = batch["input_ids"].shape[1]
+        lp = {}
+        for word in ("Yes", "Nope"):
             (ids,) = answer_ids(processor, [prompt], word)
             with torch.inference_mode():
-                lp = torch.log_softmax(model(**_append(batch, ids)).logits[0].float(), dim=-1)
-            logp[word] = sum(lp[n - 1 + j, t].item() for j, t in enumerate(ids))
-        expected = np.exp(logp[yes]) / (np.exp(logp[yes]) + np.exp(logp[no]))
-        assert p[r] == pytest.approx(expected, abs=1e-5)
+                logp = torch.log_softmax(model(**_append(batch, ids)).logits[0].float(), dim=-1)
+            lp[word] = sum(logp[m - 1 + j, t].item() for j, t in enumerate(ids))
+        whole.append(1 / (1 + np.exp(lp["Nope"] - lp["Yes"])))
+    assert min(whole) > 0.99  # the bias this rule removes
+    assert 0.1 < p.mean() < 0.9 and (p < 0.99).all()
 
 
 def test_generate_batched_equals_single(built, images):

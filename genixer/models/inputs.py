@@ -12,7 +12,9 @@ Real checkpoints and the embedded models go through the same code:
 - Answer tokens (:func:`split_prompt_answer`): an answer is tokenized as it FOLLOWS its prompt text (prompt
   text + separator + answer, minus the prompt text's own ids), so byte-level BPEs (Qwen2) do not glue
   "?Yes" and sentencepiece-style tokenizers keep their leading "▁". For the embedded word-level tokenizer
-  this equals tokenizing the answer alone (:func:`encode_target`), id for id.
+  this equals tokenizing the answer alone (:func:`encode_target`), id for id. Where a tokenizer merges
+  across the boundary (a BPE with merges such as ``':▁Yes'``), the prompt's ids are kept and the answer is
+  tokenized on its own, as trl's prompt-completion path does; such records are counted.
 - Per-token keys besides the ids (``mm_token_type_ids``, which Qwen2-VL needs for its M-RoPE positions) are
   padded with the ids; models that compute their own multimodal positions (:func:`computes_own_positions`)
   get no 1-D ``position_ids`` from :func:`pad`.
@@ -25,6 +27,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -42,8 +45,14 @@ ROW_KEYS = ("mm_token_type_ids",)
 OWN_POSITION_MODEL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "glm4v", "glm4v_moe"})
 
 
-class AnswerJoinError(ValueError):
-    """The tokenizer merges an answer into the end of its prompt, so the answer's own tokens are undefined."""
+class AnswerSplit(NamedTuple):
+    """Prompt ids and answer ids of each record (see :func:`split_prompt_answer`)."""
+
+    prompt_ids: list[list[int]]
+    answer_ids: list[list[int]]
+    # Indices of the records whose joined text (prompt text + separator + answer) does not begin with the
+    # prompt's ids: the tokenizer merges across the boundary, so their answers were tokenized on their own.
+    tokenized_alone: list[int]
 
 
 def open_images(paths: Sequence[str | Path | Image.Image]) -> list[Image.Image]:
@@ -116,40 +125,39 @@ def _tokenize_unique(tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 
 def split_prompt_answer(
-    processor, prompts: Sequence[str], answers: Sequence[str], names: Sequence[str] | None = None
-) -> tuple[list[list[int]], list[list[int]]]:
-    """(ids of each prompt text, ids of each answer as the tokenizer writes it right after that prompt).
+    processor, prompts: Sequence[str], answers: Sequence[str]
+) -> AnswerSplit:
+    """Ids of each prompt text and of each answer as the tokenizer writes it right after that prompt.
 
     Both without special tokens and without the processor's image expansion: the prompt ids are the
     tokenization of ``prompt_text``, the answer ids what tokenizing ``prompt_text + separator + answer`` adds
-    to them. An empty answer has no ids. Raises :class:`AnswerJoinError` (naming the prompt, by ``names`` or
-    index) when the prompt's ids are not a prefix of the joined ids, i.e. the tokenizer merges across the
-    boundary and no token sequence is "the answer"."""
+    to them. An empty answer has no ids. Where the prompt's ids are not a prefix of the joined ids (the
+    tokenizer merges across the boundary, e.g. ``':▁Yes'``), the prompt keeps its own ids, which are what the
+    model is given at inference, and the answer is tokenized alone (trl's prompt-completion rule); those
+    records' indices are in ``tokenized_alone``."""
     if len(prompts) != len(answers):
         raise ValueError("prompts and answers must have the same length")
     if not prompts:
-        return [], []
+        return AnswerSplit([], [], [])
     tokenizer = processor.tokenizer
     text_of = {p: prompt_text(processor, p) for p in dict.fromkeys(prompts)}  # records share prompts
     texts = [text_of[p] for p in prompts]
     joined = [t + answer_separator(processor, t) + a for t, a in zip(texts, answers)]
     prompt_ids = _tokenize_unique(tokenizer, texts)
     joined_ids = _tokenize_unique(tokenizer, joined)
-    answer_ids = []
+    answer_ids: list[list[int]] = []
+    alone: list[int] = []
     for i, (p, j, a) in enumerate(zip(prompt_ids, joined_ids, answers)):
         if not a:
             answer_ids.append([])
-            continue
-        if list(j[: len(p)]) != list(p):
-            name = names[i] if names is not None else f"prompt {i}"
-            raise AnswerJoinError(
-                f"{name}: the tokenizer does not keep the prompt's tokens when the answer follows it "
-                f"(prompt text ends {texts[i][-40:]!r}, answer starts {a[:40]!r}): the prompt's {len(p)} ids are "
-                f"not a prefix of the joined text's {len(j)} ids, so the answer's tokens are undefined; "
-                "change the prompt's ending or the answer's beginning"
-            )
-        answer_ids.append(list(j[len(p) :]))
-    return [list(p) for p in prompt_ids], answer_ids
+        elif list(j[: len(p)]) == list(p):
+            answer_ids.append(list(j[len(p) :]))
+        else:
+            answer_ids.append([])  # filled below, all such answers tokenized in one call
+            alone.append(i)
+    for i, ids in zip(alone, _tokenize_unique(tokenizer, [answers[i] for i in alone])):
+        answer_ids[i] = list(ids)
+    return AnswerSplit([list(p) for p in prompt_ids], answer_ids, alone)
 
 
 def encode_answers(processor, prompts: Sequence[str], answers: Sequence[str]) -> list[list[int]]:

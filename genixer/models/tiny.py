@@ -143,13 +143,14 @@ FUYU_PIECES = ["|SPEAKER|", "|NEWLINE|", "<s>", "<0x00>", "<0x01>", "<0x02>", "<
 FUYU_EOS = "|ENDOFTEXT|"
 
 
-def _train_bpe(pre_tokenizer, specials: list[str], vocab_size: int, normalizer=None, alphabet=()) -> tuple[dict, list]:
-    """(vocab, merges) of a BPE trained on CORPUS; ``specials`` take the first ids, in order."""
+def _train_bpe(pre_tokenizer, specials: list[str], vocab_size: int, normalizer=None, alphabet=(),
+               corpus: list[str] = CORPUS) -> tuple[dict, list]:
+    """(vocab, merges) of a BPE trained on ``corpus``; ``specials`` take the first ids, in order."""
     tok = Tokenizer(models.BPE())
     tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=list(alphabet),
                                   show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus, trainer)
     model = json.loads(tok.to_str())["model"]
     return model["vocab"], [tuple(m) for m in model["merges"]]
 
@@ -192,19 +193,36 @@ def _save(model, processor, path, hub_layout: bool) -> Path:
 
 # ---- LLaVA-1.5 --------------------------------------------------------------------------------------
 
-def tiny_llama_tokenizer() -> LlamaTokenizer:
+# LLaVA-1.5 turns as its chat template writes them, for the tokenizer that merges across spaces.
+LLAVA_TURNS = [f"USER: <image>\n{q} ASSISTANT: {a}" for q, a in [
+    ("Is there a red circle?", "Yes"), ("Is the star above the square?", "No"),
+    ("Answer Yes or No.", "Yes"), ("Is this answer correct?", "No"), ("What is in the picture?", "Question: a circle"),
+]] * 3
+
+
+def tiny_llama_tokenizer(merge_across_spaces: bool = False) -> LlamaTokenizer:
     """Llama-style sentencepiece BPE (metaspace "▁", byte fallback; <unk>=0, <s>=1, </s>=2, bytes 3..258)
-    plus LLaVA-1.5's added <image> and <pad> at the end of the vocabulary (32000, 32001 in llava-hf)."""
-    vocab, merges = _train_bpe(pre_tokenizers.Metaspace("▁", prepend_scheme="always", split=True),
-                               ["<unk>", "<s>", "</s>", *BYTE_PIECES], vocab_size=700)
+    plus LLaVA-1.5's added <image> and <pad> at the end of the vocabulary (32000, 32001 in llava-hf).
+
+    ``merge_across_spaces``: trained without splitting at spaces (as a sentencepiece model trained with
+    ``split_by_whitespace=false``; LlamaTokenizer's own Metaspace does not split either), on CORPUS plus
+    LLaVA turns, so it has merges such as ``':▁'`` and ``'ASSISTANT:▁Yes'`` that join an answer to the end
+    of its prompt."""
+    if merge_across_spaces:
+        normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        vocab, merges = _train_bpe(None, ["<unk>", "<s>", "</s>", *BYTE_PIECES], vocab_size=700,
+                                   normalizer=normalizer, corpus=CORPUS + LLAVA_TURNS)
+    else:
+        vocab, merges = _train_bpe(pre_tokenizers.Metaspace("▁", prepend_scheme="always", split=True),
+                                   ["<unk>", "<s>", "</s>", *BYTE_PIECES], vocab_size=700)
     for tok in ("<image>", "<pad>"):
         vocab[tok] = len(vocab)
     return LlamaTokenizer(vocab=vocab, merges=merges, legacy=False, add_bos_token=True, pad_token="<pad>",
                           extra_special_tokens={"image_token": "<image>"})
 
 
-def build_tiny_llava(seed: int = 0):
-    tokenizer = tiny_llama_tokenizer()
+def build_tiny_llava(seed: int = 0, merge_across_spaces: bool = False):
+    tokenizer = tiny_llama_tokenizer(merge_across_spaces)
     image_size, patch = 56, 14  # LLaVA-1.5: 336 px, patch 14 (24 x 24 patches); here 4 x 4
     vision = CLIPVisionConfig(image_size=image_size, patch_size=patch, hidden_size=32, intermediate_size=64,
                               num_hidden_layers=2, num_attention_heads=2, projection_dim=32, hidden_act="quick_gelu")
@@ -228,8 +246,8 @@ def build_tiny_llava(seed: int = 0):
     return model, processor
 
 
-def save_tiny_llava(path: str | Path, seed: int = 0, hub_layout: bool = False) -> Path:
-    return _save(*build_tiny_llava(seed), path, hub_layout)
+def save_tiny_llava(path: str | Path, seed: int = 0, hub_layout: bool = False, merge_across_spaces: bool = False) -> Path:
+    return _save(*build_tiny_llava(seed, merge_across_spaces), path, hub_layout)
 
 
 # ---- Qwen2-VL ---------------------------------------------------------------------------------------
