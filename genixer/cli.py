@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (SourceFormatError, FileNotFoundError) as e:
-        print(f"genixer {args.command}: error: {e}", file=sys.stderr)
+        print(f"genixer {args.command}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line
         return 2
 
 

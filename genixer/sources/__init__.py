@@ -7,6 +7,7 @@ it, and the tasks it yields; `genixer collect --help` prints this table.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +47,12 @@ def register(name: str, files: tuple[str, ...], images: str, tasks: str):
     return deco
 
 
+def path_line(path: str) -> str:
+    """A path as one line of OUT.missing_images.txt: as it is, or, if it holds a character that is not
+    printable (a newline, NUL, tab, line separator, ...) or starts with a double quote, as a JSON string."""
+    return json.dumps(path) if not path.isprintable() or path.startswith('"') else path
+
+
 @dataclass
 class CollectReport:
     fmt: str
@@ -62,7 +69,7 @@ class CollectReport:
         q = sum(self.quarantined.values())
         out.append(f"{q} rows quarantined" + (f" ({self.quarantine_path})" if q else ""))
         out += [f"  {r}: {n}" for r, n in self.quarantined.most_common()]
-        out.append(f"{len(self.missing_images)} images missing" + (": " + ", ".join(self.missing_images[:10]) + (" ..." if len(self.missing_images) > 10 else "") if self.missing_images else ""))
+        out.append(f"{len(self.missing_images)} images missing" + (": " + ", ".join(map(path_line, self.missing_images[:10])) + (" ..." if len(self.missing_images) > 10 else "") if self.missing_images else ""))
         return out
 
 
@@ -99,25 +106,30 @@ def collect(fmt_name: str, files: list[str | Path], images: str | Path | None, o
     schema = SAMPLE_SCHEMA
     tmp = out.with_suffix(out.suffix + ".partial")
     batch: list[dict] = []
-    with pq.ParquetWriter(tmp, schema) as writer:
-        def flush():
-            if batch:
-                writer.write_table(to_table(batch))
-                batch.clear()
-        for s in samples:
-            batch.append(s)
-            report.rows += 1
-            report.by_task[s["task"]] += 1
-            if len(batch) >= batch_rows:
-                flush()
-        flush()
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            def flush():
+                if batch:
+                    writer.write_table(to_table(batch))
+                    batch.clear()
+            for s in samples:
+                batch.append(s)
+                report.rows += 1
+                report.by_task[s["task"]] += 1
+                if len(batch) >= batch_rows:
+                    flush()
+            flush()
+    except BaseException:  # a file that is not the format, cut short, interrupted: no half-written output stays
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     report.quarantined = Counter(q["reason"] for q in ctx.quarantined)
     report.missing_images = sorted(ctx.missing_images)
     qpath = out.with_name(out.stem + ".quarantine.parquet")
     pq.write_table(pa.Table.from_pylist(ctx.quarantined, schema=QUARANTINE_SCHEMA), qpath)
     report.quarantine_path = qpath
-    out.with_name(out.stem + ".missing_images.txt").write_text("".join(m + "\n" for m in report.missing_images))
+    out.with_name(out.stem + ".missing_images.txt").write_text("".join(path_line(m) + "\n" for m in report.missing_images),
+                                                              encoding="utf-8")
     return report
 
 

@@ -221,7 +221,7 @@ def _top_type(path: Path) -> str:
 def _describe_found(path: Path) -> str:
     t = _top_type(path)
     if t != "object":
-        return f"a JSON {t}" if t in ("array",) else t
+        return {"array": "a JSON array", "not JSON": "a file that is not JSON"}.get(t, t)
     keys = []
     with open(path, "rb") as f:
         try:
@@ -231,59 +231,72 @@ def _describe_found(path: Path) -> str:
                     if len(keys) >= 6:
                         break
         except ijson.JSONError:
-            return "not JSON"
+            return "a file that is not JSON"
     return f"a JSON object with keys {keys}"
+
+
+def _json_error(e: Exception) -> str:
+    """ijson's message on one line (yajl adds lines pointing at the place)."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def json_items(ctx: Context, path: str | Path, where: str, expected: str) -> Iterator[Any]:
     """Stream the values at `where` of a large JSON file: "item" (a top-level array), "kv" (the
     (key, value) pairs of a top-level object), or "<key>.item" (the array under a top-level key).
-    A file without that structure raises SourceFormatError saying what was expected and found."""
+    A file without that structure, or with no value there, raises SourceFormatError saying what was
+    expected and found."""
     path = Path(path)
     want = "array" if where == "item" else "object"
     if _top_type(path) != want:
         raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; found {_describe_found(path)}")
-    if "." in where:
-        key = where.split(".")[0]
-        found = False
-        with open(path, "rb") as f:
-            for prefix, event, value in ijson.parse(f):
-                if prefix == "" and event == "map_key" and value == key:
-                    found = True
-                    break
-        if not found:
-            raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; found {_describe_found(path)}")
-    with ctx.open(path) as f:
-        try:
-            if where == "kv":
-                yield from ijson.kvitems(f, "", use_float=True)
-            else:
-                yield from ijson.items(f, where, use_float=True)
-        except ijson.JSONError as e:
-            raise SourceFormatError(f"{ctx.fmt}: {path.name} is not valid JSON ({e})") from e
+    n = 0
+    try:
+        if "." in where:
+            key = where.split(".")[0]
+            with open(path, "rb") as f:
+                if not any(prefix == "" and event == "map_key" and value == key for prefix, event, value in ijson.parse(f)):
+                    raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; found {_describe_found(path)}")
+        with ctx.open(path) as f:
+            values = ijson.kvitems(f, "", use_float=True) if where == "kv" else ijson.items(f, where, use_float=True)
+            for n, item in enumerate(values, 1):
+                yield item
+    except ijson.JSONError as e:
+        raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; it is not valid JSON ({_json_error(e)}"
+                                f"{' after the first value: JSON lines?' if 'trailing garbage' in str(e) else ''})") from e
+    if n == 0:
+        place = {"item": "its top-level list", "kv": "its top-level object"}.get(where, f"its {where.split('.')[0]!r} list")
+        raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; found no records ({place} is empty)")
 
 
 def json_lines(ctx: Context, path: str | Path, expected: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) of a JSON-lines file; a line that is not JSON is quarantined,
-    a file whose first line is not a JSON object is a SourceFormatError."""
+    """(line number, parsed object) of a JSON-lines file; a line that is not JSON (or not UTF-8) is
+    quarantined, a file whose first line is not a JSON object, or that has no line, is a SourceFormatError."""
     path = Path(path)
+    first = True
+    # surrogateescape: a byte that is not UTF-8 fails its own line (below), not the whole read
     with ctx.open(path) as f:
-        for n, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), start=1):
+        for n, line in enumerate(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape"), start=1):
             if not line.strip():
                 continue
             try:
+                line.encode("utf-8")
                 obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                if n == 1:
-                    raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; its first line is not JSON ({e})") from e
-                ctx.reject(f"line {n}", path, line[:200], "malformed record", f"line {n} is not JSON: {e}")
+            except ValueError as e:  # JSONDecodeError, UnicodeEncodeError
+                why = f"not JSON ({e})" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+                if first:
+                    raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; its first line is {why}") from e
+                ctx.reject(f"line {n}", path, line[:200], "malformed record", f"line {n} is {why}")
                 continue
             if not isinstance(obj, dict):
-                if n == 1:
+                if first:
                     raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; its first line is a JSON {type(obj).__name__}")
                 ctx.reject(f"line {n}", path, obj, "malformed record", f"line {n} is not a JSON object")
                 continue
+            first = False
             yield n, obj
+    if first:
+        found = "an empty file" if path.stat().st_size == 0 else "no records (only blank lines)"
+        raise SourceFormatError(f"{ctx.fmt} expects {expected} in {path.name}; found {found}")
 
 
 # -- pickles ---------------------------------------------------------------------------------------
@@ -300,6 +313,8 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def load_plain_pickle(path: str | Path) -> Any:
+    if Path(path).stat().st_size == 0:
+        raise SourceFormatError(f"{Path(path).name} is an empty file, not a pickle")
     with open(path, "rb") as f:
         try:
             return _PlainUnpickler(f, encoding="latin1").load()

@@ -11,6 +11,7 @@ from genixer.sources import register
 from genixer.sources.common import (
     Context,
     Reject,
+    SourceFormatError,
     check_first_record,
     json_items,
     json_lines,
@@ -25,7 +26,8 @@ def _coco_subtype(ctx: Context, path: Path) -> str:
         return str(value)
     m = re.search(r"(train|val|test)(20\d\d)", path.name)
     if not m:
-        raise ValueError(f"{path.name}: no data_subtype field and none in the file name")
+        raise SourceFormatError(f"{ctx.fmt}: {path.name} has no data_subtype field and its name holds none (e.g. val2014): "
+                                "name it as the release does, v2_OpenEnded_mscoco_<subtype>_questions.json")
     return m.group(0)
 
 
@@ -36,15 +38,23 @@ def _coco_subtype(ctx: Context, path: Path) -> str:
           tasks="common_vqa (all 10 answers kept in extra.answers)")
 def read_vqav2(files: list[Path], ctx: Context):
     qfile, afile = files
-    subtype = _coco_subtype(ctx, qfile)
     questions = {}
-    for q in json_items(ctx, qfile, "questions.item", "a JSON object with a 'questions' list"):
+    expected = "a JSON object with a 'questions' list"
+    for n, q in enumerate(json_items(ctx, qfile, "questions.item", expected)):
+        if n == 0:
+            check_first_record(ctx, qfile, q, ("question_id", "question"), expected + " of {question_id, image_id, question}")
         try:
             questions[int(q["question_id"])] = q
         except (KeyError, TypeError, ValueError) as e:
             ctx.reject(q.get("question_id") if isinstance(q, dict) else None, qfile, q, "missing field" if isinstance(e, KeyError) else "malformed record", str(e))
+    subtype = _coco_subtype(ctx, qfile)  # after the questions: a file that is not the format fails above first
     seen = set()
-    for a in json_items(ctx, afile, "annotations.item", "a JSON object with an 'annotations' list"):
+    expected = "a JSON object with an 'annotations' list"
+    for n, a in enumerate(json_items(ctx, afile, "annotations.item", expected)):
+        if n == 0:
+            check_first_record(ctx, afile, a, ("multiple_choice_answer", "answers", "answer_type"),
+                               expected + " of {question_id, image_id, answers, multiple_choice_answer, ...}", need="any")
+
         def convert(a=a):
             qid = int(a["question_id"])
             if qid not in questions:

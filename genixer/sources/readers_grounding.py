@@ -73,7 +73,7 @@ def _load_refs(ctx: Context, path: Path) -> list[dict]:
         raise SourceFormatError(f"{ctx.fmt} expects {expected}: {e}") from e
     if not isinstance(refs, list) or not refs:
         raise SourceFormatError(f"{ctx.fmt} expects a list of refs in {path.name}; found "
-                                f"{'an empty list' if isinstance(refs, list) else 'a pickled ' + type(refs).__name__}")
+                                f"{'no records (an empty list)' if isinstance(refs, list) else 'a pickled ' + type(refs).__name__}")
     check_first_record(ctx, path, refs[0], ("ref_id", "ann_id", "image_id", "sentences"), "a list of refs {ref_id, ann_id, image_id, sentences, ...}")
     return refs
 

@@ -128,7 +128,7 @@ def test_refcoco_wrong_files_are_one_clear_error(tmp_path):
     assert r.returncode == 2 and "refcoco expects a list of refs in refs(google).p; found a pickled dict" in r.stderr
     r = run_collect("refcoco", [refs_file, refs_file], images, tmp_path / "x.parquet")
     assert r.returncode == 2
-    assert "refcoco expects a COCO instances JSON object with 'images' and 'annotations' lists in refs(unc).p; found not JSON" in r.stderr
+    assert "refcoco expects a COCO instances JSON object with 'images' and 'annotations' lists in refs(unc).p; found a file that is not JSON" in r.stderr
 
 
 class _Payload:
