@@ -16,8 +16,13 @@ micro-batches per optimizer step (DDP all-reduces on the last one only). Under `
 processes, ``batch_size`` is per process: every rank draws the same global batch of ``batch_size * N``
 indices from one shared sampler RNG (same seed) and takes its own slice, so ranks see different records,
 N processes at batch B follow one process at batch N*B, and one process draws exactly as it always did.
-The logged loss is the mean over ranks and ``tokens_seen`` the sum, so every rank returns the same
-TrainResult; only the main process writes checkpoints and the final model, every rank resumes from them.
+A step's SFT loss is a mean over its global batch (every micro-batch on every process), whatever the answers'
+lengths: the step's target tokens (or records, ``loss_per="sample"``) are counted on every process and summed
+across them (transformers' Trainer's ``num_items_in_batch``), each micro-batch's summed loss is divided by that
+count over N, and DDP's average of the processes' gradients is then the gradient of the global mean. So N
+processes at batch B, one at batch N*B and one at batch B with N micro-batches train alike. The logged loss
+is that global mean and ``tokens_seen`` the sum over ranks, so every rank returns the same TrainResult; only
+the main process writes checkpoints and the final model, every rank resumes from them.
 Load the model on ``accelerate.PartialState().device`` in its training dtype before calling ``train``.
 
 Resumption: every ``checkpoint_every`` optimizer steps, model weights (safetensors), optimizer, scheduler,
@@ -96,9 +101,9 @@ class TrainConfig:
     freeze_vision_tower: bool = False
     checkpoint_every: int = 0  # 0: never
     max_length: int | None = None  # tokens per sequence; None: the model's max_position_embeddings
-    # "token": the model's own loss, the mean over every target token of the batch (a record weighs as many
-    # tokens as it has); "sample": the mean over each record's target tokens, then over the records (a one-word
-    # answer weighs as much as a 60-token reasoning chain)
+    # "token": the model's own loss, the mean over every target token of the step's global batch (all micro-batches,
+    # all processes; a record weighs as many tokens as it has); "sample": the mean over each record's target
+    # tokens, then over the step's records (a one-word answer weighs as much as a 60-token reasoning chain)
     loss_per: str = "token"
     # 0: every batch is drawn at random. k > 0: k batches are drawn at once, sorted by length and cut into k
     # batches taken in a random order (trl's and the HF Trainer's group_by_length): less padding per batch. With
@@ -223,6 +228,12 @@ class TrainAdapter(Protocol):
     batch actually holds, in row order; ``loss`` returns the mean loss of the batch
     (a tensor with grad) and, for the per-group curves, each row's loss (or None); ``tokens`` counts the
     batch's non-padding tokens for ``TrainResult.tokens_seen``; ``save`` writes the final model.
+
+    An adapter whose loss is a mean over items it can count may also have ``items(batch)`` (SFT: the batch's
+    target tokens, or its records with ``loss_per="sample"``) and a ``num_items`` attribute: the loop then sums
+    the items of each step's micro-batches over every process, sets ``num_items`` to that sum over the number
+    of processes, and ``loss`` returns the batch's summed loss divided by ``num_items``. Without ``items``,
+    a step's loss is the mean of its micro-batches' losses, averaged over the processes by DDP.
     """
 
     def prepare(self, records: list[dict], cfg: "TrainConfig") -> int: ...
@@ -248,12 +259,14 @@ class SFTAdapter:
         self.own_positions = computes_own_positions(model)
         self.enc: _Encoded | None = None
         self.loss_per = "token"
-        self.num_items: float | None = None  # token loss: divide the batch's summed loss by this, not its own token count
+        # Set by train() for each step (see TrainAdapter): the batch's summed loss is divided by this (None: its mean)
+        self.num_items: float | None = None
+        self.grouped_items: float | None = None  # grouped token loss: a random batch's mean count of target tokens
 
     def prepare(self, records: list[dict], cfg: "TrainConfig") -> int:
         if cfg.loss_per not in ("token", "sample"):
             raise ValueError(f"TrainConfig.loss_per must be 'token' or 'sample', not {cfg.loss_per!r}")
-        self.loss_per, self.num_items = cfg.loss_per, None
+        self.loss_per, self.num_items, self.grouped_items = cfg.loss_per, None, None
         max_length = cfg.max_length if cfg.max_length is not None else self.model_max_length
         if max_length is None:
             raise ValueError("TrainConfig.max_length is None (take it from the model) but the model's config has "
@@ -281,10 +294,18 @@ class SFTAdapter:
 
     def grouped(self, probs: np.ndarray, batch_size: int) -> None:
         """Batches are grouped by length (records drawn with `probs`): a batch of short answers must not weigh as
-        much as a batch of captions, so with the token loss each batch's summed loss is divided by the target
-        tokens a random batch holds on average (transformers' num_items_in_batch)."""
+        much as a batch of captions, so with the token loss each batch counts (:meth:`items`) the target
+        tokens a random batch holds on average, not its own."""
         if self.loss_per == "token":
-            self.num_items = batch_size * float(probs @ self.target_lengths)
+            self.grouped_items = batch_size * float(probs @ self.target_lengths)
+
+    def items(self, batch: dict[str, torch.Tensor]) -> float:
+        """What the loss of ``batch`` is a mean over: its learnt tokens (target + EOS), its records with
+        ``loss_per="sample"``, or a random batch's mean token count when batches are grouped by length."""
+        learnt = batch["labels"][:, 1:] != -100
+        if self.loss_per == "sample":
+            return float(learnt.any(1).sum())
+        return self.grouped_items if self.grouped_items is not None else float(learnt.sum())
 
     def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]:
         return collate(self.processor, records, self.enc, idx), idx
@@ -296,7 +317,9 @@ class SFTAdapter:
         if self.loss_per == "sample":
             out = model(**{k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=keep)
             per = sample_losses(out.logits, shift)
-            return per[(shift != -100).any(1)].mean(), per.detach().tolist()
+            learnt = per[(shift != -100).any(1)]
+            mean = learnt.sum() / self.num_items if self.num_items is not None else learnt.mean()
+            return mean, per.detach().tolist()
         extra = {"num_items_in_batch": self.num_items} if self.num_items is not None else {}
         out = model(**batch, logits_to_keep=keep, shift_labels=shift, **extra)  # labels only switch the loss on
         return out.loss, _per_sample_loss(out.logits, shift)
@@ -542,27 +565,38 @@ def train(
     bar = progress(total=last, desc=f"train {out_dir.name}", unit="step") if accelerator.is_main_process else None
     if bar is not None and step:
         bar.update(step)  # resumed
+    counts_items = hasattr(adapter, "items")
     while step < last:
-        step_loss, step_tokens = 0.0, 0
+        step_loss, step_tokens, micro_batches = 0.0, 0, []
         for micro in range(cfg.grad_accum):
             # The global batch from the shared RNG, this rank's slice of it (one process: exactly batch_size).
             if lengths is None:
                 idx = rng.choice(len(records), size=cfg.batch_size * n_proc, replace=True, p=probs).tolist()
             else:
                 idx = _grouped_batch(cfg, probs, lengths, step * cfg.grad_accum + micro, n_proc)
-            batch, rows = adapter.batch(records, idx[rank * cfg.batch_size : (rank + 1) * cfg.batch_size])
+            micro_batches.append(adapter.batch(records, idx[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]))
+        scale = 1 / cfg.grad_accum  # an adapter without items: the mean of the micro-batches' means
+        if counts_items:
+            # The step's items over its micro-batches and every rank (T): each rank's summed loss divided by T / N,
+            # averaged by DDP over the N ranks, is the global batch's summed loss over T (as in transformers' Trainer).
+            n_items = sum(adapter.items(b) for b, _ in micro_batches)
+            if n_proc > 1:
+                total = torch.tensor(n_items, dtype=torch.float64, device=accelerator.device)
+                n_items = accelerator.reduce(total, "sum").item()
+            adapter.num_items, scale = max(n_items, 1.0) / n_proc, 1.0
+        for micro, (batch, rows) in enumerate(micro_batches):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # DDP averages gradients over ranks once per optimizer step, on the last micro-batch.
             with accelerator.no_sync(model) if micro < cfg.grad_accum - 1 else contextlib.nullcontext():
                 with accelerator.autocast():
                     batch_loss, row_losses = adapter.loss(model, batch)
-                    loss = batch_loss / cfg.grad_accum
+                    loss = batch_loss * scale
                 accelerator.backward(loss)
             if groups is not None and row_losses is not None:
                 window.extend(zip((groups[i] for i in rows), row_losses))
             step_loss += loss.item()
             step_tokens += adapter.tokens(batch)
-        if n_proc > 1:  # the step's loss is the mean over ranks, its tokens the sum: one result on every rank
+        if n_proc > 1:  # the ranks' step losses averaged (as DDP does), tokens summed: one result on every rank
             both = torch.tensor([step_loss, step_tokens], dtype=torch.float64, device=accelerator.device)
             both = accelerator.reduce(both, "sum")
             step_loss, step_tokens = both[0].item() / n_proc, int(both[1].item())

@@ -2,12 +2,13 @@
 ``accelerate launch`` (every rank writes what it saw to ``<REPORT>.rank<i>.json``) or called in-process
 through :func:`run`.
 
-    _ddp_train_script.py DATA_ROOT OUT_DIR REPORT '{"batch_size": 2, "steps": 8, ...}'   (TrainConfig fields)
+    _ddp_train_script.py DATA_ROOT OUT_DIR REPORT '{"batch_size": 2, "steps": 8, ...}'   (TrainConfig fields,
+                                                                            and "varied_targets": true)
 
 Every rank builds the same model (seeded) and the same records (images written once by the test into
-DATA_ROOT). All targets are "Answer: <colour>" (the same number of tokens), so the mean over ranks of each
-rank's token-mean loss equals the token-mean loss of the whole global batch: N processes at batch B and one
-process at batch N*B compute the same quantity, up to float rounding.
+DATA_ROOT). The targets are "Answer: <colour>" (all of the same token count) or, with ``varied_targets``,
+that followed by 0 to 10 more words (4 to 14 target tokens with EOS), so the processes' halves of a batch
+hold different numbers of target tokens.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from genixer.models.tokenizer import build_tokenizer
 COLOURS = {"red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
            "black": (0, 0, 0), "white": (255, 255, 255), "purple": (128, 0, 128), "orange": (255, 140, 0)}
 PROMPTS = ["What colour is the image?", "Which colour fills the picture?", "Name the colour."]
+FILLER = "it is the one colour that fills the whole square picture".split()
 SIZE = EmbeddedSize(image_size=32, patch_size=8, text_hidden=64, text_layers=2, text_heads=4, text_intermediate=128)
 
 
@@ -39,10 +41,14 @@ def write_images(root: Path) -> None:
         Image.new("RGB", (48, 32) if i % 2 else (32, 32), rgb).save(root / f"{name}.png")
 
 
-def make_records(root: Path) -> list[dict]:
-    """24 records: 8 colours x 3 prompts, two tasks (for the per-group curves)."""
-    return [{"image_path": str(root / f"{name}.png"), "prompt": p, "target": f"Answer: {name}", "task": f"t{j % 2}"}
-            for name in COLOURS for j, p in enumerate(PROMPTS)]
+def make_records(root: Path, varied_targets: bool = False) -> list[dict]:
+    """24 records: 8 colours x 3 prompts, two tasks (for the per-group curves); with `varied_targets` the
+    answers have 0 to 10 words more than "Answer: <colour>"."""
+    def target(i: int, j: int, name: str) -> str:
+        return " ".join([f"Answer: {name}"] + (FILLER[: (3 * i + 4 * j) % 11] if varied_targets else []))
+
+    return [{"image_path": str(root / f"{name}.png"), "prompt": p, "target": target(i, j, name), "task": f"t{j % 2}"}
+            for i, name in enumerate(COLOURS) for j, p in enumerate(PROMPTS)]
 
 
 def build(records: list[dict]):
@@ -78,7 +84,7 @@ def weights_digest(model) -> str:
 
 def run(root: Path, out_dir: Path, **cfg) -> dict:
     """Train on this process (or rank); what it drew, saved and ended with."""
-    records = make_records(root)
+    records = make_records(root, cfg.pop("varied_targets", False))
     model, processor = build(records)
     adapter = RecordingAdapter(processor, model)
     checkpoint_writes: list[int] = []
@@ -96,7 +102,8 @@ def run(root: Path, out_dir: Path, **cfg) -> dict:
         training._write_checkpoint = write
     return {"losses": res.losses, "steps": res.steps, "tokens_seen": res.tokens_seen, "draws": adapter.draws,
             "group_curves": res.group_curves, "checkpoint_writes": checkpoint_writes,
-            "final_saves": adapter.final_saves, "weights": weights_digest(model)}
+            "final_saves": adapter.final_saves, "weights": weights_digest(model),
+            "target_lengths": adapter.target_lengths.tolist()}
 
 
 def main(argv: list[str]) -> None:

@@ -286,7 +286,7 @@ def test_resume_state_that_would_run_code_is_refused(tok, records, tmp_path):
 
 def test_group_by_length_keeps_each_token_weight(tok, records, tmp_path, monkeypatch):
     """Grouped batches divide their summed token loss by the target tokens of an average random batch, so a batch
-    of short answers weighs by its token count, as inside a random batch; random batches keep the model's mean."""
+    of short answers weighs by its token count, as inside a random batch; random batches by their own count."""
     recs = [dict(r, target=r["target"] + " here" * n) for r in records for n in (0, 8)]
     weights = [1.0 if i % 2 else 3.0 for i in range(len(recs))]  # the short records three times as often
     seen = []
@@ -303,7 +303,7 @@ def test_group_by_length_keeps_each_token_weight(tok, records, tmp_path, monkeyp
     monkeypatch.setattr(training.SFTAdapter, "loss", spy)
     model, processor = fresh("llava", tok)
     train(model, processor, recs, TrainConfig(steps=1, batch_size=4, lr=0.0), tmp_path / "random", sample_weights=weights)
-    assert seen[-1][0] is None and seen[-1][2] == pytest.approx(seen[-1][3])
+    assert seen[-1][0] == seen[-1][1] and seen[-1][2] == pytest.approx(seen[-1][3])
     seen.clear()
     train(model, processor, recs, TrainConfig(steps=8, batch_size=4, lr=0.0, group_by_length=2), tmp_path / "grouped",
           sample_weights=weights)

@@ -60,11 +60,11 @@ def _launch(root: Path, out_dir: Path, report: Path, tmp: Path, **cfg) -> list[d
                     reason="needs torch.distributed with gloo")
 def test_two_processes_at_b_follow_one_process_at_2b(root, tmp_path):
     """2 ranks x batch 2 (interrupted after 4 of 8 steps, then resumed) against 1 process x batch 4,
-    both with 2 micro-batches per step. Targets all have the same token count, so the mean of the ranks'
-    token-mean losses is the token-mean loss of the global batch and the two runs compute the same thing:
-    they differ only by float32 summation order (gradients all-reduced per rank vs one batch), measured
-    at 7e-8 relative; rtol 1e-4 leaves room for other BLAS builds and is still far below what a batch of other
-    records changes (5e-3 relative, median, at the initial weights); the draws are compared exactly."""
+    both with 2 micro-batches per step (targets of one token count here; unequal ones in the next test). The
+    two runs compute the same thing: they differ only by float32 summation order (gradients all-reduced per
+    rank vs one batch), measured at 7e-8 relative; rtol 1e-4 leaves room for other BLAS builds and is still far
+    below what a batch of other records changes (5e-3 relative, median, at the initial weights); the draws are
+    compared exactly."""
     cfg = {"steps": 8, "grad_accum": 2, "checkpoint_every": 2}
     out = tmp_path / "ddp"
     first = _launch(root, out, tmp_path / "first", tmp_path, batch_size=2, stop_after=4, **cfg)
@@ -100,10 +100,54 @@ def test_two_processes_at_b_follow_one_process_at_2b(root, tmp_path):
     # The one final model (written by rank 0) loads and equals one process's, up to the same rounding
     # (measured: 4e-6 after 8 steps; Adam turns rounding in near-zero gradients into updates of up to lr=1e-3
     # per step, so 1e-4 and not tighter).
-    two_model, _ = load_model(out, device="cpu")
-    one_model, _ = load_model(tmp_path / "one", device="cpu")
-    pairs = zip(two_model.state_dict().values(), one_model.state_dict().values())
-    diff = max((a - b).abs().max().item() for a, b in pairs)
+    diff = _model_diff(out, tmp_path / "one")
+    assert diff < 1e-4, diff
+
+
+def _model_diff(a: Path, b: Path) -> float:
+    model_a, _ = load_model(a, device="cpu")
+    model_b, _ = load_model(b, device="cpu")
+    pairs = zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True)
+    return max((x - y).abs().max().item() for x, y in pairs)
+
+
+@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                    reason="needs torch.distributed with gloo")
+@pytest.mark.parametrize("loss_per", ["token", "sample"])
+def test_two_processes_follow_one_with_answers_of_unequal_length(root, tmp_path, loss_per):
+    """Answers of 4 to 14 target tokens (with EOS): 2 ranks x batch 2 against 1 process x batch 4, 2 micro-batches
+    per step. The step's loss is normalised by the global batch's target tokens (records, for "sample"), counted across
+    ranks and micro-batches, so both runs log the same losses (measured: 1e-7 relative) and end with the same
+    weights (4e-6 / 1.3e-5). Before, each rank and micro-batch took its own token mean: 2 x 2 trained on another
+    loss than 1 x 4, the token losses 1.6e-3 relative apart, the weights 9e-3. ("sample" was already equal:
+    every half-batch holds the same number of records.)"""
+    cfg = {"steps": 6, "grad_accum": 2, "lr": 3e-3, "loss_per": loss_per, "varied_targets": True}
+    two = _launch(root, tmp_path / "ddp", tmp_path / "rep", tmp_path, batch_size=2, **cfg)
+    one = script.run(root, tmp_path / "one", batch_size=4, **cfg)
+    assert [a + b for a, b in zip(two[0]["draws"], two[1]["draws"])] == one["draws"]
+    # The ranks' halves of the micro-batches really hold different numbers of target tokens.
+    n = np.array(one["target_lengths"])
+    assert n.min() == 4 and n.max() == 14
+    halves = [[int(n[d].sum()) for d in rep["draws"]] for rep in two]
+    assert sum(a != b for a, b in zip(*halves)) >= len(halves[0]) // 2, halves
+
+    assert two[0]["losses"] == two[1]["losses"] and two[0]["weights"] == two[1]["weights"]
+    two_losses, one_losses = np.array(two[0]["losses"]), np.array(one["losses"])
+    assert np.allclose(two_losses, one_losses, rtol=1e-5, atol=0), np.abs(two_losses / one_losses - 1).max()
+    assert one_losses[-1] < one_losses[0]
+    diff = _model_diff(tmp_path / "ddp", tmp_path / "one")
+    assert diff < 1e-4, diff
+
+
+def test_micro_batches_follow_one_batch_with_answers_of_unequal_length(root, tmp_path):
+    """The same in one process: batch 2 x 2 micro-batches against batch 4 (the same draws). Each micro-batch's
+    summed token loss is divided by the step's token count, not averaged as the micro-batches' own means."""
+    cfg = {"steps": 6, "lr": 3e-3, "varied_targets": True}
+    accum = script.run(root, tmp_path / "accum", batch_size=2, grad_accum=2, **cfg)
+    one = script.run(root, tmp_path / "one", batch_size=4, **cfg)
+    assert [a + b for a, b in zip(accum["draws"][::2], accum["draws"][1::2])] == one["draws"]
+    assert np.allclose(accum["losses"], one["losses"], rtol=1e-5, atol=0)
+    diff = _model_diff(tmp_path / "accum", tmp_path / "one")
     assert diff < 1e-4, diff
 
 
