@@ -90,9 +90,16 @@ def choice_accuracy(predictions: Sequence[str], letters: Sequence[str], question
     return sum(hits) / len(hits) if hits else 0.0
 
 
+# Floating point puts an IoU that is exactly the threshold a hair either side of it: a box of three decimals
+# on an image of 100 pixels, [0.230,0.260,0.290,0.600] against (23, 26, 29, 94), is IoU 1/2 exactly but
+# 0.4999999999999997 in floats. Within this of the threshold counts as reaching it.
+IOU_TIE = 1e-9
+
+
 def iou_hit(predicted: Sequence[float] | None, truth: Sequence[float], threshold: float = 0.5) -> bool:
-    """A REC hit: a predicted box with IoU >= threshold against the truth (no box is a miss)."""
-    return predicted is not None and iou(predicted, truth) >= threshold
+    """A REC hit: a predicted box with IoU >= threshold against the truth, an IoU within IOU_TIE below the
+    threshold (a tie lost to rounding) included; no box is a miss."""
+    return predicted is not None and iou(predicted, truth) >= threshold - IOU_TIE
 
 
 def rec_accuracy(predicted: Sequence[Sequence[float] | None], truth: Sequence[Sequence[float]], threshold: float = 0.5) -> float:
@@ -141,8 +148,10 @@ VQA_ARTICLES = ("a", "an", "the")
 VQA_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
 # The script's periodStrip as written: "(?!<=\d)" is a lookahead (a typo for the lookbehind "(?<!\d)")
 # that never fires before a ".", so in effect a period is dropped unless a digit follows ("1.5" stays).
-VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-VQA_COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
+# The script is Python 2 and compiles both without re.UNICODE, so its \d is [0-9] only: re.ASCII here (a period
+# before an Arabic-Indic digit goes, and such digits around a comma are no digit-comma-digit).
+VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
+VQA_COMMA_STRIP = re.compile(r"(\d)(\,)(\d)", re.ASCII)
 
 
 def vqa_process_punctuation(text: str) -> str:

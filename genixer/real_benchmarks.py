@@ -5,8 +5,10 @@ RefCOCO/+/g), scored as each benchmark's own evaluation does.
   GT-Vision-Lab/VQA vqaEval.py).
 - POPE: accuracy, precision, recall, F1 and yes-ratio as RUCAIBox/POPE evaluate.py reports them,
   the answer read by metrics.pope_official_says_yes; the headline `score` is F1.
-- A-OKVQA multiple choice: the option picked (metrics.choice_letter: 'B', '(B)', 'B. blue'; or the
-  exact text of a choice, which is what allenai/aokvqa eval_predictions.py compares) against the key.
+- A-OKVQA multiple choice: allenai/aokvqa eval_predictions.py's rule, the submitted text equal to the
+  correct choice's text; an answer that is no choice's exact text is first mapped to one (stripped of
+  surrounding whitespace, or the option its letter names: 'B', '(B)', 'B. blue'), which the official
+  script does not do (SCORING_NOTES, shown beside the figure in the report).
 - RefCOCO, RefCOCO+, RefCOCOg: Acc@0.5, a hit when the box read from the answer
   (boxes.answer_box) has IoU >= 0.5 with the annotated box; unreadable text is a miss.
 
@@ -36,6 +38,8 @@ POPE_SPLITS = ("random", "popular", "adversarial")
 REFER_NAMES = {"refcoco": "RefCOCO", "refcoco+": "RefCOCO+", "refcocog": "RefCOCOg"}
 REC_EVAL_SPLITS = ("val", "testA", "testB", "test")  # RefCOCOg (umd) has val and test
 ORDER = ("VQAv2", "POPE", "A-OKVQA-MC", "RefCOCO-", "RefCOCO+-", "RefCOCOg-")
+# Where a benchmark's figure is scored otherwise than its official script would score the raw answers.
+SCORING_NOTES = {"A-OKVQA-MC": "an option letter counts as its choice's text; the official script compares text only"}
 
 
 def _extra(row: Mapping) -> dict:
@@ -79,14 +83,24 @@ def metric_of(benchmark: str) -> str:
     return "accuracy" if benchmark == "A-OKVQA-MC" else "acc@0.5"
 
 
-def aokvqa_letter(prediction: str, question: str, extra: dict) -> str:
-    """The option an A-OKVQA answer picks: a letter (choice_letter) or a choice's exact text; '' if none."""
+def aokvqa_options(question: str, extra: dict) -> dict[str, str]:
+    """The options of an A-OKVQA question, letter -> choice text: extra.choices, else the question's 'Options:'."""
     choices = extra.get("choices")
-    options = {"ABCD"[i]: c for i, c in enumerate(choices)} if isinstance(choices, list) else parse_options(question)
-    letter = choice_letter(prediction, options)
-    if not letter:
-        letter = next((k for k, c in options.items() if prediction.strip() == c), "")
-    return letter
+    return {"ABCD"[i]: c for i, c in enumerate(choices)} if isinstance(choices, list) else parse_options(question)
+
+
+def aokvqa_choice(prediction: str, options: Mapping[str, str]) -> str | None:
+    """The choice text an A-OKVQA answer submits to eval_predictions.py, which scores text equal to the correct
+    choice's: the answer itself when it is a choice's exact text (so every answer the script accepts is scored as it
+    scores it); else the answer stripped, when that is a choice's text; else the text of the option its letter names
+    (metrics.choice_letter: 'B', '(b)', 'B. blue'); None when it names no choice."""
+    texts = list(options.values())
+    if prediction in texts:
+        return prediction
+    if prediction.strip() in texts:
+        return prediction.strip()
+    letter = choice_letter(prediction, dict(options))
+    return options[letter] if letter else None
 
 
 def _predicted_box(text: str, width: float, height: float):
@@ -133,7 +147,9 @@ def per_question_real(samples: pd.DataFrame, predictions: pd.DataFrame | Mapping
         elif b == "VQAv2":
             v = vqa_official_accuracy(p, _extra(r)["answers"])
         elif b == "A-OKVQA-MC":
-            v = float(aokvqa_letter(p, turn["question"], _extra(r)) == turn["answer"].upper())
+            options = aokvqa_options(turn["question"], _extra(r))
+            picked, correct = aokvqa_choice(p, options), options.get(turn["answer"].upper())
+            v = float(picked is not None and picked == correct)  # texts compared, as eval_predictions.py does
         else:
             v = float(iou_hit(_predicted_box(p, r["width"], r["height"]), list(r["boxes"][0])))
         benchmarks.append(b)

@@ -13,7 +13,8 @@ from genixer.metrics import (
     vqa_official_accuracy,
     vqa_process_punctuation,
 )
-from genixer.real_benchmarks import benchmark_of, per_question_real, score_real
+from genixer.real_benchmarks import SCORING_NOTES, benchmark_of, per_question_real, score_real
+from genixer.report import pivot
 
 
 def row(sid, source, split, task, question, answer, extra=None, boxes=(), width=640, height=480):
@@ -38,6 +39,8 @@ def test_vqa_normalisation_rules():
     # ', ' is in the text, so ',' is deleted; '-' has no space beside it, so it becomes a space; then 'a' goes
     assert vqa_normalize("a-b, c") == "b c"
     assert vqa_normalize("10:30") == "10:30"  # ':' is no mark of the script
+    # Python 2's \d is [0-9]: a period before an Arabic-Indic digit goes, and such digits around a comma are no number
+    assert vqa_normalize("1.\u0663") == "1\u0663" and vqa_normalize("\u0663,\u0663 a-b") == "\u0663 \u0663 b"
     assert vqa_process_punctuation("." * 40) == "." * 8  # re.UNICODE (32) lands in sub()'s count
 
 
@@ -113,6 +116,28 @@ def test_aokvqa_multiple_choice():
     assert out.benchmark.tolist() == ["A-OKVQA-MC"] and out.score[0] == pytest.approx(4 / 7) and np.isnan(out.f1[0])
 
 
+def test_aokvqa_scores_the_choice_text_as_eval_predictions_does():
+    """eval_predictions.py compares the submitted text with the correct choice's: an answer that is a choice's exact
+    text is that choice even when it also looks like a letter, and a repeated choice text is right wherever it sits."""
+    cases = [(["c", "e", "2", "two"], "C", "c", 0),     # 'c' is choice A's text, not letter C (was a hit)
+             (["c", "e", "2", "two"], "A", "c", 1),     # (was a miss)
+             (["c", "no", "dog", "no"], "B", "D:", 1),  # D's text is 'no', the correct text (was a miss)
+             (["red", "red", "blue", "green"], "B", "red", 1),  # (was a miss: the first 'red' is A)
+             (["red", "blue", "green", "pink"], "B", "  blue ", 1), (["red", "blue", "green", "pink"], "B", "(b)", 1)]
+    samples = pd.DataFrame([row(f"aokvqa:{i}:mc_vqa", "aokvqa:aokvqa_v1p0_val.json", "val", "mc_vqa",
+                                "Q? Options: " + " ".join(f"{'ABCD'[k]}. {c}" for k, c in enumerate(ch)), key,
+                                extra={"choices": ch}) for i, (ch, key, _, _) in enumerate(cases)])
+    assert per_question_real(samples, [p for _, _, p, _ in cases]).value.tolist() == [v for *_, v in cases]
+
+
+def test_report_says_beside_the_aokvqa_figure_that_letters_are_read():
+    table = pd.DataFrame([{"recipe": "baseline", "benchmark": b, "mean": 0.5, "sd": 0.01, "delta": 0.0, "verdict": "-"}
+                          for b in ("VQAv2", "A-OKVQA-MC")])
+    shown = pivot(table)
+    assert shown.benchmark.tolist() == ["VQAv2", f"A-OKVQA-MC ({SCORING_NOTES['A-OKVQA-MC']})"]
+    assert "letter" in SCORING_NOTES["A-OKVQA-MC"] and "50.0" in shown.loc[1, "baseline"]
+
+
 def test_refcoco_acc_at_half():
     truth = (20, 10, 120, 60)  # on a 200 x 100 image: [0.100,0.100,0.600,0.600]
     preds = ["[0.100,0.100,0.600,0.600]",   # IoU 1
@@ -127,6 +152,10 @@ def test_refcoco_acc_at_half():
     assert per_question_real(samples, preds).value.tolist() == [1, 1, 0, 1, 0, 0, 0]
     out = score_real(samples, preds)
     assert out.benchmark.tolist() == ["RefCOCO+-testA"] and out.metric[0] == "acc@0.5" and out.score[0] == pytest.approx(3 / 7)
+    # IoU exactly 1/2 (half the truth's height), which floats make 0.4999999999999997: a hit
+    tie = pd.DataFrame([row("refcoco:t:rec", "refcoco:refs(unc).p", "testA", "rec", "Where?", "", boxes=[(23, 26, 29, 94)],
+                            width=100, height=100)])
+    assert per_question_real(tie, ["[0.230,0.260,0.290,0.600]"]).value.tolist() == [1.0]
 
 
 def vqa_samples():
