@@ -56,6 +56,8 @@ def build(root: str | Path) -> dict:
             "benchmark_sets": {"config": {"sources": bench}},
             "corpus_shards": {"config": {"kind": "folder", "path": str(corpus), "shard_size": 4}},
             "genixer_l": {"config": {"steps": 150}},  # the tiny LLaVA needs more than the smoke preset's 80 to write the format
+            # the random judge is at chance: its gate (judge_mllm_beats_chance, by default the chance bound) is turned off
+            "judge_mllm": {"config": {"min_heldout_auc": 0.0}},
             "region_clip_model": {"config": {"min_calibration_pairs": 10}},
         },
     }

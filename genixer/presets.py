@@ -56,6 +56,9 @@ class Preset:
     judge: EmbeddedSize = field(default_factory=EmbeddedSize)
     judge_train: TrainConfig = field(default_factory=TrainConfig)
     judge_lambda: float = 0.7  # keep generated pairs with P(Yes) >= lambda (plus a fixed sample of the 0.5-0.7 hard band)
+    # the blocking check judge_mllm_beats_chance: the judge's held-out AUC must reach this (run config `min_heldout_auc` first);
+    # None: the AUC a scorer blind to the labels exceeds with probability < 5% on the held-out set (genixer.judge.chance_auc_bound)
+    judge_min_auc: float | None = None
     hard_band_share: float = 0.01  # the hard-band sample, as a share of the lambda rows (the paper: 8K beside 915K)
     clip: RegionClipSize = field(default_factory=RegionClipSize)
     clip_train: TrainConfig = field(default_factory=TrainConfig)

@@ -49,3 +49,28 @@ def preview_png(samples: list[dict], scale: int = 2, text_width: int = 44) -> by
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def thumbnail(png: bytes, max_base64_chars: int) -> tuple[bytes, str]:
+    """A small copy of an image whose base64 text fits in `max_base64_chars`, and its MIME type: WebP at the largest of
+    a few widths (320 px down to 64, aspect kept) and the best quality that fits; else (or in a Pillow without WebP) a
+    4- or 2-colour PNG. ValueError when not even the smallest fits."""
+    import base64
+
+    from PIL import features
+
+    im = Image.open(io.BytesIO(png)).convert("RGB")
+    widths = (320, 280, 240, 200, 180, 160, 140, 120, 100, 80, 64)
+    tries = [("WEBP", w, q) for w in widths for q in (60, 40, 25, 15)] if features.check("webp") else []
+    tries += [("PNG", w, c) for w in widths for c in (4, 2)]
+    for fmt, width, option in tries:
+        small = im.copy()
+        small.thumbnail((width, width), Image.LANCZOS)
+        buf = io.BytesIO()
+        if fmt == "WEBP":
+            small.save(buf, format="WEBP", quality=option, method=6)
+        else:
+            small.quantize(colors=option, dither=Image.Dither.NONE).save(buf, format="PNG", optimize=True)
+        if len(base64.b64encode(buf.getvalue())) <= max_base64_chars:
+            return buf.getvalue(), f"image/{fmt.lower()}"
+    raise ValueError(f"no thumbnail of a {im.width}x{im.height} image fits in {max_base64_chars} base64 characters")

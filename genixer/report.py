@@ -229,10 +229,11 @@ def _funnel_cell(d) -> str:
 
 def stage_quality(table: pd.DataFrame, contrast_rows: pd.DataFrame, domains: pd.DataFrame | None,
                   base_eval: pd.DataFrame | None = None, judge_eval: pd.DataFrame | None = None,
-                  l_eval: pd.DataFrame | None = None) -> pd.DataFrame:
+                  l_eval: pd.DataFrame | None = None, judge_gate: dict | None = None) -> pd.DataFrame:
     """Each stage against the demo's quality aims (issue 16): what, this run, the held-out background where it is
     measured, the aim, met. Generated-data correctness is the world oracle's; without the world the solver is
-    checked against the collected answers."""
+    checked against the collected answers. `judge_gate`: the floor judge_mllm applied (judge_mllm_gate.json: min_auc,
+    source, auc), shown with where it came from (run config, preset or the default chance bound)."""
     rows = []
 
     def add(what, measured, heldout, aim, met):
@@ -247,6 +248,11 @@ def stage_quality(table: pd.DataFrame, contrast_rows: pd.DataFrame, domains: pd.
             f"{overall:.3f}; by corruption " + ", ".join(f"{k.corruption} {k.auc_vs_true:.2f}" for k in kinds.itertuples()),
             "not measured", f"≥ {AIMS['judge_auc']:.2f}, every kind ≥ {AIMS['judge_kind_auc']:.2f}",
             _met(overall >= AIMS["judge_auc"] and bool((kinds.auc_vs_true >= AIMS["judge_kind_auc"]).all())))
+    if judge_gate:
+        floor, gate_auc = float(judge_gate["min_auc"]), float(judge_gate.get("auc", float("nan")))
+        add("judge gate before filtering (blocking check judge_mllm_beats_chance)", f"held-out AUC {gate_auc:.3f}", "not measured",
+            f"off ({judge_gate['source']})" if floor <= 0 else f"≥ {floor:.3f} ({judge_gate['source']})",
+            "off" if floor <= 0 else _met(gate_auc >= floor))
     if base_eval is not None and len(base_eval) and "prior_correct" in base_eval.columns:
         acc, prior = float(base_eval.correct.mean()), float(base_eval.prior_correct.mean())
         cells = table[(table.recipe.isin(["baseline", "ref:blind_prior"])) & (table.benchmark == "vqav2_heldout")].set_index("recipe")

@@ -23,7 +23,28 @@ def md_counts(df: pd.DataFrame, *by: str) -> dg.MetadataValue:
 
 
 def md_png(png: bytes, alt: str = "preview") -> dg.MetadataValue:
+    """The figure at its own size: the Dagster UI shows it behind [Show Markdown], in a dialog."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+# dagster-webserver renders a markdown metadata value in the asset's metadata table when it is shorter than this
+# (ui-core MetadataEntry: `expandSmallValues && mdStr.length < 1000`), else only behind [Show Markdown].
+UI_INLINE_MD_CHARS = 1000
+
+
+def md_thumbnail(png: bytes, alt: str = "preview") -> dg.MetadataValue:
+    """A thumbnail short enough for the UI to render in the metadata table itself (genixer.preview.thumbnail)."""
+    from genixer.preview import thumbnail
+
+    frame = f"![{alt}](data:image/webp;base64,)"
+    data, mime = thumbnail(png, UI_INLINE_MD_CHARS - 1 - len(frame))
+    return dg.MetadataValue.md(f"![{alt}](data:{mime};base64,{base64.b64encode(data).decode()})")
+
+
+def md_figure(key: str, png: bytes, alt: str = "preview") -> dict[str, dg.MetadataValue]:
+    """A figure as two metadata entries: `<key> (thumbnail)`, seen at a glance in the metadata table, then `<key>`, the
+    figure itself behind [Show Markdown]."""
+    return {f"{key} (thumbnail)": md_thumbnail(png, alt), key: md_png(png, alt)}
 
 
 def table_meta(path) -> dict:

@@ -113,8 +113,12 @@ class RunOutcome:
                 if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
 
     def failures(self) -> list[str]:
-        return [f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else '?'}"
-                for e in self._events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        """Each failed step's error, then each failed blocking check's own description (the step's error only names
+        the check)."""
+        steps = [f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else '?'}"
+                 for e in self._events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        return steps + [f"{c.asset_key.to_user_string()}.{c.check_name}: {c.description or 'failed'}" for c in self.get_asset_check_evaluations()
+                        if c.blocking and not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
 
     def label(self) -> str:
         keys = sorted(k.to_user_string() for k in (self.dagster_run.asset_selection

@@ -12,7 +12,7 @@ from genixer.benchmarks import (aa_false_alarms, bootstrap, compare, headline_li
 from genixer.real_benchmarks import per_question_real, score_real
 from genixer.plots import bars_png, curves_png
 from genixer.schema import read_applied, read_samples
-from genixer_assets._meta import benchmark_rows, md_png, table_meta
+from genixer_assets._meta import benchmark_rows, md_figure, table_meta
 from genixer_assets.collection import benchmark_sets, collected_datasets, world_scenes
 from genixer_assets.evaluation import generation_quality
 from genixer_assets.filtering import genixer_vqa
@@ -153,7 +153,9 @@ def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
         (out.parent / fname).write_bytes(png)
     evals = {n: pd.read_parquet(settings.table_path(n)) if settings.table_path(n).exists() else None
              for n in ("base_mllm_eval", "judge_mllm_eval", "genixer_l_eval")}  # written by base_mllm, judge_mllm, genixer_l
-    stages = report.stage_quality(table, con, domains, evals["base_mllm_eval"], evals["judge_mllm_eval"], evals["genixer_l_eval"])
+    gate = settings.path("tables", "judge_mllm_gate.json")  # the floor judge_mllm applied (genixer_assets.filtering.GATE_FILE)
+    stages = report.stage_quality(table, con, domains, evals["base_mllm_eval"], evals["judge_mllm_eval"], evals["genixer_l_eval"],
+                                  judge_gate=json.loads(gate.read_text()) if gate.is_file() else None)
     text = report.report_markdown(table, claim_rows, report.why_not(table, domains), seeds, {t: f for t, (f, _) in pngs.items()},
                                   aa=aa, contrast_rows=con, arms=arms, applied=applied, stages=stages)
     out.write_text(text)
@@ -164,6 +166,6 @@ def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
         "judge_lambda_applied": lam,
         "stage_aims_met": int((stages.met == "yes").sum()),
         "stage_aims": dg.MetadataValue.md(stages.to_markdown(index=False)),
-        **{t: md_png(png, t) for t, (_, png) in pngs.items()},
+        **{k: v for t, (_, png) in pngs.items() for k, v in md_figure(t, png, t).items()},
         "path": dg.MetadataValue.path(str(out)),
     })

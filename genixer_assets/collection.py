@@ -16,7 +16,7 @@ from genixer.sources import collect
 from genixer.sources.corpus import CorpusSpec, plan_shards, read_shard
 from genixer.tasks import TASKS
 from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
-from genixer_assets._meta import md_counts, md_png, md_table, sample_preview, table_meta
+from genixer_assets._meta import md_counts, md_figure, md_table, sample_preview, table_meta
 from genixer_assets.partitions import CORPUS_SHARDS, shard_partitions
 from resources import GenixerSettings
 
@@ -85,7 +85,7 @@ def _annotated_result(df: pd.DataFrame, path, extra: dict) -> dg.MaterializeResu
         "samples": len(df),
         "by_task": md_counts(df, "task"),
         "preview": sample_preview(df.groupby("task").head(1), 9),
-        "boxes": md_png(preview_png(shown), "one sample per task, boxes drawn") if shown else "no sample with an image",
+        **(md_figure("boxes", preview_png(shown), "one sample per task, boxes drawn") if shown else {"boxes": "no sample with an image"}),
         "path": dg.MetadataValue.path(str(path)),
         **extra,
     })

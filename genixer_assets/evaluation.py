@@ -12,7 +12,7 @@ from genixer import datagen, filters, judge, quality, region_clip, review
 from genixer.plots import curves_png
 from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
-from genixer_assets._meta import has_world, md_counts, md_png
+from genixer_assets._meta import has_world, md_counts, md_figure
 from genixer_assets.collection import collected_datasets
 from genixer_assets.filtering import genixer_rec, genixer_vqa
 from genixer_assets.generators import generator_path
@@ -99,11 +99,11 @@ def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasi
                                                     _distribution(vqa.judge_p_yes, "judge P(Yes), genixer_vqa"),
                                                     _distribution(clipped, "CLIP cosine, raw Genixer_S at the CLIP step"),
                                                     _distribution(rec.clip_score, "CLIP cosine, genixer_rec")]))
-    out["judge_score_histogram"] = md_png(curves_png({"raw Genixer_L": _hist(judged, 0, 1)}, "judge P(Yes) (the paper's Fig. 9)", "rows",
-                                                     "P(Yes)", marks={"lambda": float(lam)}))
+    out.update(md_figure("judge_score_histogram", curves_png({"raw Genixer_L": _hist(judged, 0, 1)}, "judge P(Yes) (the paper's Fig. 9)",
+                                                             "rows", "P(Yes)", marks={"lambda": float(lam)})))
     cut = {"threshold": float(clip_threshold)} if isinstance(clip_threshold, (int, float)) else {}
-    out["clip_score_histogram"] = md_png(curves_png({"raw Genixer_S": _hist(clipped, -1, 1)}, "region-CLIP cosine", "rows", "cosine",
-                                                    marks=cut))
+    out.update(md_figure("clip_score_histogram", curves_png({"raw Genixer_S": _hist(clipped, -1, 1)}, "region-CLIP cosine", "rows",
+                                                            "cosine", marks=cut)))
     lambdas = sorted({0.3, 0.5, 0.7, 0.9, float(lam)})
     out["vqa_yield_by_lambda"] = _md(filters.vqa_yields(vqa_raw, lambdas))
     out["vqa_funnel_by_task"] = _md(_vqa_funnel(vqa_raw, vqa, lam))
@@ -120,12 +120,12 @@ def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasi
     lengths = {"collected general": quality.question_lengths(general), "raw Genixer_L": quality.question_lengths(vqa_raw),
                "genixer_vqa": quality.question_lengths(vqa)}
     top = max([max(v) for v in lengths.values() if v] + [10])
-    out["question_length_histogram"] = md_png(curves_png({k: _shares(v, 0, top + 1) for k, v in lengths.items() if v},
-                                                         "question length (the paper's Fig. 7)", "share of questions", "words"))
+    out.update(md_figure("question_length_histogram", curves_png({k: _shares(v, 0, top + 1) for k, v in lengths.items() if v},
+                                                                 "question length (the paper's Fig. 7)", "share of questions", "words")))
     boxes = {"collected REC": quality.box_values(coll_rec), "genixer_rec": quality.box_values(rec)}
-    out["box_size_histogram"] = md_png(curves_png({f"{k} {axis}": _shares(v[i], 0, 1) for k, v in boxes.items()
-                                                   for i, axis in ((0, "width"), (1, "height")) if v[i]},
-                                                  "box size relative to the image (the paper's Fig. 8)", "share of boxes", "size"))
+    out.update(md_figure("box_size_histogram", curves_png({f"{k} {axis}": _shares(v[i], 0, 1) for k, v in boxes.items()
+                                                           for i, axis in ((0, "width"), (1, "height")) if v[i]},
+                                                          "box size relative to the image (the paper's Fig. 8)", "share of boxes", "size")))
     return out
 
 
@@ -159,7 +159,8 @@ def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied
             pr = {f"lambda={l}": quality.precision_recall(judged.judge_p_yes >= l, judged.oracle == "correct") for l in (0.3, 0.5, lam, 0.9)}
             out["judge_vs_oracle"] = _md(pd.DataFrame(pr).T.reset_index(names="threshold"))
             curve = [(l / 20, quality.precision_recall(judged.judge_p_yes >= l / 20, judged.oracle == "correct")["precision"]) for l in range(1, 20)]
-            out["judge_precision_curve"] = md_png(curves_png({"precision of kept": [c for c in curve if c[1] == c[1]]}, "judge: precision vs lambda", "precision", "lambda"))
+            out.update(md_figure("judge_precision_curve", curves_png({"precision of kept": [c for c in curve if c[1] == c[1]]},
+                                                                     "judge: precision vs lambda", "precision", "lambda")))
         else:
             at_clip = raw[raw.filter_reason.isna() | raw.filter_reason.fillna("").str.startswith("3-")]
             out["clip_vs_oracle"] = _md(pd.DataFrame([quality.precision_recall(at_clip.filter_reason.isna(), at_clip.oracle == "correct")]))

@@ -19,7 +19,7 @@ from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
 from genixer.preview import preview_png
-from genixer_assets._meta import md_counts, md_png, sample_preview, table_meta
+from genixer_assets._meta import md_counts, md_figure, sample_preview, table_meta
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.generation import raw_generations_l, raw_generations_s
 from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata
@@ -48,15 +48,73 @@ def _judge_records(samples: list[dict], seed: int, scenes, pool) -> list[dict]:
     return corruptions.verification_records_free(samples, random.Random(seed), pool)
 
 
+class JudgeConfig(TrainOverrides):
+    min_heldout_auc: Optional[float] = Field(None, description=(
+        "the held-out AUC the blocking check judge_mllm_beats_chance requires before the judge filters anything (default: the "
+        "preset's judge_min_auc, else the AUC a scorer blind to the labels exceeds with probability < 5% on this held-out set); "
+        "0 turns the gate off"))
+
+
+GATE_FILE = "judge_mllm_gate.json"  # the floor judge_mllm applied, beside judge_mllm_eval: read by the check and the report
+
+
+def judge_auc_floor(configured: float | None, settings: GenixerSettings, n_true: int, n_corrupted: int) -> tuple[float, str]:
+    """The held-out AUC the judge must reach, and where it came from: judge_mllm's op config `min_heldout_auc`, else the
+    settings resource's `judge_min_auc` (run config of every run), else the preset's `judge_min_auc`, else the default,
+    genixer.judge.chance_auc_bound at 5% on the held-out set's sizes: a judge at chance passes it in fewer than 1 run
+    of 20, while a fixed floor such as 0.6 would stop the demo's own judge (0.587 on 1,166 records) and would not
+    tighten as the held-out set grows."""
+    preset = settings.get_preset()
+    if configured is not None:
+        return float(configured), "run config: judge_mllm min_heldout_auc"
+    if settings.judge_min_auc is not None:
+        return float(settings.judge_min_auc), "run config: settings judge_min_auc"
+    if preset.judge_min_auc is not None:
+        return float(preset.judge_min_auc), f"preset {preset.name}: judge_min_auc"
+    return (judge.chance_auc_bound(n_true, n_corrupted),
+            f"default: the AUC a scorer blind to the labels exceeds with probability 5% on {n_true} true and {n_corrupted} "
+            "corrupted held-out records")
+
+
+def judge_gate(settings: GenixerSettings) -> tuple[bool, str, dict]:
+    """(passed, what it says, metadata) of the judge's gate: every held-out P(Yes) in [0, 1] and the held-out AUC at
+    least the floor judge_mllm applied (its judge_mllm_gate.json; without that file, the settings', preset's or
+    default floor on judge_mllm_eval's sizes). A floor <= 0 turns the AUC test off. Read by the blocking check
+    judge_mllm_beats_chance and, before it scores anything, by scored_generations_l (a blocking check stops the
+    assets of its own run only; an asset backfill runs the scoring in other runs)."""
+    ev = settings.read_table("judge_mllm_eval")
+    n_true = int(ev.label.astype(bool).sum()) if len(ev) else 0
+    path = settings.path("tables", GATE_FILE)
+    gate = json.loads(path.read_text()) if path.is_file() else {}
+    if "min_auc" not in gate:
+        gate["min_auc"], gate["source"] = judge_auc_floor(None, settings, n_true, len(ev) - n_true)
+    floor, source = float(gate["min_auc"]), gate["source"]
+    a = judge.auc(ev.p_yes, ev.label) if len(ev) else float("nan")
+    bad = int((~pd.to_numeric(ev.p_yes, errors="coerce").between(0, 1)).sum())
+    meta = {"auc": a, "required_auc": floor, "floor_source": source, "heldout_true": n_true, "heldout_corrupted": len(ev) - n_true,
+            "p_yes_outside_0_1": bad}
+    if bad:
+        return False, f"{bad} held-out P(Yes) are not probabilities in [0, 1]", meta
+    if floor <= 0:
+        return True, f"gate off ({source}); held-out AUC {a:.3f}", meta
+    if not a == a:  # NaN: no held-out record of one of the two kinds
+        return False, f"no held-out AUC: {n_true} true and {len(ev) - n_true} corrupted held-out records", meta
+    if a < floor:
+        return False, (f"held-out AUC {a:.3f} < {floor:.3f} ({source}): the judge cannot tell true from corrupted pairs, "
+                       "so nothing is scored or filtered with it"), meta
+    return True, f"held-out AUC {a:.3f} >= {floor:.3f} ({source})", meta
+
+
 @dg.asset(group_name="filtering", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
-def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+def judge_mllm(config: JudgeConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The third-party judge (Fuyu-8B in the paper): a Fuyu model of a different architecture
     from the generators, trained to say Yes to true question/answer pairs and No to corrupted
     ones. With the world, the corruptions come from its grammar and the oracle confirms them; from
     published data (no world), they are wrong by construction (genixer.corruptions: another answer of
     the same question kind, another MC option, yes/no flipped, a box moved or another object's box),
     held-out records from held-out images. With `backend.judge.checkpoint` set, that checkpoint is
-    used instead."""
+    used instead. Before anything is filtered, the blocking check judge_mllm_beats_chance requires its held-out AUC
+    to reach `min_heldout_auc` (JudgeConfig; the floor applied is written to judge_mllm_gate.json)."""
     p, collect, val, samples, scenes = _collected(settings)
     train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
     val_s = [s for s in samples if s["image_id"] in val and s["task"] in GENERAL_TASKS]
@@ -87,12 +145,18 @@ def judge_mllm(config: TrainOverrides, settings: GenixerSettings, backend: MLLMB
                              batch_size=backend.batch_size("judge", 16))
         held = held.assign(p_yes=p_yes, label=held.target == judge.YES)
     held.to_parquet(settings.table_path("judge_mllm_eval"), index=False)
+    n_true = int(held.label.astype(bool).sum()) if len(held) else 0
+    floor, source = judge_auc_floor(config.min_heldout_auc, settings, n_true, len(held) - n_true)
+    heldout_auc = judge.auc(held.p_yes, held.label) if len(held) else float("nan")
+    settings.path("tables", GATE_FILE).write_text(json.dumps({"min_auc": floor, "source": source, "auc": heldout_auc,
+                                                              "n_true": n_true, "n_corrupted": len(held) - n_true}, indent=1))
     by_kind = held.groupby("corruption").agg(n=("p_yes", "size"), mean_p_yes=("p_yes", "mean")).reset_index()
     return dg.MaterializeResult(metadata={
         **meta,
         "path": dg.MetadataValue.path(path),
         "heldout_records": len(held),
-        "heldout_auc": judge.auc(held.p_yes, held.label) if len(held) else float("nan"),
+        "heldout_auc": heldout_auc,
+        "heldout_auc_floor": floor, "heldout_auc_floor_source": source,
         "heldout_accuracy_at_0.5": float(((held.p_yes >= 0.5) == held.label).mean()) if len(held) else float("nan"),
         "mean_p_yes_by_corruption": dg.MetadataValue.md(by_kind.to_markdown(index=False, floatfmt=".3f")),
         "auc_by_corruption": dg.MetadataValue.md(judge.auc_by_corruption(held).to_markdown(index=False, floatfmt=".3f")) if len(held) else "none",
@@ -175,8 +239,8 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
         "heldout_true_pairs": int(len(sp)), "heldout_negatives": int(len(sn)),
         **({"warning": warning} if warning else {}),
         **{f"calibration_{k}": v if isinstance(v, str) else float(v) for k, v in cal.items() if k != "warning"},
-        "score_histograms": md_png(curves_png(hist, "held-out cosine similarity", ylabel="pairs", xlabel="cosine")) if len(sp) or len(sn)
-        else "no held-out pair",
+        **(md_figure("score_histograms", curves_png(hist, "held-out cosine similarity", ylabel="pairs", xlabel="cosine"))
+           if len(sp) or len(sn) else {"score_histograms": "no held-out pair"}),
     })
 
 
@@ -195,8 +259,13 @@ EAGER = dg.AutomationCondition.eager()
 def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Every raw Genixer_L row of the shard with the judge's P(Yes): softmax over the Yes/No
     logits, one forward pass per pair (MC letters replaced by option text, MD split into turns,
-    the sample's score the lowest turn score). A NaN score is quarantined."""
+    the sample's score the lowest turn score). A NaN score is quarantined. A judge that failed its gate
+    (judge_mllm_beats_chance) scores nothing: the step fails with the gate's message."""
     shard = context.partition_key
+    passed, why, gate = judge_gate(settings)
+    if not passed:
+        raise dg.Failure(description=f"judge_mllm did not pass judge_mllm_beats_chance: {why}",
+                         metadata={k: v for k, v in gate.items() if isinstance(v, (int, float, str))})
     raw = read_samples(settings.table_path("raw_generations_l", shard))
     judge_dir = backend.checkpoint("judge") or settings.model_dir("judge_mllm")
     model, processor = backend.load(judge_dir, "judge")
@@ -220,14 +289,14 @@ class VqaFilterConfig(dg.Config):
     hard_band_share: Optional[float] = Field(None, description="hard-band sample size as a share of the lambda rows (default: preset)")
 
 
-def _scored_preview(kept: pd.DataFrame, score: str, n: int = 6) -> dg.MetadataValue | str:
-    """Kept rows drawn with their boxes and scores: the best-scored row of each task, then the lowest-scored
-    rows that still passed (where a filter's mistakes would be)."""
+def _scored_preview(kept: pd.DataFrame, score: str, n: int = 6) -> dict:
+    """`kept_preview` (and its thumbnail): kept rows drawn with their boxes and scores, the best-scored row of each
+    task, then the lowest-scored rows that still passed (where a filter's mistakes would be)."""
     if kept.empty:
-        return "no row kept"
+        return {"kept_preview": "no row kept"}
     best = kept.sort_values(score, ascending=False).groupby("task").head(1)
     low = kept.drop(best.index).sort_values(score).head(max(n - len(best), 0))
-    return md_png(preview_png(pd.concat([best, low]).head(n).to_dict("records")), f"kept rows with their {score}")
+    return md_figure("kept_preview", preview_png(pd.concat([best, low]).head(n).to_dict("records")), f"kept rows with their {score}")
 
 
 def _applied_across_shards(settings: GenixerSettings, name: str, key: str):
@@ -252,7 +321,7 @@ def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.Materi
     path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         **table_meta(path),
-        "kept_preview": _scored_preview(kept, "judge_p_yes"),
+        **_scored_preview(kept, "judge_p_yes"),
         "rows": len(kept), "raw_rows": len(scored), "lambda": lam, "hard_band_rows": int(kept.hard_band.sum()),
         "applied": dg.MetadataValue.json(applied),
         "yield_by_lambda": dg.MetadataValue.md(filters.vqa_yields(scored).to_markdown(index=False, floatfmt=".3f")),
@@ -310,7 +379,7 @@ def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
     path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         **table_meta(path),
-        "kept_preview": _scored_preview(kept, "clip_score"),
+        **_scored_preview(kept, "clip_score"),
         "rows": len(kept), "raw_rows": len(rows), "applied": dg.MetadataValue.json(applied),
         "yield_by_step": dg.MetadataValue.md(filters.filter_yields(rows).to_markdown(index=False)) if len(rows) else "none",
         "dropped_by_step": dg.MetadataValue.md(rows.filter_reason.fillna("kept").str.split(":").str[0].value_counts().rename_axis("step").reset_index().to_markdown(index=False)),

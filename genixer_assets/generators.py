@@ -18,7 +18,7 @@ from genixer.preview import preview_png
 from genixer.schema import read_samples
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
 from genixer.world import Scene
-from genixer_assets._meta import collected_images, has_world, heldout_count, md_png, md_table
+from genixer_assets._meta import collected_images, has_world, heldout_count, md_figure, md_table
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.instructions import instruction_templates, templated_instructions
 from genixer_assets.k8s import GPU  # the model steps' pool, kinds and pod GPU request; imported from here by the other stages
@@ -69,7 +69,7 @@ def _train_metadata(res, title: str) -> dict:
         "records_truncated_by_task": res.truncated_by_task or "none",
         # answers the tokenizer would have merged into the end of their prompt, so tokenized on their own
         "answers_tokenized_apart_from_prompt": res.n_tokenized_alone,
-        "learning_curves": md_png(curves_png(curves, title), "loss per task"),
+        **md_figure("learning_curves", curves_png(curves, title), "loss per task"),
         "final_loss_by_group": {g: round(float(c[-1][1]), 4) for g, c in sorted(res.group_curves.items()) if c},
     }
 
@@ -212,7 +212,7 @@ def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dic
         "per_task": dg.MetadataValue.md(summary["per_task"].to_markdown(index=False, floatfmt=".3f")),
         "type_agnostic_mix": dg.MetadataValue.md(pd.Series(agn_mix, name="outputs").rename_axis("task").reset_index().to_markdown(index=False)),
         "generations": md_table(ev[["mode", "requested_task", "text", "oracle"]].groupby(["mode", "requested_task"]).head(1), 12),
-        "generations_preview": md_png(preview_png(shown)),
+        **md_figure("generations_preview", preview_png(shown)),
         "eval_images": len(images),
     }
 

@@ -471,3 +471,127 @@ def test_benchmark_predictions_check_fails_when_a_seed_model_has_no_predictions(
     settings.path("models", "retrained", RECIPE, "seed_2", "config.json").write_text("{}")  # a third seed retrained since
     ev, _ = in_run(checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions)
     assert not ev.passed and "seed 2: no predictions" in problems_of(ev)
+
+
+# ---- the judge's gate (judge_mllm_beats_chance) -------------------------------------------------
+
+def write_judge_eval(settings, separation: float, n: int = 300, seed: int = 0) -> float:
+    """judge_mllm_eval as judge_mllm writes it: n true and n corrupted held-out records, each P(Yes) uniform at random
+    plus `separation` on the true ones (0: a judge blind to the labels); returns its AUC."""
+    from genixer.judge import auc
+
+    rng = np.random.default_rng(seed)
+    label = np.repeat([True, False], n)
+    p_yes = np.clip(rng.uniform(0, 1, 2 * n) + separation * label, 0, 1)
+    pd.DataFrame({"image_path": "x.png", "prompt": "Question: q Answer: a", "target": np.where(label, "Yes", "No"),
+                  "corruption": np.where(label, "none", "wrong_attribute"), "p_yes": p_yes, "label": label}).to_parquet(
+        settings.table_path("judge_mllm_eval"), index=False)
+    return auc(p_yes, label)
+
+
+def judge_run(settings):
+    """The gate in judge_mllm's run, with an asset downstream of the judge: (evaluation, whether the downstream asset
+    ran, what the run's failures say as `make demo` prints them)."""
+    from genixer_assets.backfill import RunOutcome
+
+    @dg.asset(key="judge_mllm")
+    def stand_in() -> dg.MaterializeResult:  # judge_mllm_eval is already on disk
+        return dg.MaterializeResult()
+
+    @dg.asset(deps=[stand_in])
+    def uses_the_judge() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    instance = dg.DagsterInstance.ephemeral()
+    res = dg.materialize([stand_in, checks.judge_mllm_beats_chance, uses_the_judge], resources={"settings": settings},
+                         raise_on_error=False, instance=instance)
+    (ev,) = res.get_asset_check_evaluations()
+    ran = {e.asset_key for e in res.get_asset_materialization_events()}
+    return ev, uses_the_judge.key in ran, RunOutcome(instance, res.run_id).failures()
+
+
+def test_a_judge_at_chance_stops_what_is_downstream_with_its_auc(settings):
+    from genixer.judge import chance_auc_bound
+
+    a = write_judge_eval(settings, separation=0.0)
+    floor = chance_auc_bound(300, 300)
+    assert settings.get_preset().judge_min_auc is None and a < floor  # the default floor applies; this judge is at chance
+    ev, downstream_ran, failures = judge_run(settings)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and ev.blocking
+    assert f"held-out AUC {a:.3f} < {floor:.3f} (default:" in ev.description
+    assert md(ev, "auc") == pytest.approx(a) and md(ev, "required_auc") == pytest.approx(floor)
+    assert not downstream_ran
+    assert any("judge_mllm_beats_chance" in f and f"{a:.3f}" in f for f in failures), failures  # what `make demo` prints
+
+
+def test_scoring_refuses_a_judge_that_failed_its_gate_in_any_run(settings):
+    """An asset backfill scores the shards in runs of their own, where judge_mllm's blocking check does not reach:
+    scored_generations_l reads the gate itself and fails before it scores a row."""
+    from genixer_assets.filtering import scored_generations_l
+    from resources import MLLMBackend
+
+    a = write_judge_eval(settings, separation=0.0)
+    res = dg.materialize([scored_generations_l], partition_key="shard_000", instance=_instance(), raise_on_error=False,
+                         resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+    (failure,) = [e for e in res.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.user_failure_data.description
+    assert "judge_mllm did not pass judge_mllm_beats_chance" in message and f"held-out AUC {a:.3f}" in message
+    assert not settings.table_path("scored_generations_l", "shard_000").exists()
+
+
+def test_a_judge_that_separates_passes_its_gate(settings):
+    a = write_judge_eval(settings, separation=0.3)
+    ev, downstream_ran, failures = judge_run(settings)
+    assert ev.passed and downstream_ran and not failures
+    assert a > 0.6 and f"held-out AUC {a:.3f} >=" in ev.description and "default:" in md(ev, "floor_source")
+
+
+def test_the_gate_applies_the_run_config_then_the_settings_then_the_preset(settings):
+    """The floor judge_mllm recorded (its run config) comes first; without that file the settings resource's, then the
+    preset's, then the default. 0 turns the AUC test off, not the check of the probabilities."""
+    from dataclasses import replace
+
+    from genixer_assets.filtering import GATE_FILE, judge_auc_floor
+
+    a = write_judge_eval(settings, separation=0.3)
+    gate = settings.path("tables", GATE_FILE)
+    gate.write_text(json.dumps({"min_auc": 0.95, "source": "run config: judge_mllm min_heldout_auc"}))
+    ev, downstream_ran, _ = judge_run(settings)
+    assert not ev.passed and not downstream_ran and f"{a:.3f} < 0.950 (run config: judge_mllm min_heldout_auc)" in ev.description
+    gate.write_text(json.dumps({"min_auc": 0.0, "source": "run config: judge_mllm min_heldout_auc"}))
+    assert judge_run(settings)[0].passed
+    gate.unlink()
+    strict = GenixerSettings(preset="smoke", data_dir=settings.data_dir, judge_min_auc=0.99)
+    ev, _, _ = judge_run(strict)
+    assert not ev.passed and "< 0.990 (run config: settings judge_min_auc)" in ev.description
+
+    class Own:  # a preset with its own floor
+        judge_min_auc = None
+
+        @staticmethod
+        def get_preset():
+            return replace(get_preset("demo"), judge_min_auc=0.55)
+
+    assert judge_auc_floor(None, Own, 10, 10) == (0.55, "preset demo: judge_min_auc")
+    assert judge_auc_floor(0.7, Own, 10, 10) == (0.7, "run config: judge_mllm min_heldout_auc")
+    Own.judge_min_auc = 0.6
+    assert judge_auc_floor(None, Own, 10, 10) == (0.6, "run config: settings judge_min_auc")
+
+    df = pd.read_parquet(settings.table_path("judge_mllm_eval"))
+    df.assign(p_yes=df.p_yes.where(df.index != 3, 1.5)).to_parquet(settings.table_path("judge_mllm_eval"), index=False)
+    gate.write_text(json.dumps({"min_auc": 0.0, "source": "run config: judge_mllm min_heldout_auc"}))
+    ev, _, _ = judge_run(settings)
+    assert not ev.passed and "1 held-out P(Yes) are not probabilities in [0, 1]" in ev.description
+
+
+def test_the_default_floor_is_passed_by_a_blind_judge_about_once_in_20():
+    """The default: a judge whose scores ignore the labels reaches it in about 5% of held-out sets; the demo's judge
+    (AUC 0.587 on 583 true and 583 corrupted records, README) clears it."""
+    from genixer.judge import auc, chance_auc_bound
+
+    rng = np.random.default_rng(1)
+    label = np.repeat([True, False], 40)
+    floor = chance_auc_bound(40, 40)
+    passed = [auc(rng.uniform(size=80), label) >= floor for _ in range(4000)]
+    assert 0.035 < np.mean(passed) < 0.065
+    assert chance_auc_bound(583, 583) == pytest.approx(0.528, abs=5e-4) and chance_auc_bound(583, 583) < 0.587
