@@ -54,12 +54,15 @@ def preview_png(samples: list[dict], scale: int = 2, text_width: int = 44) -> by
 def thumbnail(png: bytes, max_base64_chars: int) -> tuple[bytes, str]:
     """A small copy of an image whose base64 text fits in `max_base64_chars`, and its MIME type: WebP at the largest of
     a few widths (320 px down to 64, aspect kept) and the best quality that fits; else (or in a Pillow without WebP) a
-    4- or 2-colour PNG. ValueError when not even the smallest fits."""
+    4- or 2-colour PNG. A sheet taller than wide (preview_png's column of tiles) keeps its top square, its first
+    tiles. ValueError when not even the smallest fits."""
     import base64
 
     from PIL import features
 
     im = Image.open(io.BytesIO(png)).convert("RGB")
+    if im.height > im.width:
+        im = im.crop((0, 0, im.width, im.width))
     widths = (320, 280, 240, 200, 180, 160, 140, 120, 100, 80, 64)
     tries = [("WEBP", w, q) for w in widths for q in (60, 40, 25, 15)] if features.check("webp") else []
     tries += [("PNG", w, c) for w in widths for c in (4, 2)]

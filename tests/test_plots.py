@@ -85,3 +85,19 @@ def test_a_figure_in_metadata_comes_with_a_thumbnail_the_ui_renders_inline(kind)
     assert _data_image(full) == ("image/png", png)
     w, h = _size(png)
     assert ratio == pytest.approx(w / h, rel=0.1)  # the same picture, smaller
+
+
+def test_a_tall_preview_sheet_shows_its_first_tiles():
+    """preview_png's column of tiles is taller than wide: its thumbnail is the top square (the first tiles), not a
+    sliver of the whole column."""
+    sheet = Image.new("RGB", (300, 1200), (20, 20, 200))
+    sheet.paste((200, 20, 20), (0, 0, 300, 150))  # the first tile red, the rest blue
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    meta = md_figure("kept_preview", buf.getvalue(), "kept rows with their judge_p_yes")
+    assert len(meta["kept_preview (thumbnail)"].value) < UI_INLINE_MD_CHARS
+    _, data = _data_image(meta["kept_preview (thumbnail)"].value)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.width == im.height >= 64
+        top, bottom = im.convert("RGB").getpixel((im.width // 2, 2)), im.convert("RGB").getpixel((im.width // 2, im.height - 3))
+    assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0]  # the top square: tile 1 (red) above, tile 2 (blue) below
