@@ -1,6 +1,8 @@
 """make bench: the batched routines against the way the official scripts run, on the same
 inputs in one run: generation (batched vs a loop of batch-1 generate calls), the judge (one
-forward P(Yes) vs a sampled answer), region-CLIP scoring (batched vs one crop at a time)."""
+forward P(Yes) vs a sampled answer), region-CLIP scoring (batched vs one crop at a time); and what
+refusing an image over the pixel limit costs against decoding one (tests/test_images.py checks that no
+decoder runs; the time is measured here, not asserted in a test)."""
 
 import statistics
 import sys
@@ -62,8 +64,48 @@ def resume_cost(model, processor, images, sampling, root) -> None:
           f"{100 * med / gen_s:.1f}% (first {100 * first / gen_s:.1f}%) ({reused}/{len(reqs)} rows reused)")
 
 
+def image_refusal(root) -> None:
+    """genixer.images refuses an image over the pixel limit from its header: a 20000 x 20000 PNG that declares its
+    size and holds no data (by our limit, then by Pillow's own bomb guard above it) and a 9-megapixel paletted PNG
+    (a few kB on disk) under a 1-megapixel limit, against decoding that PNG. Median of 20 of each."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from genixer.images import ImageError, open_rgb
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = Path(root) / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    paletted = Path(root) / "paletted.png"
+    Image.new("P", (3000, 3000), 0).save(paletted)
+
+    def refused(path, max_pixels):
+        try:
+            open_rgb(path, max_pixels=max_pixels)
+        except ImageError:
+            return
+        raise AssertionError(f"{path} was not refused at {max_pixels:,} pixels")
+
+    def median_ms(fn):
+        return 1000 * statistics.median(timed(fn)[1] for _ in range(20))
+
+    cases = [("400 Mpx header, our limit", lambda: refused(bomb, 10_000)),
+             ("400 Mpx header, Pillow's guard", lambda: refused(bomb, 500_000_000)),
+             ("9 Mpx PNG, 1 Mpx limit", lambda: refused(paletted, 1_000_000))]
+    decode = median_ms(lambda: open_rgb(paletted, max_pixels=10_000_000))
+    for name, fn in cases:
+        print(f"{'refuse ' + name:<34} {median_ms(fn):>9.3f} ms (median of 20)")
+    print(f"{'decode the 9 Mpx PNG':<34} {decode:>9.3f} ms (median of 20)\n")
+
+
 def main() -> None:
     p, root, images, samples, vocab = world(64)
+    image_refusal(root)
     paths = [r["image_path"] for r in images]
     print("Untrained models at the demo preset's sizes (throughput does not depend on the weights; generation")
     print("runs to max_new_tokens in both paths). Columns: batched/s, official-style/s, speed-up.\n")

@@ -279,10 +279,18 @@ def _generator_checks(name: str, correctness_aim: float | None):
         def correctness(settings: GenixerSettings) -> dg.AssetCheckResult:
             if not has_world(settings):
                 return _not_measured()
+            from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
+
             ev = settings.read_table(f"{name}_eval")
             spec = ev[ev["mode"] == "type_specific"]
             per = (spec.oracle == "correct").groupby(spec.requested_task).mean()
-            return _aim((per > correctness_aim).all(), {"required_per_task": correctness_aim, **{f"correct_{t}": float(v) for t, v in per.items()}})
+            # every task the generator is evaluated on (generators._generator_eval): one without a generation misses the aim
+            unmeasured = [t for t in {"genixer_l": GENERAL_TASKS, "genixer_s": GROUNDING_TASKS}[name] if t not in per.index]
+            return dg.AssetCheckResult(
+                passed=bool(not unmeasured and (per > correctness_aim).all()), severity=AIM,
+                description=f"not measured: no type-specific generation for {', '.join(unmeasured)}" if unmeasured else None,
+                metadata={"required_per_task": correctness_aim, "unmeasured_tasks": ", ".join(unmeasured) or "none",
+                          **{f"correct_{t}": float(v) for t, v in per.items()}})
 
         checks.append(correctness)
     return checks
