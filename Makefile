@@ -1,9 +1,10 @@
-# DAGSTER_HOME is the repo root: dagster.yaml here is the instance, history lives in .dagster/.
+# DAGSTER_HOME is the repo root: dagster.yaml here is the instance, its history in history/, schedules/ and storage/
+# beside it (Dagster's defaults: the instance's storage follows DAGSTER_HOME).
 SHELL := /bin/bash
 ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
-# The instance: sqlite under .dagster/ (default) or DAGSTER_INSTANCE=postgres: deploy/postgres/dagster.yaml, the
+# The instance: sqlite under the repo root (default) or DAGSTER_INSTANCE=postgres: deploy/postgres/dagster.yaml, the
 # server from DAGSTER_PG_HOST/PORT/USER/PASSWORD/DB (deploy/postgres.md).
 DAGSTER_INSTANCE ?= sqlite
 ifeq ($(DAGSTER_INSTANCE),postgres)
@@ -30,7 +31,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[dev]"
-	@mkdir -p .dagster
 	@touch $@
 
 demo: install
@@ -60,4 +60,4 @@ bench-sources: install
 	$(PY) bench/sources.py
 
 clean:
-	rm -rf data .dagster/storage .dagster/history .dagster/schedules
+	rm -rf data $(DAGSTER_HOME)/history $(DAGSTER_HOME)/schedules $(DAGSTER_HOME)/storage

@@ -1,14 +1,17 @@
 """A world-free run this machine can do in about a minute: published-format files and tiny checkpoints.
 
-    python examples/tiny_world_free.py /tmp/tiny            # writes data, checkpoints and /tmp/tiny/run.yaml
-    python -m genixer_assets.demo --config /tmp/tiny/run.yaml
+    .venv/bin/python examples/tiny_world_free.py /tmp/tiny            # writes data, checkpoints and /tmp/tiny/run.yaml
+    .venv/bin/python -m genixer_assets.demo --config /tmp/tiny/run.yaml
 
 It writes small releases in the published formats (VQAv2, A-OKVQA, RefCOCO; benchmarks VQAv2 val, POPE,
 A-OKVQA val, RefCOCO testA), a folder of unlabeled images, and tiny random checkpoints of the real
 architectures in their standard layouts (LLaVA-1.5 as the base the generators are fine-tuned from, Fuyu as
 the judge, open_clip ViT-L-14 scaled down as the region CLIP, Qwen2-VL as the retraining start point), then
-the run config that points the graph at them. The models are random: the run shows the plumbing, not
-quality. The release writers are the test suite's fixtures (tests/), so this runs from a clone of the repo.
+the run config that points the graph at them. The run config also sets the run's data root,
+/tmp/tiny/data (resources.settings.config.data_dir), which wins over GENIXER_DATA_DIR (the demo's first line
+says so); remove data_dir from run.yaml to use GENIXER_DATA_DIR. The models are random: the run shows the
+plumbing, not quality. The release writers are the test suite's fixtures (tests/), so this runs from a clone of
+the repo.
 """
 
 import sys
@@ -41,6 +44,7 @@ def build(root: str | Path) -> dict:
     save_tiny_qwen2_vl(ck / "qwen")
     config = {
         "resources": {
+            # the data root: this, not GENIXER_DATA_DIR (a run config's data_dir wins; the demo's first line says so)
             "settings": {"config": {"preset": "smoke", "data_dir": str(root / "data")}},
             "backend": {"config": {
                 "device": "cpu",
@@ -69,4 +73,6 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     build(sys.argv[1])
-    print(f"wrote {Path(sys.argv[1]).resolve() / 'run.yaml'}\nnext: python -m genixer_assets.demo --config {Path(sys.argv[1]).resolve() / 'run.yaml'}")
+    run_yaml = Path(sys.argv[1]).resolve() / "run.yaml"
+    print(f"wrote {run_yaml} (its data root: {run_yaml.parent / 'data'}, whatever GENIXER_DATA_DIR says)\n"
+          f"next: .venv/bin/python -m genixer_assets.demo --config {run_yaml}")

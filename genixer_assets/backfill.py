@@ -31,10 +31,13 @@ import dagster as dg
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = dg.AssetSelection.assets("corpus_shards").upstream()
-# The instance overrides that run a backfill in this process: each run executes as it is launched.
+# The instance overrides that run a backfill in this process: each run executes as it is launched. No run retries:
+# the daemon that would launch a retry is not running, and a backfill waits for a retry it has been promised
+# (dagster.yaml's run_retries), so one failed run would keep it in progress for ever.
 IN_PROCESS = {
     "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
     "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
+    "run_retries": {"enabled": False},
 }
 FINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
@@ -161,22 +164,27 @@ def _duration(instance: dg.DagsterInstance, run_id: str, fallback_start: float) 
 
 
 def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] = print, resources: dict | None = None,
-                      quiet: bool = True) -> tuple[str, list[RunOutcome]]:
+                      quiet: bool = True) -> tuple[str | None, list[RunOutcome]]:
     """The plan (corpus_shards and its upstream, one run), then one backfill of every other asset and partition.
     `resources`: run config of the resources (``{"settings": {"config": {...}}}``), applied to every run.
-    Returns (backfill id, the runs: the plan's first). `instance` must launch in process (:func:`in_process_instance`
-    or ``DagsterInstance.local_temp(overrides=IN_PROCESS)``)."""
+    Returns (backfill id, the runs: the plan's first); (None, [the plan's run]) when the plan failed. `instance` must
+    launch in process (:func:`in_process_instance` or ``DagsterInstance.local_temp(overrides=IN_PROCESS)``).
+    `quiet`: the runs' console logger shows nothing but critical events (a failed step's traceback stays in the run's
+    log; the caller reads the failures back)."""
     run_config = {"resources": resources} if resources else {}
     if quiet:
-        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
     with workspace(instance) as ctx:
         from genixer_assets.definitions import defs
 
         graph = defs.resolve_asset_graph()
         planned = PLAN.resolve(graph)
         t = time.time()
-        outcomes = [_materialize_plan(instance, run_config)]
-        log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): {time.time() - t:.1f}s")
+        outcomes = [_materialize_plan(instance, run_config, raise_on_error=False)]
+        log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): "
+            f"{'' if outcomes[0].success else 'FAILED, '}{time.time() - t:.1f}s")
+        if not outcomes[0].success:
+            return None, outcomes
         rest = [k for k in graph.toposorted_asset_keys if k not in planned]
         backfill_id = launch(ctx, rest, run_config)
         log(f"  backfill {backfill_id}: {len(rest)} assets, every partition "
@@ -185,12 +193,12 @@ def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] =
     return backfill_id, outcomes
 
 
-def _materialize_plan(instance: dg.DagsterInstance, run_config: dict | None) -> RunOutcome:
+def _materialize_plan(instance: dg.DagsterInstance, run_config: dict | None, raise_on_error: bool = True) -> RunOutcome:
     """:data:`PLAN` as one run (with its checks), read back."""
     from genixer_assets.definitions import defs
 
     res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
-                         run_config=run_config or None, resources=defs.resources)
+                         run_config=run_config or None, resources=defs.resources, raise_on_error=raise_on_error)
     return RunOutcome(instance, res.run_id)
 
 

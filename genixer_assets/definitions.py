@@ -12,13 +12,23 @@ all_assets = dg.load_assets_from_modules([collection, instructions, generators, 
                                              benchmarks])
 all_checks = dg.load_asset_checks_from_modules([checks])
 
+# Declarative automation (the eager conditions of scored_generations_*, genixer_vqa, genixer_rec, dataset_exports) is
+# evaluated by a sensor under the daemon. Dagster's own default_automation_condition_sensor is created stopped; this
+# one covers every asset with a condition instead and is running by default, so `make dev` keeps the filtered sets
+# fresh. Switch it off in the UI (Automation, genixer_automation) or `dagster sensor stop genixer_automation`.
+automation_conditions = dg.AutomationConditionSensorDefinition(
+    "genixer_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates the assets' automation conditions: a shard's changed raw generations are rescored, the "
+                "filtered sets refilter once every shard is scored, and dataset_exports follows them.")
+
 # The whole graph mixes shard-partitioned, recipe-partitioned and unpartitioned assets, which one Dagster run cannot
 # hold; one asset backfill can ("Materialize all" in the UI; `make demo` runs the same backfill in process,
 # genixer_assets/backfill.py).
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    sensors=[automation.corpus_inbox],  # new corpus files -> new shards and their generation (genixer_assets/automation.py)
+    sensors=[automation.corpus_inbox,  # new corpus files -> new shards and their generation (genixer_assets/automation.py)
+             automation_conditions],  # the eager refresh of the scored and filtered sets, on by default
     schedules=[automation.daily_corpus_refresh],  # daily, stopped by default: pending shards, then the filtered sets
     resources={"settings": SETTINGS, "backend": MLLMBackend()},  # the settings the shard partitions were sized from
     executor=executor_from_env(),  # GENIXER_EXECUTOR=k8s: k8s_job_executor, one pod per step (deploy/); else the default

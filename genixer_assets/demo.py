@@ -5,7 +5,11 @@ Without op config (the embedded default, or a --config with resources only) the 
 (genixer_assets.backfill), executed in this process. A --config with per-asset op config runs wave by wave
 (:func:`materialize_all`: one run per wave and partition, each given its assets' config), because a backfill has
 one run config for all its runs. Either way everything is recorded in the instance at DAGSTER_HOME (so
-`dagster dev` shows the runs, the backfill and the history).
+`dagster dev` shows the runs, the backfill and the history); without DAGSTER_HOME the driver uses the repository
+root, as `make demo` does, and says so.
+
+A failed run ends the driver with one line per failed step (the step, its partition, the run id and the error's
+message) and exit code 1; the full traceback stays in the run's log in the instance (`make dev`, Runs, the run id).
 """
 
 import argparse
@@ -21,7 +25,9 @@ import dagster as dg  # noqa: E402
 
 from genixer.retraining import RECIPES  # noqa: E402
 from genixer_assets.definitions import defs  # noqa: E402
-from genixer_assets.partitions import partition_keys
+from genixer_assets.partitions import partition_keys  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def waves(asset_graph) -> list[list[dg.AssetKey]]:
@@ -36,14 +42,18 @@ def waves(asset_graph) -> list[list[dg.AssetKey]]:
     return out
 
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The runs' console output: none but critical. The driver prints its own progress and, for a failed run, one line
+# per failed step; the run's events (tracebacks included) are in the instance either way.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run_config: dict | None = None,
-                    exclude: tuple[str, ...] = ()) -> list[dg.ExecuteInProcessResult]:
+                    exclude: tuple[str, ...] = (), raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
     """Every asset but `exclude` (e.g. ``("world_scenes",)`` for a run on published data), wave by wave.
     ``run_config``: the ops' config of the whole graph (``{"ops": {asset: {"config": ...}}}``); each
-    run gets the part for its assets."""
+    run gets the part for its assets. A failed run (a step raised, or a blocking check failed) stops it: its error
+    is raised (as dg.materialize raises it), or with ``raise_on_error=False`` the results end with that run
+    (``success`` False; :func:`failed_steps` says what failed)."""
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets) + list(defs.asset_checks or [])
     ops = (run_config or {}).get("ops", {})
@@ -62,10 +72,62 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run
                 continue
             t = time.time()
             res = dg.materialize(assets, selection=dg.AssetSelection.assets(*wave), instance=instance,
-                                 resources=resources or defs.resources, partition_key=key, run_config=config)
-            log(f"  {', '.join(sorted(names))}{f' [{key}]' if key else ''}: {time.time() - t:.1f}s")
+                                 resources=resources or defs.resources, partition_key=key, run_config=config,
+                                 raise_on_error=raise_on_error)
+            log(f"  {', '.join(sorted(names))}{f' [{key}]' if key else ''}: {'' if res.success else 'FAILED, '}"
+                f"{time.time() - t:.1f}s")
             results.append(res)
+            if not res.success:
+                return results
     return results
+
+
+# Dagster's wrappers around the error a user's code raised: the summary names the error inside.
+_WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError", "DagsterResourceFunctionError"}
+
+
+def _error_line(err) -> str:
+    """A SerializableErrorInfo as one line: the user's exception class (inside Dagster's wrappers) and its message."""
+    while err.cause is not None and err.cls_name in _WRAPPERS:
+        err = err.cause
+    msg = err.message.strip()
+    head, sep, rest = msg.partition(": ")
+    if sep and head.split(".")[-1] == err.cls_name:  # "module.Class: text" -> "text"
+        msg = rest
+    return f"{err.cls_name}: {' '.join(msg.split())}" if err.cls_name else " ".join(msg.split())
+
+
+def failed_steps(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
+    """What failed in a run, read from the instance's event log: (step, "Error: message") per failed step, or
+    ("run", the run's failure) when no step failed (e.g. a resource or the run config)."""
+    failure_types = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    events = [r.event_log_entry.dagster_event for r in instance.get_records_for_run(run_id, of_type=failure_types).records]
+    steps = [(e.step_key, _error_line(e.step_failure_data.error) if e.step_failure_data.error else "?")
+             for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    if steps:
+        return steps
+    runs = [e for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    if not runs:
+        return [("run", "failed (no failure event recorded)")]
+    data = runs[-1].event_specific_data
+    return [("run", _error_line(data.error) if data is not None and data.error is not None else runs[-1].message)]
+
+
+def failure_summary(instance: dg.DagsterInstance, results, seconds: float) -> list[str]:
+    """One line per failed step of every failed run: the step, its partition, the run, the error's message and where
+    the full traceback is (the run's log in the instance)."""
+    where = f"DAGSTER_HOME {instance.root_directory}" if instance.is_persistent else "this process's instance"
+    lines = []
+    for r in results:
+        if r.success:
+            continue
+        run = instance.get_run_by_id(r.run_id)
+        part = run.tags.get("dagster/partition") if run else None
+        rid = r.run_id[:8]
+        for step, error in failed_steps(instance, r.run_id):
+            lines.append(f"FAILED after {seconds:.0f}s: {step}{f' [{part}]' if part else ''} (run {rid}): {error} "
+                         f"(full traceback: the run's log in {where}; `make dev`, Runs, {rid})")
+    return lines
 
 
 def step_seconds(instance: dg.DagsterInstance, results) -> dict[str, float]:
@@ -127,6 +189,31 @@ def from_config(path: str | Path) -> tuple[dict, dict, tuple[str, ...]]:
     return resources, {"ops": cfg.get("ops") or {}}, ("world_scenes",) if sources else ()
 
 
+def data_root_source(config: str | Path | None) -> str:
+    """Where the run's data root comes from, in the order that wins: the run config's
+    ``resources.settings.config.data_dir``, then GENIXER_DATA_DIR, then ./data."""
+    import yaml
+
+    cfg = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+    pinned = ((((cfg.get("resources") or {}).get("settings") or {}).get("config") or {}).get("data_dir"))
+    env = os.environ.get("GENIXER_DATA_DIR")
+    if pinned is not None:
+        overridden = env and Path(env).resolve() != Path(pinned).resolve()
+        return (f"resources.settings.config.data_dir of {config}"
+                + (f", which wins over GENIXER_DATA_DIR={env}" if overridden else ""))
+    return "GENIXER_DATA_DIR" if env else "the default ./data: GENIXER_DATA_DIR is not set"
+
+
+def default_dagster_home(log=print) -> None:
+    """DAGSTER_HOME, when unset, defaulted as the Makefile does: the repository root, whose dagster.yaml is the
+    instance (its history in history/, schedules/ and storage/ there). Left unset outside a checkout (no
+    dagster.yaml beside the package): the instance then says what to set."""
+    if os.environ.get("DAGSTER_HOME") or not (REPO / "dagster.yaml").is_file():
+        return
+    os.environ["DAGSTER_HOME"] = str(REPO)
+    log(f"DAGSTER_HOME is not set: using {REPO} (its dagster.yaml, history kept there), as `make demo` does")
+
+
 def main(argv: list[str] | None = None) -> int:
     from genixer_assets import backfill
 
@@ -139,27 +226,28 @@ def main(argv: list[str] | None = None) -> int:
     resources, run_config, exclude = from_config(args.config) if args.config else (defs.resources, None, ())
     settings = resources["settings"]  # the run's settings, also the ones the partitions were sized from
     waves_needed = bool((run_config or {}).get("ops")) or bool(exclude)
-    print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root}"
+    print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root} "
+          f"({data_root_source(args.config)})"
           + (f", without {', '.join(exclude)}" if exclude else "")
           + (", wave by wave (per-asset op config)" if waves_needed else ", as one asset backfill"))
+    default_dagster_home()
     t = time.time()
     instance = backfill.in_process_instance()
     try:
         if waves_needed:
-            results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude)
+            results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude,
+                                      raise_on_error=False)
         else:
             yaml_resources = _resources_run_config(args.config) if args.config else None
             backfill_id, results = backfill.materialize_graph(instance, resources=yaml_resources)
-            print(f"Backfill {backfill_id}: {instance.get_backfill(backfill_id).status.value}")
-    except dg.DagsterError as e:  # a failed step or a failed blocking check stops the graph
-        print(f"FAILED after {time.time() - t:.0f}s: {e}")
+            if backfill_id:  # None: the plan's run failed, no backfill was launched
+                print(f"Backfill {backfill_id}: {instance.get_backfill(backfill_id).status.value}")
+    except dg.DagsterError as e:  # raised outside any step, e.g. a run config Dagster refuses
+        print(f"FAILED after {time.time() - t:.0f}s: {type(e).__name__}: {' '.join(str(e).split())}")
         return 1
-    failed = [r for r in results if not r.success]
-    if failed:
-        print(f"FAILED after {time.time() - t:.0f}s: {len(failed)} run(s) failed")
-        for r in failed:
-            for f in r.failures():
-                print(f"  {r.label()}: {f}")
+    if any(not r.success for r in results):  # a step raised or a blocking check failed: its run failed
+        for line in failure_summary(instance, results, time.time() - t):
+            print(line)
         return 1
     print(f"Done in {time.time() - t:.0f}s. Outputs under {settings.root}/ (tables/, models/, world/).")
     print("Time per asset (summed over partitions):")

@@ -29,9 +29,10 @@ def _yaml(path: Path) -> dict:
 
 def test_postgres_instance_is_the_default_but_for_storage():
     """deploy/postgres/dagster.yaml differs from dagster.yaml only in `storage`, and takes the whole server
-    from the environment."""
+    from the environment. The default has no storage block (Dagster's sqlite under DAGSTER_HOME) and neither
+    places artifacts or compute logs (Dagster's default: $DAGSTER_HOME/storage)."""
     default, pg = _yaml(ROOT / "dagster.yaml"), _yaml(ROOT / "deploy" / "postgres" / "dagster.yaml")
-    assert "sqlite" in default["storage"]
+    assert not {"storage", "local_artifact_storage", "compute_logs"} & set(default)
     assert {k: v for k, v in pg.items() if k != "storage"} == {k: v for k, v in default.items() if k != "storage"}
     db = pg["storage"]["postgres"]["postgres_db"]
     assert db.pop("scheme") == "postgresql+psycopg2"
@@ -42,14 +43,11 @@ def test_postgres_instance_is_the_default_but_for_storage():
 
 @pytest.fixture
 def pg_home(tmp_path) -> Path:
-    """A DAGSTER_HOME holding deploy/postgres/dagster.yaml with its local artifacts and compute logs moved under
-    tmp_path (the storage block, the one under test, is the shipped one)."""
-    cfg = _yaml(ROOT / "deploy" / "postgres" / "dagster.yaml")
-    cfg["local_artifact_storage"]["config"]["base_dir"] = str(tmp_path / "artifacts")
-    cfg["compute_logs"]["config"]["base_dir"] = str(tmp_path / "compute_logs")
+    """A DAGSTER_HOME under tmp_path holding deploy/postgres/dagster.yaml as shipped (its local artifacts and compute
+    logs land in that home)."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(cfg))
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "postgres" / "dagster.yaml").read_text())
     return home
 
 
