@@ -65,15 +65,33 @@ def test_generator_evaluation_tables(built):
     assert checks["base_mllm_weights_finite"] and checks["genixer_l_weights_finite"]
 
 
-def test_base_mllm_accuracy_is_reported_per_task(built):
+def test_base_mllm_accuracy_is_reported_per_task(built, tmp_path):
+    """The check's figures read back against base_mllm_eval (the blind prior it recomputes against the prior_correct
+    column base_mllm wrote row by row); its verdict on copies of that table whose margin the test sets: the blind
+    prior's own answers (margin 0: a miss) and every answer right (a pass, the prior being under 90%)."""
+    import shutil
+
+    from genixer_assets.checks import base_mllm_above_chance
+    from resources import GenixerSettings
+
     settings, results = built
     ev = settings.read_table("base_mllm_eval")
     assert len(ev) and set(ev.task) >= {"common_vqa", "rec"}
     assert metadata_of(results, "base_mllm")["heldout_accuracy"] == pytest.approx(ev.correct.mean())
     check = next(c for r in results for c in r.get_asset_check_evaluations() if c.check_name == "base_mllm_above_chance")
     meta = {k: v.value for k, v in check.metadata.items()}
-    assert meta["accuracy"] == pytest.approx(ev.correct.mean()) and 0 <= meta["blind_prior"] <= 1
-    assert meta["margin"] == pytest.approx(meta["accuracy"] - meta["blind_prior"]) and check.passed == (meta["margin"] >= 0.1)
+    blind = float(ev.prior_correct.mean())
+    assert meta["accuracy"] == pytest.approx(ev.correct.mean()) and meta["blind_prior"] == pytest.approx(blind) and blind < 0.9
+    assert meta["margin"] == pytest.approx(ev.correct.mean() - blind)
+
+    mine = GenixerSettings(preset=settings.preset, data_dir=str(tmp_path))  # the built root stays as it is
+    for name in ("collected_datasets", "world_scenes"):
+        shutil.copy(settings.table_path(name), mine.table_path(name))
+    verdicts = {}
+    for label, correct in (("the prior's answers", ev.prior_correct), ("all right", True)):
+        ev.assign(correct=correct).to_parquet(mine.table_path("base_mllm_eval"), index=False)
+        verdicts[label] = base_mllm_above_chance(dg.build_asset_check_context(resources={"settings": mine})).passed
+    assert verdicts == {"the prior's answers": False, "all right": True}
 
 
 def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
