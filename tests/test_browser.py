@@ -2,7 +2,8 @@
 
 `dagster-webserver` is started on 127.0.0.1 against the session's (persistent) instance and data root of
 `built`; Debian's headless Chromium takes screenshots of the asset graph, of `genixer_vqa`'s latest
-materialisation with its previews and of one of its checks, into the test artefacts folder
+materialisation with its previews (the thumbnail in the table, the full figure in its dialog) and of one of its checks,
+into the test artefacts folder
 (``$GENIXER_TEST_ARTIFACTS`` or ``test-artifacts/`` at the repository root, under ``browser/``). What the
 pages show is asserted through the webserver's GraphQL API (the data the UI renders) and through the
 rendered pages' text (Chromium driven over the DevTools protocol, which waits for the React UI to render
@@ -254,6 +255,22 @@ def test_the_ui_shows_the_graph_the_vqa_previews_and_a_check(chromium, built, in
     with Image.open(io.BytesIO(base64.b64decode(m.group(1)))) as im:
         assert im.format == "PNG" and min(im.size) > 16, (im.format, im.size)
     assert meta["preview"]["__typename"] == "MarkdownMetadataEntry"
+    thumb = meta.get("kept_preview (thumbnail)")  # short enough for the metadata table to render it (< 1000 characters)
+    assert thumb is not None and thumb["__typename"] == "MarkdownMetadataEntry" and len(thumb["mdStr"]) < 1000, sorted(meta)
+    assert re.fullmatch(r"!\[[^\]]*\]\(data:image/(webp|png);base64,[A-Za-z0-9+/=]+\)", thumb["mdStr"]), thumb["mdStr"][:200]
+
+    # Every check of every asset: after the successful smoke run only aims missed, and a missed aim is a warning,
+    # so no asset shows a check failed with ERROR severity (the catalog's red cross).
+    nodes = _graphql(webserver, """{ assetNodes { assetKey { path } assetChecksOrError { __typename ... on AssetChecks {
+        checks { name blocking executionForLatestMaterialization { status evaluation { severity success } } } } } } }""")["assetNodes"]
+    red, warned = [], []
+    for n in nodes:
+        for c in (n["assetChecksOrError"].get("checks") or []):
+            ex = c["executionForLatestMaterialization"]
+            if ex and ex["status"] == "FAILED":
+                (red if ex["evaluation"]["severity"] == "ERROR" else warned).append(f"{'/'.join(n['assetKey']['path'])}.{c['name']}")
+                assert c["blocking"] is (ex["evaluation"]["severity"] == "ERROR"), c
+    assert not red and warned, (red, warned)
 
     # Its checks: each evaluated against the latest materialisation; the blocking not-empty check passed,
     # with its row count as metadata.
@@ -291,18 +308,28 @@ def test_the_ui_shows_the_graph_the_vqa_previews_and_a_check(chromium, built, in
         text = b.text()
         assert re.search(rf"dagster/row_count\s+{rows}\b", text), text[:2000]
         b.screenshot(artifacts / "genixer_vqa_latest.png")
-        # Its preview, opened as a user would: a click on kept_preview's [Show Markdown].
+        # The thumbnail is in the table itself, drawn without a click.
+        thumb_js = """[...document.querySelectorAll('tr')].filter(r => r.cells.length
+            && r.cells[0].innerText.trim() === 'kept_preview (thumbnail)').flatMap(r => [...r.querySelectorAll('img')])
+            .filter(i => i.src.startsWith('data:image/') && i.complete && i.naturalWidth > 16)"""
+        b.wait_for(f"({thumb_js}).length === 1", "kept_preview's thumbnail in the metadata table")
+        b.js(f"({thumb_js})[0].scrollIntoView({{block: 'center'}})")
+        b.screenshot(artifacts / "genixer_vqa_thumbnail.png")
+        # The full preview, opened as a user would: a click on kept_preview's [Show Markdown].
         x, y = b.js("""(() => { const row = [...document.querySelectorAll('tr')]
                 .find(r => r.cells.length && r.cells[0].innerText.trim() === 'kept_preview');
             const a = row && [...row.querySelectorAll('a')].find(e => e.innerText.includes('Show Markdown'));
             if (!a) return [null, null]; a.scrollIntoView({block: 'center'});
             const r = a.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()""")
         assert x is not None, "no [Show Markdown] link on kept_preview's row"
-        shown = "[...document.images].some(i => i.src.startsWith('data:image/png;base64,') && i.complete && i.naturalWidth > 16)"
-        assert not b.js(shown), "an inline PNG was on the page before kept_preview was opened"
+        full = "[...document.images].filter(i => i.src.startsWith('data:image/png;base64,') && i.complete && i.naturalWidth > 16)"
+        assert not b.js(f"{full}.length"), "the full-size PNG was on the page before kept_preview was opened"
         for kind in ("mousePressed", "mouseReleased"):
             b.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-        b.wait_for(f"{shown} && {has('kept_preview')}", "kept_preview's image in the markdown dialog")
+        b.wait_for(f"{full}.length === 1 && {has('kept_preview')}", "kept_preview's image in the markdown dialog")
+        width, right, page = b.js(f"(() => {{ const i = {full}[0]; return [i.naturalWidth, i.getBoundingClientRect().right, "
+                                  "window.innerWidth]; })()")
+        assert width <= 1200 and right <= page, (width, right, page)  # the figure fits the page
         b.screenshot(artifacts / "genixer_vqa_kept_preview.png")
 
         b.goto(f"{vqa}?view=checks&checkDetail={CHECK}")  # the blocking check's latest evaluation
@@ -324,5 +351,6 @@ def test_the_ui_shows_the_graph_the_vqa_previews_and_a_check(chromium, built, in
         b.screenshot(artifacts / "materialize_all_backfill.png")
     finally:
         b.close()
-    for name in ("asset_graph", "genixer_vqa_latest", "genixer_vqa_kept_preview", "genixer_vqa_check", "materialize_all_backfill"):
+    for name in ("asset_graph", "genixer_vqa_latest", "genixer_vqa_thumbnail", "genixer_vqa_kept_preview", "genixer_vqa_check",
+                 "materialize_all_backfill"):
         _check_png(artifacts / f"{name}.png")
