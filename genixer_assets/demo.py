@@ -98,11 +98,19 @@ def _error_line(err) -> str:
 
 
 def failed_steps(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
-    """What failed in a run, read from the instance's event log: (step, "Error: message") per failed step, or
-    ("run", the run's failure) when no step failed (e.g. a resource or the run config)."""
-    failure_types = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
-    events = [r.event_log_entry.dagster_event for r in instance.get_records_for_run(run_id, of_type=failure_types).records]
-    steps = [(e.step_key, _error_line(e.step_failure_data.error) if e.step_failure_data.error else "?")
+    """What failed in a run, read from the instance's event log: (step, "Error: message") per failed step (a step
+    stopped by a failed blocking check: the check's own description, e.g. the judge's AUC), or ("run", the run's
+    failure) when no step failed (e.g. a resource or the run config)."""
+    kinds = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    events = [r.event_log_entry.dagster_event for r in instance.get_records_for_run(run_id, of_type=kinds).records]
+    blocked: dict[str, list[str]] = {}
+    for e in events:
+        c = e.asset_check_evaluation_data if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION else None
+        if c is not None and c.blocking and not c.passed and c.severity == dg.AssetCheckSeverity.ERROR:
+            blocked.setdefault(e.step_key, []).append(
+                f"blocking check {c.asset_key.to_user_string()}.{c.check_name} failed: {' '.join((c.description or '').split())}")
+    steps = [(e.step_key, "; ".join(blocked[e.step_key]) if e.step_key in blocked else
+              _error_line(e.step_failure_data.error) if e.step_failure_data.error else "?")
              for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     if steps:
         return steps

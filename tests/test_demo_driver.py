@@ -92,14 +92,15 @@ def test_a_step_raising_ends_in_one_line_per_failure(tmp_path):
 
 
 def test_a_failed_backfill_run_ends_the_demo(tmp_path):
-    """As one asset backfill (a config with resources only): base_mllm's checkpoint does not exist. With the
-    instance's run retries on and no daemon to launch a retry, the backfill used to wait for ever; it ends, and so
-    does the driver, with the summary."""
+    """As one asset backfill (a config with resources only): base_mllm's checkpoint does not exist, and the judge's
+    AUC floor is out of reach, so its blocking check fails. With the instance's run retries on and no daemon to
+    launch a retry, the backfill used to wait for ever; it ends, and so does the driver, with the summary: the
+    exception's message, and the blocking check's own description."""
     home, cwd = _home(tmp_path / "home"), tmp_path / "cwd"
     cwd.mkdir()
     config = tmp_path / "missing_checkpoint.yaml"
     config.write_text(yaml.safe_dump({"resources": {
-        "settings": {"config": {"preset": "smoke", "data_dir": str(tmp_path / "data")}},
+        "settings": {"config": {"preset": "smoke", "data_dir": str(tmp_path / "data"), "judge_min_auc": 1.5}},
         "backend": {"config": {"device": "cpu", "base": {"checkpoint": str(tmp_path / "no_such_checkpoint")}}}}}))
     res = _demo(["--config", str(config)], {"DAGSTER_HOME": str(home)}, cwd)
     out = res.stdout + res.stderr
@@ -113,6 +114,9 @@ def test_a_failed_backfill_run_ends_the_demo(tmp_path):
     base = [line for line in failed if ": base_mllm (run " in line]
     assert len(base) == 1 and f"CheckpointError: checkpoint {tmp_path / 'no_such_checkpoint'}" in base[0], failed
     assert "CheckpointError" in _tracebacks(_failure_in_log(home, "base_mllm")[1].step_failure_data.error)
+    judge = [line for line in failed if ": judge_mllm_judge_mllm_beats_chance (run " in line]
+    assert len(judge) == 1, failed
+    assert "blocking check judge_mllm.judge_mllm_beats_chance failed: held-out AUC " in judge[0] and "< 1.500" in judge[0]
 
 
 def test_without_dagster_home_the_repository_root_is_the_instance(tmp_path, monkeypatch, capsys):
