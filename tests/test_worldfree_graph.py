@@ -5,7 +5,9 @@ RefCOCO testA) and a folder of images are the only data; every role but base_mll
 a checkpoint saved to disk in its standard layout (genixer.models.tiny):
 
 - base: a tiny LLaVA-1.5 (Llama BPE tokenizer, LLaVA chat template), loaded and evaluated, not trained;
-  genixer_l and genixer_s are fine-tuned from it;
+  genixer_l and genixer_s are fine-tuned from it. Its tokenizer is the example's but trained without splitting at
+  spaces, so its merges (':▁', 'ASSISTANT:▁Yes') join every answer to the end of its prompt: the hardest case for the
+  prompt/answer boundary (a user's checkpoint of that kind stopped every LLaVA role before);
 - judge: a tiny Fuyu, loaded (its P(Yes) is random: the filter runs, nothing about its quality is claimed);
 - region_clip: open_clip's ViT-L-14 config scaled down, as an architecture *name* plus a safetensors file;
 - retraining: a tiny Qwen2-VL (byte-level BPE, M-RoPE), fine-tuned per recipe with LoRA, gradient
@@ -16,6 +18,7 @@ tests read what it wrote.
 """
 
 import json
+import shutil
 
 import dagster as dg
 import pandas as pd
@@ -37,12 +40,14 @@ def run(tmp_path_factory):
     import yaml
 
     from examples.tiny_world_free import build
-    from genixer.models.tiny import tiny_open_clip_config
+    from genixer.models.tiny import save_tiny_llava, tiny_open_clip_config
     from genixer_assets.demo import from_config, materialize_all
     from resources import MLLMBackend, ModelRole
 
     root = tmp_path_factory.mktemp("worldfree")
     build(root)
+    shutil.rmtree(root / "checkpoints" / "llava")  # the example's LLaVA, with a tokenizer merging across spaces
+    save_tiny_llava(root / "checkpoints" / "llava", hub_layout=True, merge_across_spaces=True)
     resources, run_config, exclude = from_config(root / "run.yaml")
     assert exclude == ("world_scenes",)
     ck = root / "checkpoints"
@@ -85,6 +90,7 @@ def test_roles_loaded_or_fine_tuned_from_their_checkpoints(run):
         cfg = json.loads((settings.model_dir(name) / "config.json").read_text())
         md = metadata_of(results, name)
         assert cfg["model_type"] == "llava" and md["steps"] > 0 and md["records_truncated_by_task"] == "none"
+        assert md["answers_tokenized_apart_from_prompt"] > 0  # the merging tokenizer trained without an error
         assert (settings.model_dir(name) / "chat_template.jinja").exists() or "chat_template" in json.loads(
             (settings.model_dir(name) / "processor_config.json").read_text())
     judge = metadata_of(results, "judge_mllm")
