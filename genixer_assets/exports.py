@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from genixer.exports import EXPORTERS, export
+from genixer.exports import EXPORTERS, card_path, export
 from genixer.schema import read_samples
 from genixer_assets.filtering import genixer_rec, genixer_vqa
 from resources import GenixerSettings
@@ -35,7 +35,10 @@ def dataset_exports(config: ExportConfig, settings: GenixerSettings) -> dg.Mater
         table = settings.table_path(name)
         n = len(read_samples(table))
         for fmt in config.formats:
-            if not n:
+            if not n:  # an earlier run's export of this set no longer holds it: removed, not left stale
+                stale = settings.path("exports", name, fmt, FILE_NAMES[fmt])
+                for path in (card_path(stale), stale):  # the card found beside the file, before it goes
+                    path.unlink(missing_ok=True)
                 rows.append({"data": name, "format": fmt, "samples": 0, "path": "nothing to export: the filter kept no rows"})
                 continue
             out, card, n_out = export(table, fmt, settings.path("exports", name, fmt, FILE_NAMES[fmt]), config.images_root,
