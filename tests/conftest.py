@@ -33,10 +33,9 @@ def built(tmp_path_factory, instance):
 
     data = tmp_path_factory.mktemp("data")
     settings = GenixerSettings(preset="smoke", data_dir=str(data))
-    # judge_min_auc 0: the 30-step smoke judge is at chance (held-out AUC ~0.46 on 64 records), so its blocking gate
-    # (judge_mllm_beats_chance) is turned off by run config here; tests/test_checks_fail.py tests the gate
+    # the smoke preset turns the judge's gate off (its 30-step judge is at chance); tests/test_checks_fail.py tests the gate
     backfill_id, results = materialize_graph(instance, log=lambda *_: None, resources={
-        "settings": {"config": {"preset": "smoke", "data_dir": str(data), "judge_min_auc": 0.0}},
+        "settings": {"config": {"preset": "smoke", "data_dir": str(data)}},
         "backend": {"config": {"device": "cpu"}}})
     assert instance.get_backfill(backfill_id).status.value == "COMPLETED_SUCCESS", [r.failures() for r in results]
     return settings, results

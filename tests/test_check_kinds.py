@@ -55,9 +55,9 @@ def test_the_smoke_graph_records_which_judge_floor_applied(built):
 
     settings, _ = built
     gate = json.loads(settings.path("tables", "judge_mllm_gate.json").read_text())
-    assert gate["min_auc"] == 0.0 and gate["source"] == "run config: settings judge_min_auc"  # conftest turns it off
+    assert gate["min_auc"] == 0.0 and gate["source"] == "preset smoke: judge_min_auc"  # the smoke preset turns it off
     report = (settings.root / "reports" / "paper_report.md").read_text()
-    assert "judge gate before filtering" in report and "off (run config: settings judge_min_auc)" in report
+    assert "judge gate before filtering" in report and "off (preset smoke: judge_min_auc)" in report
 
 
 def test_a_real_judge_below_the_run_configs_floor_stops_what_is_downstream(built, tmp_path):

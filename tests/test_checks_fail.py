@@ -475,6 +475,13 @@ def test_benchmark_predictions_check_fails_when_a_seed_model_has_no_predictions(
 
 # ---- the judge's gate (judge_mllm_beats_chance) -------------------------------------------------
 
+@pytest.fixture
+def gate_settings(tmp_path):
+    """The demo preset's settings: it sets no floor of its own, so the default applies (the smoke preset turns the gate
+    off: its 30-step judge is at chance)."""
+    return GenixerSettings(preset="demo", data_dir=str(tmp_path))
+
+
 def write_judge_eval(settings, separation: float, n: int = 300, seed: int = 0) -> float:
     """judge_mllm_eval as judge_mllm writes it: n true and n corrupted held-out records, each P(Yes) uniform at random
     plus `separation` on the true ones (0: a judge blind to the labels); returns its AUC."""
@@ -510,7 +517,8 @@ def judge_run(settings):
     return ev, uses_the_judge.key in ran, RunOutcome(instance, res.run_id).failures()
 
 
-def test_a_judge_at_chance_stops_what_is_downstream_with_its_auc(settings):
+def test_a_judge_at_chance_stops_what_is_downstream_with_its_auc(gate_settings):
+    settings = gate_settings
     from genixer.judge import chance_auc_bound
 
     a = write_judge_eval(settings, separation=0.0)
@@ -524,9 +532,10 @@ def test_a_judge_at_chance_stops_what_is_downstream_with_its_auc(settings):
     assert any("judge_mllm_beats_chance" in f and f"{a:.3f}" in f for f in failures), failures  # what `make demo` prints
 
 
-def test_scoring_refuses_a_judge_that_failed_its_gate_in_any_run(settings):
+def test_scoring_refuses_a_judge_that_failed_its_gate_in_any_run(gate_settings):
     """An asset backfill scores the shards in runs of their own, where judge_mllm's blocking check does not reach:
     scored_generations_l reads the gate itself and fails before it scores a row."""
+    settings = gate_settings
     from genixer_assets.filtering import scored_generations_l
     from resources import MLLMBackend
 
@@ -539,16 +548,18 @@ def test_scoring_refuses_a_judge_that_failed_its_gate_in_any_run(settings):
     assert not settings.table_path("scored_generations_l", "shard_000").exists()
 
 
-def test_a_judge_that_separates_passes_its_gate(settings):
+def test_a_judge_that_separates_passes_its_gate(gate_settings):
+    settings = gate_settings
     a = write_judge_eval(settings, separation=0.3)
     ev, downstream_ran, failures = judge_run(settings)
     assert ev.passed and downstream_ran and not failures
     assert a > 0.6 and f"held-out AUC {a:.3f} >=" in ev.description and "default:" in md(ev, "floor_source")
 
 
-def test_the_gate_applies_the_run_config_then_the_settings_then_the_preset(settings):
+def test_the_gate_applies_the_run_config_then_the_settings_then_the_preset(gate_settings):
     """The floor judge_mllm recorded (its run config) comes first; without that file the settings resource's, then the
     preset's, then the default. 0 turns the AUC test off, not the check of the probabilities."""
+    settings = gate_settings
     from dataclasses import replace
 
     from genixer_assets.filtering import GATE_FILE, judge_auc_floor
@@ -561,7 +572,7 @@ def test_the_gate_applies_the_run_config_then_the_settings_then_the_preset(setti
     gate.write_text(json.dumps({"min_auc": 0.0, "source": "run config: judge_mllm min_heldout_auc"}))
     assert judge_run(settings)[0].passed
     gate.unlink()
-    strict = GenixerSettings(preset="smoke", data_dir=settings.data_dir, judge_min_auc=0.99)
+    strict = GenixerSettings(preset="demo", data_dir=settings.data_dir, judge_min_auc=0.99)
     ev, _, _ = judge_run(strict)
     assert not ev.passed and "< 0.990 (run config: settings judge_min_auc)" in ev.description
 

@@ -28,7 +28,8 @@ def run(tmp_path_factory):
     merging = save_tiny_llava(root / "checkpoints" / "llava_merging", hub_layout=True, merge_across_spaces=True)
     cfg = yaml.safe_load((root / "run.yaml").read_text())
     cfg["resources"]["backend"]["config"]["judge"] = {"checkpoint": str(merging), "batch_size": 8}
-    cfg["ops"].pop("judge_mllm")  # the example turns the gate off for its random Fuyu; here the default floor applies
+    cfg["ops"].pop("judge_mllm")  # the example turns the gate off for its random Fuyu; here the default floor applies,
+    cfg["resources"]["settings"]["config"]["preset"] = "demo"  # as on the demo preset (smoke turns the gate off)
     (root / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     resources, run_config, exclude = from_config(root / "run.yaml")
     graph = defs.resolve_asset_graph()
