@@ -12,13 +12,19 @@ from scipy import stats
 from genixer.world import Scene, check
 
 
+NO_SCENE = "no scene"  # an image the world did not draw (e.g. one put in the corpus inbox): the oracle cannot judge it
+
+
 def oracle_column(df: pd.DataFrame, scenes: dict[str, Scene]) -> pd.Series:
-    """correct / incorrect / unparseable for every row (quarantined rows are unparseable)."""
+    """correct / incorrect / unparseable for every row (quarantined rows are unparseable); NO_SCENE for a
+    parsed row whose image has no scene graph."""
     out = []
     for r in df.to_dict("records"):
         turns = r.get("turns")
         if isinstance(r.get("quarantine_reason"), str) or turns is None or len(turns) == 0:
             out.append("unparseable")
+        elif r["image_id"] not in scenes:
+            out.append(NO_SCENE)
         else:
             out.append(check({"task": r["task"], "turns": list(turns)}, scenes[r["image_id"]]).status)
     return pd.Series(out, index=df.index)
@@ -33,7 +39,9 @@ def _counts(df: pd.DataFrame) -> dict:
 def correctness_table(raw: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     """Per task and overall: oracle correctness of all raw rows, of the parsed raw rows (the ones a
     filter chooses from; quarantined rows count as wrong only in the first), and of the kept rows;
-    the lift is kept minus parsed, with the exact test of `filter_test`."""
+    the lift is kept minus parsed, with the exact test of `filter_test`. Rows the oracle cannot judge
+    (NO_SCENE) are left out of both."""
+    raw, kept = raw[raw.oracle != NO_SCENE], kept[kept.oracle != NO_SCENE]
     rows = []
     for task in sorted(set(raw.task)) + ["all"]:
         r, k = (raw, kept) if task == "all" else (raw[raw.task == task], kept[kept.task == task])

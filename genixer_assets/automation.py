@@ -1,29 +1,36 @@
 """Automation: an inbox sensor that turns new corpus files into shards and generates on them, and a
 daily schedule that catches up on shards not generated on yet and refreshes the filtered sets.
 
-**The inbox** is the corpus location `corpus_shards` was configured with (kind folder, parquet or
-webdataset), or, before any corpus is planned, the folder in env ``GENIXER_INBOX`` (kind from
-``GENIXER_INBOX_KIND``, else webdataset if it holds ``.tar`` files, else folder; a folder's
-``shard_size`` from ``GENIXER_INBOX_SHARD_SIZE``, default 1000). ``GENIXER_INBOX`` set beside a
-planned corpus must lie inside that corpus's location. Each tick plans the corpus with
-:func:`genixer.sources.corpus.plan_shards` on the same manifest `corpus_shards` uses, so the two agree
-on shard keys and contents (append-only: new files form new shards, old shards keep their images):
+**The inbox** is, beside the shapes world's corpus (the default), the folder ``<data root>/<preset>/inbox``
+that `corpus_shards` creates (or the folder in env ``GENIXER_INBOX``): its new images become new shards
+next to the world's, planned on their own manifest (``tables/inbox_manifest.json``) and listed under
+``inbox`` in `corpus_shards.json`, which `image_corpus` reads them from and `corpus_shards` keeps when it is
+materialised again. With a corpus `corpus_shards` was configured with (kind folder, parquet or
+webdataset), the inbox is that corpus's location; before any corpus is planned, the folder in
+``GENIXER_INBOX``. The kind is ``GENIXER_INBOX_KIND``, else webdataset if the folder holds ``.tar`` files,
+else folder; a folder's ``shard_size`` is ``GENIXER_INBOX_SHARD_SIZE`` (default 1000). ``GENIXER_INBOX``
+set beside a configured corpus must lie inside its location. Each tick plans the inbox with
+:func:`genixer.sources.corpus.plan_shards` on its manifest, so the sensor and `corpus_shards` agree on
+shard keys and contents (append-only: new files form new shards, old shards keep their images):
 
-- a file modified less than ``settle_seconds`` ago waits (it may still be being copied), and a folder's
-  last partial shard waits until its oldest image is ``partial_after_seconds`` old
-  (``GENIXER_INBOX_PARTIAL_AFTER_S``; 0: every tick);
-- the shards of the manifest not registered yet become dynamic partitions of ``corpus_shards`` and one
-  run each of ``corpus_pipeline`` for `image_corpus` → `raw_generations_*` → `scored_generations_*`
-  (run key = shard key, so a shard is never requested twice); `corpus_shards.json` gets the new shards
-  and a `corpus_shards` materialization is reported;
+- a file modified less than ``settle_seconds`` (30 s) ago waits (it may still be being copied); full
+  shards of ``shard_size`` images form at once, and the images left over (a partial shard, however few)
+  once the folder has been quiet for ``partial_after_seconds`` (``GENIXER_INBOX_PARTIAL_AFTER_S``,
+  default 60; 0: at once): no image newer than that;
+- the shards not registered yet become dynamic partitions of ``corpus_shards`` and one run each of
+  ``corpus_pipeline`` for `image_corpus` → `raw_generations_*` → `scored_generations_*` (run key = shard
+  key, so a shard is never requested twice); `corpus_shards.json` gets the new shards and a
+  `corpus_shards` materialization is reported;
 - while a generator, the judge or the region CLIP has not been materialised, shards are registered but
   not run (the daily schedule runs them later);
 - files the corpus kind does not read (e.g. ``notes.txt`` in a folder corpus) are logged once (the
   cursor remembers them); a file named like an image that is not one is planned and quarantined with
   its reason by `image_corpus`.
 
-The manifest + the instance's partitions decide what is new, so a second tick with nothing new adds and
-requests nothing; the cursor only remembers what was logged.
+A tick that requests nothing returns its reason as a SkipReason (the UI's tick history of the sensor)
+and logs it (the tick's log, and the console of `dagster dev`). The manifest + the instance's partitions
+decide what is new, so a second tick with nothing new adds and requests nothing; the cursor only
+remembers what was logged.
 
 **The schedule** (daily at 03:00, stopped by default) requests, per registered shard missing a
 materialization of any asset of the chain, a run of the missing assets and those after them in the
@@ -44,7 +51,13 @@ import dagster as dg
 
 from genixer.images import IMAGE_SUFFIXES
 from genixer.sources.corpus import CorpusSpec, plan_shards
-from genixer_assets.collection import CORPUS_KINDS
+from genixer_assets.collection import (
+    CORPUS_KINDS,
+    corpus_manifest_path,
+    corpus_summary_path,
+    inbox_manifest_path,
+    world_inbox,
+)
 from genixer_assets.partitions import CORPUS_SHARDS, shard_partitions
 from resources import GenixerSettings
 
@@ -71,26 +84,27 @@ _MAX_REMEMBERED = 1000
 
 @dataclass(frozen=True)
 class Inbox:
-    path: str | None = None  # a folder; None: the location corpus_shards was configured with
+    path: str | None = None  # a folder; None: the world's inbox, or the location corpus_shards was configured with
     kind: str | None = None  # folder | parquet | webdataset; None: webdataset if the folder has tars, else folder
-    shard_size: int = 1000  # images per shard of a folder (used when the sensor starts the corpus)
+    shard_size: int = 1000  # images per shard of a folder (used when the sensor starts the corpus or the world's inbox)
     settle_seconds: float = 30.0  # a file modified more recently waits for the next tick
-    partial_after_seconds: float | None = 600.0  # a folder's partial shard waits this long for more images (None: formed at once)
+    partial_after_seconds: float | None = 60.0  # a folder's partial shard forms after this long without a new image (None: at once)
 
     @classmethod
     def from_env(cls) -> Inbox:
         env = os.environ
-        partial = float(env.get("GENIXER_INBOX_PARTIAL_AFTER_S", 600))
+        partial = float(env.get("GENIXER_INBOX_PARTIAL_AFTER_S", 60))
         return cls(path=env.get("GENIXER_INBOX") or None, kind=env.get("GENIXER_INBOX_KIND") or None,
                    shard_size=int(env.get("GENIXER_INBOX_SHARD_SIZE", 1000)), partial_after_seconds=partial or None)
 
 
-def _summary_path(settings: GenixerSettings) -> Path:
-    return settings.table_path("corpus_shards").with_suffix(".json")  # what image_corpus reads
-
-
-def _manifest_path(settings: GenixerSettings) -> Path:
-    return settings.path("tables", "corpus_manifest.json")  # plan_shards' manifest, as corpus_shards uses it
+@dataclass(frozen=True)
+class Watched:
+    """What a tick plans: the corpus, its plan_shards manifest, and where its shards go in corpus_shards.json."""
+    spec: CorpusSpec
+    manifest: Path
+    summary: dict | None  # corpus_shards.json as it is (None: not written yet)
+    section: str | None = None  # "inbox": the world's inbox, its shards under summary["inbox"]; None: the summary's own
 
 
 def _static_root(path: str) -> Path:
@@ -107,31 +121,42 @@ def _within(inner: str, outer: str) -> bool:
     return a == b or b in a.parents
 
 
-def _watched(settings: GenixerSettings, inbox: Inbox) -> tuple[CorpusSpec | None, dict | None, str]:
-    """(the corpus to plan, the summary corpus_shards wrote or None, why nothing is watched)."""
-    summary_path = _summary_path(settings)
+def _folder_spec(root: Path, inbox: Inbox) -> tuple[CorpusSpec | None, str]:
+    if not root.is_dir():
+        return None, f"the inbox {root} is not a folder"
+    kind = inbox.kind or ("webdataset" if any(root.rglob("*.tar")) else "folder")
+    if kind not in CORPUS_KINDS:
+        return None, f"inbox kind must be one of {CORPUS_KINDS}, not {kind!r}"
+    return CorpusSpec(kind=kind, path=str(root.resolve()), shard_size=inbox.shard_size), ""
+
+
+def _watched(settings: GenixerSettings, inbox: Inbox) -> tuple[Watched | None, str]:
+    """(what to plan, or None with why nothing is watched)."""
+    summary_path = corpus_summary_path(settings)
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     if summary is not None and summary["kind"] in CORPUS_KINDS:
         spec = CorpusSpec(kind=summary["kind"], path=summary["path"], shard_size=summary["shard_size"],
                           image_column=summary.get("image_column"))
         if inbox.path and not _within(inbox.path, summary["path"]):
-            return None, summary, (f"the inbox {inbox.path} is not inside the corpus corpus_shards planned ({summary['kind']} at "
-                                   f"{summary['path']}): point GENIXER_INBOX there, or rematerialise corpus_shards with the inbox as path")
-        return spec, summary, ""
-    if summary is not None:  # the shapes world's split
-        return None, summary, ("the corpus is the shapes world's split, which does not grow"
-                               + (f"; to watch {inbox.path}, materialise corpus_shards with config {{kind: folder (or webdataset), "
-                                  f"path: {inbox.path}}} (this replaces the world's shards)" if inbox.path else
-                                  "; set GENIXER_INBOX or configure corpus_shards with a folder, parquet or webdataset path"))
+            return None, (f"the inbox {inbox.path} is not inside the corpus corpus_shards planned ({summary['kind']} at "
+                          f"{summary['path']}): point GENIXER_INBOX there, or rematerialise corpus_shards with the inbox as path")
+        return Watched(spec, corpus_manifest_path(settings), summary), ""
+    if summary is not None:  # the shapes world's split, which does not grow: its inbox does
+        root = Path(inbox.path) if inbox.path else world_inbox(settings)
+        planned = summary.get("inbox")
+        if planned and planned["shards"] and Path(planned["path"]).resolve() != root.resolve():
+            return None, (f"the world's inbox shards were planned from {planned['path']}, and the inbox is now {root}: "
+                          f"put the new images in {planned['path']}" + (" (unset GENIXER_INBOX)" if inbox.path else ""))
+        if not root.is_dir():
+            return None, (f"the world's inbox {root} does not exist: create it (or rematerialise corpus_shards, which does) "
+                          "and put new images in it")
+        spec, why = _folder_spec(root, inbox)
+        return (Watched(spec, inbox_manifest_path(settings), summary, "inbox") if spec else None), why
     if not inbox.path:
-        return None, None, "no corpus to watch: set GENIXER_INBOX to a folder, or materialise corpus_shards with a folder/parquet/webdataset path"
-    root = Path(inbox.path)
-    if not root.is_dir():
-        return None, None, f"the inbox {root} is not a folder"
-    kind = inbox.kind or ("webdataset" if any(root.rglob("*.tar")) else "folder")
-    if kind not in CORPUS_KINDS:
-        return None, None, f"inbox kind must be one of {CORPUS_KINDS}, not {kind!r}"
-    return CorpusSpec(kind=kind, path=str(root.resolve()), shard_size=inbox.shard_size), None, ""
+        return None, ("no corpus planned yet: materialise corpus_shards (the world's split; images put in its inbox "
+                      f"{world_inbox(settings)} then become shards), or set GENIXER_INBOX to a folder")
+    spec, why = _folder_spec(Path(inbox.path), inbox)
+    return (Watched(spec, corpus_manifest_path(settings), None) if spec else None), why
 
 
 def _unread_files(spec: CorpusSpec) -> list[str]:
@@ -151,11 +176,14 @@ def _unread_files(spec: CorpusSpec) -> list[str]:
     return sorted(out)
 
 
-def _write_summary(settings: GenixerSettings, spec: CorpusSpec, shards: dict) -> Path:
-    path = _summary_path(settings)
+def _write_summary(settings: GenixerSettings, w: Watched, shards: dict) -> Path:
+    """corpus_shards.json with the planned shards: its own, or (the world's inbox) under "inbox"."""
+    path = corpus_summary_path(settings)
+    planned = {"kind": w.spec.kind, "path": str(w.spec.path), "shard_size": w.spec.shard_size,
+               "image_column": w.spec.image_column, "shards": shards}
+    summary = {**w.summary, w.section: planned} if w.section else planned
     tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps({"kind": spec.kind, "path": str(spec.path), "shard_size": spec.shard_size,
-                               "image_column": spec.image_column, "shards": shards}))
+    tmp.write_text(json.dumps(summary))
     os.replace(tmp, path)
     return path
 
@@ -165,17 +193,24 @@ def _missing_models(instance: dg.DagsterInstance) -> list[str]:
     return [k for k in MODELS if latest.get(dg.AssetKey(k)) is None]
 
 
+def _skip(context: dg.SensorEvaluationContext, why: str, cursor: str | None, **result) -> dg.SensorResult:
+    """A tick that requests nothing: its reason in the tick history (the SkipReason) and in the log."""
+    context.log.info(f"skipped: {why}")
+    return dg.SensorResult(skip_reason=why, cursor=cursor, **result)
+
+
 def evaluate_inbox(context: dg.SensorEvaluationContext, settings: GenixerSettings, inbox: Inbox) -> dg.SensorResult:
     """One tick of the inbox sensor (see the module's docstring)."""
     cursor = json.loads(context.cursor) if context.cursor else {}
-    spec, summary, why = _watched(settings, inbox)
-    if spec is None:
-        return dg.SensorResult(skip_reason=why, cursor=context.cursor)
+    w, why = _watched(settings, inbox)
+    if w is None:
+        return _skip(context, why, context.cursor)
+    spec = w.spec
     try:
-        plan = plan_shards(spec, _manifest_path(settings), settle_seconds=inbox.settle_seconds,
+        plan = plan_shards(spec, w.manifest, settle_seconds=inbox.settle_seconds,
                            partial_after_seconds=inbox.partial_after_seconds if spec.kind == "folder" else None)
     except (ValueError, OSError) as e:  # the folder is gone, or the manifest is another kind's
-        return dg.SensorResult(skip_reason=f"cannot plan the {spec.kind} corpus at {spec.path}: {e}", cursor=context.cursor)
+        return _skip(context, f"cannot plan the {spec.kind} corpus at {spec.path}: {e}", context.cursor)
     log = context.log
     reported = set(cursor.get("unread", []))
     unread = [f for f in _unread_files(spec) if f not in reported]
@@ -183,10 +218,12 @@ def evaluate_inbox(context: dg.SensorEvaluationContext, settings: GenixerSetting
         log.warning(f"{len(unread)} file(s) in {spec.path} that a {spec.kind} corpus does not read, left where they are: "
                     + ", ".join(unread[:20]) + (" ..." if len(unread) > 20 else ""))
     events = []
-    if summary is None or summary.get("shards") != plan.shards:
-        path = _write_summary(settings, spec, plan.shards)
+    before = (w.summary or {}).get(w.section) if w.section else w.summary
+    if (before is None and not w.section) or (before or {}).get("shards", {}) != plan.shards:
+        path = _write_summary(settings, w, plan.shards)
         events.append(dg.AssetMaterialization(asset_key="corpus_shards", description="planned by the corpus_inbox sensor", metadata={
             "shards": len(plan.shards), "new_shards": dg.MetadataValue.json(plan.new), "path": dg.MetadataValue.path(str(path)),
+            **({"inbox": dg.MetadataValue.path(str(spec.path))} if w.section else {}),
             **({"images": sum(len(v) for v in plan.shards.values())} if spec.kind == "folder" else {})}))
     registered = set(context.instance.get_dynamic_partitions(CORPUS_SHARDS))
     to_add = [k for k in plan.shards if k not in registered]
@@ -197,16 +234,21 @@ def evaluate_inbox(context: dg.SensorEvaluationContext, settings: GenixerSetting
     if to_add:
         log.info(f"new shards {to_add} from {spec.path}" + (f"; not run: {', '.join(missing)} not materialised yet "
                                                              "(the daily schedule runs them once they are)" if missing else ""))
+    waiting = ""
     if plan.waiting:
-        log.info(f"{len(plan.waiting)} new file(s) wait for a later tick (still being written, or a partial shard): {plan.waiting[:5]}")
+        waiting = (f"{len(plan.waiting)} file(s) waiting: " + (
+            f"a shard forms at {spec.shard_size} images, or with fewer once no new image has come for "
+            f"{inbox.partial_after_seconds or 0:g} s (files copied less than {inbox.settle_seconds:g} s ago wait too)"
+            if spec.kind == "folder" else f"copied less than {inbox.settle_seconds:g} s ago"))
+        log.info(f"{waiting}: {plan.waiting[:5]}")
     new_cursor = json.dumps({"shards": len(plan.shards), "unread": sorted(reported | set(unread))[-_MAX_REMEMBERED:]})
-    skip = None
+    result = {"dynamic_partitions_requests": [shard_partitions.build_add_request(to_add)] if to_add else None,
+              "asset_events": events or None}
     if not requests:
-        skip = (f"{len(to_add)} new shard(s) registered, not run: {', '.join(missing)} not materialised yet" if to_add else
-                f"nothing new in {spec.path}" + (f" ({len(plan.waiting)} file(s) waiting)" if plan.waiting else ""))
-    return dg.SensorResult(run_requests=requests or None, skip_reason=skip, cursor=new_cursor,
-                           dynamic_partitions_requests=[shard_partitions.build_add_request(to_add)] if to_add else None,
-                           asset_events=events or None)
+        return _skip(context, f"{len(to_add)} new shard(s) registered, not run: {', '.join(missing)} not materialised yet" if to_add else
+                     f"nothing new in {spec.path}" + (f" ({waiting})" if waiting else ""),
+                     new_cursor, **result)
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor, **result)
 
 
 def build_inbox_sensor(inbox: Inbox | None = None, name: str = "corpus_inbox",
@@ -214,8 +256,9 @@ def build_inbox_sensor(inbox: Inbox | None = None, name: str = "corpus_inbox",
     """The inbox sensor; `inbox` None reads the GENIXER_INBOX* environment at every tick."""
 
     @dg.sensor(name=name, job=corpus_pipeline, minimum_interval_seconds=60, default_status=default_status,
-               description="New images or tar/parquet files in the corpus location (or GENIXER_INBOX) become new corpus shards "
-                           "(dynamic partitions) and one run each of generation and scoring.")
+               description="New images (or tar/parquet files) in the inbox become new corpus shards (dynamic partitions) and one "
+                           "run each of generation and scoring. The inbox: <data root>/<preset>/inbox beside the world's corpus, "
+                           "the location corpus_shards was configured with, or GENIXER_INBOX.")
     def _sensor(context: dg.SensorEvaluationContext, settings: GenixerSettings) -> dg.SensorResult:
         return evaluate_inbox(context, settings, inbox if inbox is not None else Inbox.from_env())
 

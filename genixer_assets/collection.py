@@ -183,6 +183,39 @@ class CorpusConfig(dg.Config):
 CORPUS_KINDS = ("folder", "parquet", "webdataset")
 
 
+def corpus_summary_path(settings: GenixerSettings):
+    """corpus_shards' summary: kind, path, shard_size, image_column, shards (and, for the world, its inbox)."""
+    return settings.table_path("corpus_shards").with_suffix(".json")
+
+
+def corpus_manifest_path(settings: GenixerSettings):
+    """plan_shards' manifest of a configured folder / parquet / webdataset corpus."""
+    return settings.path("tables", "corpus_manifest.json")
+
+
+def inbox_manifest_path(settings: GenixerSettings):
+    """plan_shards' manifest of the world's inbox (the inbox sensor plans it, corpus_shards keeps its shards)."""
+    return settings.path("tables", "inbox_manifest.json")
+
+
+def world_inbox(settings: GenixerSettings):
+    """The folder whose new images become shards beside the world's (env GENIXER_INBOX, when set, instead)."""
+    return settings.path("inbox")
+
+
+def _world_inbox_section(settings: GenixerSettings) -> dict | None:
+    """The inbox shards a world corpus holds already (the previous summary's inbox, its shards as the inbox manifest
+    records them): kept when corpus_shards is materialised again."""
+    path = corpus_summary_path(settings)
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    section = previous.get("inbox") if previous.get("kind") == "world" else None
+    if section is None:
+        return None
+    manifest = inbox_manifest_path(settings)
+    shards = json.loads(manifest.read_text())["shards"] if manifest.exists() else section["shards"]
+    return {**section, "shards": shards}
+
+
 def _corpus_spec(manifest: dict) -> CorpusSpec:
     return CorpusSpec(kind=manifest["kind"], path=manifest["path"], shard_size=manifest["shard_size"],
                       image_column=manifest["image_column"])
@@ -203,21 +236,27 @@ def _world_shards(settings: GenixerSettings) -> dict[str, list[str]]:
 def corpus_shards(context: dg.AssetExecutionContext, config: CorpusConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The unlabeled corpus cut into shards (the paper's 1.4M LAION/CC3M/SBU images, generated on
     shard by shard). Each shard becomes a dynamic partition of `image_corpus` and everything
-    generated from it; a shard once planned keeps its images, new ones form new shards."""
+    generated from it; a shard once planned keeps its images, new ones form new shards. Beside the
+    world's shards, images dropped in `<data root>/<preset>/inbox` become shards by the `corpus_inbox`
+    sensor; materialised again, the world corpus keeps them."""
+    inbox = None
     if config.kind == "world":
         shards = _world_shards(settings)
+        inbox = _world_inbox_section(settings)
+        world_inbox(settings).mkdir(parents=True, exist_ok=True)
     else:
         if config.kind not in CORPUS_KINDS or not config.path:
             raise dg.Failure(f"corpus kind must be world or one of {CORPUS_KINDS} with a path; got {config.kind!r}, path {config.path!r}")
         spec = CorpusSpec(kind=config.kind, path=config.path, shard_size=config.shard_size, image_column=config.image_column)
-        shards = plan_shards(spec, settings.path("tables", "corpus_manifest.json")).shards
+        shards = plan_shards(spec, corpus_manifest_path(settings)).shards
     manifest = {"kind": config.kind, "path": config.path, "shard_size": config.shard_size, "image_column": config.image_column,
-                "shards": shards}
-    path = settings.table_path("corpus_shards").with_suffix(".json")
+                "shards": shards, **({"inbox": inbox} if inbox else {})}
+    path = corpus_summary_path(settings)
     path.write_text(json.dumps(manifest))
+    inbox_shards = inbox["shards"] if inbox else {}
     registered = set(context.instance.get_dynamic_partitions(CORPUS_SHARDS))
-    new = [k for k in shards if k not in registered]
-    stale = sorted(registered - set(shards))  # registered for another data root: not this corpus's
+    new = [k for k in [*shards, *inbox_shards] if k not in registered]
+    stale = sorted(registered - set(shards) - set(inbox_shards))  # another corpus's, or another data root's
     context.instance.add_dynamic_partitions(CORPUS_SHARDS, new)
     for k in stale:
         context.instance.delete_dynamic_partition(CORPUS_SHARDS, k)
@@ -226,11 +265,13 @@ def corpus_shards(context: dg.AssetExecutionContext, config: CorpusConfig, setti
         "images": sum(len(v) for v in shards.values()),
         "images_per_shard": dg.MetadataValue.md(pd.Series({k: len(v) for k, v in shards.items()}, name="images").rename_axis("shard").reset_index().to_markdown(index=False)),
         "path": dg.MetadataValue.path(str(path)),
+        **({"inbox": dg.MetadataValue.path(inbox["path"] if inbox else str(world_inbox(settings))),
+            "inbox_shards": dg.MetadataValue.json(sorted(inbox_shards))} if config.kind == "world" else {}),
     })
 
 
 def read_corpus_manifest(settings: GenixerSettings) -> dict:
-    path = settings.table_path("corpus_shards").with_suffix(".json")
+    path = corpus_summary_path(settings)
     if not path.exists():
         raise dg.Failure(f"corpus_shards has not been materialised: {path} is missing")
     return json.loads(path.read_text())
@@ -242,17 +283,19 @@ def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -
     width and height. Scene graphs are not carried: only the oracle may see them."""
     manifest = read_corpus_manifest(settings)
     key = context.partition_key
-    if key not in manifest["shards"]:
+    inbox = manifest.get("inbox") or {"shards": {}}
+    if key not in manifest["shards"] and key not in inbox["shards"]:
         raise dg.Failure(f"shard {key!r} is not in the corpus manifest (its shards: {sorted(manifest['shards'])[:5]}...); "
                          "rematerialise corpus_shards")
     quarantine = []
-    if manifest["kind"] == "world":
+    if key in inbox["shards"]:  # an image dropped in the world's inbox
+        shard, quarantine = read_shard(_corpus_spec(inbox), key, inbox_manifest_path(settings), settings.path("corpus_cache"))
+    elif manifest["kind"] == "world":
         scenes = settings.read_table("world_scenes").set_index("image_id")
         shard = scenes.loc[manifest["shards"][key], ["image_path", "width", "height", "sha256", "background"]].reset_index()
         shard = shard.assign(shard=key)
     else:
-        shard, quarantine = read_shard(_corpus_spec(manifest), key, settings.path("tables", "corpus_manifest.json"),
-                                       settings.path("corpus_cache"))
+        shard, quarantine = read_shard(_corpus_spec(manifest), key, corpus_manifest_path(settings), settings.path("corpus_cache"))
     path = settings.table_path("image_corpus", key)
     shard.to_parquet(path, index=False)
     qpath = settings.table_path("image_corpus_quarantine", key)

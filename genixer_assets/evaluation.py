@@ -16,6 +16,7 @@ from genixer_assets._meta import has_world, md_counts, md_figure
 from genixer_assets.collection import collected_datasets
 from genixer_assets.filtering import genixer_rec, genixer_vqa
 from genixer_assets.generators import generator_path
+from genixer_assets.partitions import read_shards
 from resources import GenixerSettings, MLLMBackend
 
 
@@ -136,15 +137,15 @@ def _shares(values, lo: float, hi: float) -> list[tuple[float, float]]:
     return [(x, c / n) for x, c in pts]
 
 
-def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied: dict, rec_applied: dict) -> dict:
+def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied: dict, rec_applied: dict, raws: dict) -> dict:
     """With the world: the oracle's correctness of raw and kept rows, the filters against the oracle, and the held-in
-    vs held-out domain table."""
+    vs held-out domain table, over the world's images (an image put in the corpus inbox has no scene to judge by)."""
     scenes_df = settings.read_table("world_scenes")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in scenes_df.itertuples()}
     lam = vqa_applied["judge_lambda"]
     out, tables = {}, {}
     for name, raw_name, kept_name in (("vqa", "scored_generations_l", "genixer_vqa"), ("rec", "scored_generations_s", "genixer_rec")):
-        raw = settings.read_table(raw_name)
+        raw = raws[raw_name][lambda d: d.image_id.isin(scenes.keys())]
         raw = raw.assign(oracle=quality.oracle_column(raw, scenes))
         kept = raw[raw.sample_id.isin(set(read_samples(settings.table_path(kept_name)).sample_id))]
         tab = quality.correctness_table(raw, kept)
@@ -219,7 +220,8 @@ def _review(settings: GenixerSettings, config: QualityConfig, vqa_raw, vqa, rec_
 
 
 @dg.asset(group_name="evaluation", deps=[genixer_vqa, genixer_rec, collected_datasets], kinds={"parquet"})
-def generation_quality(config: QualityConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
+def generation_quality(context: dg.AssetExecutionContext, config: QualityConfig, settings: GenixerSettings,
+                       backend: MLLMBackend) -> dg.MaterializeResult:
     """The paper's Tab. 2 / Tab. 4 analogues. Always: the judge's and the CLIP filter's score
     distributions, the yield per lambda and the filter funnel per task, and the text and box
     statistics of Fig. 7 and Fig. 8 against the collected data. With the world, exact instead of
@@ -234,13 +236,14 @@ def generation_quality(config: QualityConfig, settings: GenixerSettings, backend
     lam = vqa_applied["judge_lambda"]
     phrasings = json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
     collected = read_samples(settings.table_path("collected_datasets"))
-    vqa_raw, vqa = settings.read_table("scored_generations_l"), read_samples(settings.table_path("genixer_vqa"))
-    rec_raw, rec = settings.read_table("scored_generations_s"), read_samples(settings.table_path("genixer_rec"))
+    vqa_raw, vqa = read_shards(context, settings, "scored_generations_l"), read_samples(settings.table_path("genixer_vqa"))
+    rec_raw, rec = read_shards(context, settings, "scored_generations_s"), read_samples(settings.table_path("genixer_rec"))
     out = {"applied": dg.MetadataValue.json({**vqa_applied, **rec_applied}),
            "measured_with": "the world's oracle" if world else "no oracle (published data): score statistics and a human review sample"}
     out.update(_filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam, phrasings, rec_applied.get("clip_threshold")))
     if world:
-        out.update(_oracle_quality(settings, backend, vqa_applied, rec_applied))
+        out.update(_oracle_quality(settings, backend, vqa_applied, rec_applied,
+                                   {"scored_generations_l": vqa_raw, "scored_generations_s": rec_raw}))
     else:
         out.update(_review(settings, config, vqa_raw, vqa, rec_raw, settings.get_preset().seed))
         pd.DataFrame(columns=["domain", "data", "judge_lambda", "clip_threshold"]).to_parquet(

@@ -24,7 +24,7 @@ from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.generation import raw_generations_l, raw_generations_s
 from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata
 from genixer_assets.instructions import instruction_templates
-from genixer_assets.partitions import shard_partitions
+from genixer_assets.partitions import held_shards, read_shards, shard_partitions
 from genixer.plots import curves_png
 from resources import GenixerSettings, MLLMBackend
 
@@ -299,25 +299,29 @@ def _scored_preview(kept: pd.DataFrame, score: str, n: int = 6) -> dict:
     return md_figure("kept_preview", preview_png(pd.concat([best, low]).head(n).to_dict("records")), f"kept rows with their {score}")
 
 
-def _applied_across_shards(settings: GenixerSettings, name: str, key: str):
-    """A setting every scored shard recorded: the one value, or the sorted distinct values."""
-    values = sorted({json.dumps(read_applied(f).get(key)) for f in sorted(settings.path("tables", name).glob("*.parquet"))})
+def _applied_across_shards(context, settings: GenixerSettings, name: str, key: str):
+    """A setting every scored shard the instance holds recorded (every shard file, when it holds none, as read_shards
+    reads them): the one value, or the sorted distinct values."""
+    keys = held_shards(context.instance)
+    files = sorted(settings.path("tables", name).glob("*.parquet")) if keys is None else \
+        [f for f in (settings.table_path(name, k) for k in keys) if f.exists()]
+    values = sorted({json.dumps(read_applied(f).get(key)) for f in files})
     values = [json.loads(v) for v in values]
     return values[0] if len(values) == 1 else values
 
 
 @dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"}, automation_condition=EAGER)
-def genixer_vqa(config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+def genixer_vqa(context: dg.AssetExecutionContext, config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-915K recipe: generated general-task data kept by the judge (P(Yes) >= λ),
     plus a small fixed sample of the hard band 0.5 <= P(Yes) < 0.7, flagged for fine-tuning, as in
     the paper. The λ and band applied travel in the file's metadata to every asset downstream."""
     p = settings.get_preset()
     lam = config.judge_lambda if config.judge_lambda is not None else p.judge_lambda
     share = config.hard_band_share if config.hard_band_share is not None else p.hard_band_share
-    scored = settings.read_table("scored_generations_l")
+    scored = read_shards(context, settings, "scored_generations_l")
     kept = filters.select_vqa(scored, lam, share, seed=p.seed)
     applied = {"judge_lambda": lam, "hard_band_share": share, "hard_band": list(filters.HARD_BAND),
-               "judge_checkpoint": _applied_across_shards(settings, "scored_generations_l", "judge_checkpoint")}
+               "judge_checkpoint": _applied_across_shards(context, settings, "scored_generations_l", "judge_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_vqa"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         **table_meta(path),
@@ -369,13 +373,12 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
 
 
 @dg.asset(group_name="filtering", deps=[scored_generations_s], kinds={"parquet"}, automation_condition=EAGER)
-def genixer_rec(settings: GenixerSettings) -> dg.MaterializeResult:
+def genixer_rec(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-350K recipe: generated REC data that passed all three filter steps."""
-    rows = settings.read_table("scored_generations_s")
+    rows = read_shards(context, settings, "scored_generations_s")
     kept = rows[rows.filter_reason.isna()]
-    applied = {"clip_threshold": _applied_across_shards(settings, "scored_generations_s", "clip_threshold"),
-               "clip_threshold_mode": _applied_across_shards(settings, "scored_generations_s", "clip_threshold_mode"),
-               "region_clip_checkpoint": _applied_across_shards(settings, "scored_generations_s", "region_clip_checkpoint")}
+    applied = {k: _applied_across_shards(context, settings, "scored_generations_s", k)
+               for k in ("clip_threshold", "clip_threshold_mode", "region_clip_checkpoint")}
     path = write_samples(kept, settings.table_path("genixer_rec"), lineage=True, applied=applied)
     return dg.MaterializeResult(metadata={
         **table_meta(path),

@@ -3,6 +3,9 @@
 Shards follow the corpus: `corpus_shards` plans them (the world's corpus split cut into the preset's
 `n_shards`; a tar is a shard; a folder is cut into shards of a set size) and registers each new
 shard as a dynamic partition, so new files become new partitions without touching the old ones.
+A shard removed from the instance (a corpus planned again without it) leaves its files on disk: what
+reads a shard-partitioned table whole reads the shards the instance holds (`read_shards`), not every
+file in the table's folder.
 """
 
 import dagster as dg
@@ -14,3 +17,25 @@ shard_partitions = dg.DynamicPartitionsDefinition(name=CORPUS_SHARDS)
 def partition_keys(pdef: dg.PartitionsDefinition, instance: dg.DagsterInstance | None) -> list[str]:
     """The partition keys of a definition, dynamic ones read from the instance."""
     return list(pdef.get_partition_keys(dynamic_partitions_store=instance))
+
+
+def held_shards(instance: dg.DagsterInstance) -> list[str] | None:
+    """The corpus shards the instance holds now; None when it holds none (an instance that does not track the
+    corpus: a fresh one over an existing data root, or a test's ephemeral one)."""
+    return partition_keys(shard_partitions, instance) or None
+
+
+def read_shards(context, settings, name: str):
+    """A shard-partitioned table, read whole: the shards the instance holds that have been materialised (a
+    removed shard's file is left out; a held shard not materialised yet is named in a warning). An instance
+    that holds no shard reads every shard file of the table, with a warning."""
+    keys = held_shards(context.instance)
+    if keys is None:
+        context.log.warning(f"{name}: the instance holds no corpus shard (corpus_shards registers them): every shard file "
+                            f"under {settings.path('tables', name)} is read")
+    else:
+        missing = [k for k in keys if not settings.table_path(name, k).exists()]
+        if missing:
+            context.log.warning(f"{name}: {len(missing)} of {len(keys)} shard(s) not materialised yet, read without them: "
+                                f"{missing[:10]}")
+    return settings.read_table(name, partitions=keys)

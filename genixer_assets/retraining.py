@@ -18,6 +18,7 @@ from genixer_assets._meta import table_meta
 from genixer_assets.collection import collected_datasets, world_scenes
 from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
 from genixer_assets.generators import GPU, TrainOverrides, _captions, _context, _train_metadata, base_mllm, base_path, finetune_role
+from genixer_assets.partitions import read_shards
 from resources import GenixerSettings, MLLMBackend
 
 recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
@@ -55,7 +56,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     if recipe.needs_world and not world:
         raise dg.Failure(description=f"recipe {recipe.name} keeps the rows the world's oracle calls correct: this run has no world "
                                      "(collected_datasets came from published files)")
-    scored = settings.read_table("scored_generations_l") if recipe.added in ("vqa", "raw_vqa", "oracle_vqa") else None
+    scored = read_shards(context, settings, "scored_generations_l") if recipe.added in ("vqa", "raw_vqa", "oracle_vqa") else None
     vqa_path = settings.table_path("genixer_vqa")
     vqa_rows = read_samples(vqa_path) if recipe.added in ("vqa", "raw_vqa") else None
     applied = read_applied(vqa_path) if recipe.added in ("vqa", "raw_vqa") else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -42,12 +43,17 @@ class GenixerSettings(dg.ConfigurableResource):
     def table_path(self, name: str, partition: str | None = None) -> Path:
         return self.path("tables", name, f"{partition}.parquet") if partition else self.path("tables", f"{name}.parquet")
 
-    def read_table(self, name: str, partition: str | None = None) -> pd.DataFrame:
-        """One table, one partition of it, or (partitioned, no key) all its partitions."""
+    def read_table(self, name: str, partition: str | None = None, partitions: Iterable[str] | None = None) -> pd.DataFrame:
+        """One table, one partition of it, or (partitioned, no key) its partitions: those in `partitions` that
+        have been materialised (pass the keys the instance holds, so a removed partition's file is not
+        read), or, `partitions` None, every partition file in the table's folder."""
         if partition is None and not self.table_path(name).exists() and self.path("tables", name).is_dir():
-            files = sorted(self.path("tables", name).glob("*.parquet"))
+            folder, keys = self.path("tables", name), None if partitions is None else list(partitions)
+            files = sorted(folder.glob("*.parquet")) if keys is None else \
+                [f for f in (self.table_path(name, k) for k in keys) if f.exists()]
             if not files:
-                raise FileNotFoundError(f"no partition of {name} has been materialised under {self.path('tables', name)}")
+                raise FileNotFoundError(f"no partition of {name} has been materialised under {folder}"
+                                        + ("" if keys is None else f" among the {len(keys)} given"))
             return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
         p = self.table_path(name, partition)
         if not p.exists():

@@ -22,6 +22,7 @@ from genixer_assets.automation import (
     build_inbox_sensor,
     daily_corpus_refresh,
 )
+from genixer_assets.collection import world_inbox
 from genixer_assets.partitions import CORPUS_SHARDS
 from resources import GenixerSettings
 
@@ -163,16 +164,57 @@ def test_without_models_shards_are_registered_not_run(setup):
     assert "genixer_l" in _skip(first)
 
 
-def test_sensor_skips_without_a_corpus_to_watch(setup, tmp_path):
-    instance, settings, inbox = setup
-    result = _tick(build_inbox_sensor(Inbox(), name="t"), instance, settings)
-    assert not result.run_requests and "GENIXER_INBOX" in _skip(result)
-    # the world's corpus planned: the sensor does not replace it, and says how to
-    settings.table_path("corpus_shards").with_suffix(".json").write_text(json.dumps(
-        {"kind": "world", "path": None, "shard_size": 1000, "image_column": None, "shards": {"shard_000": ["w1"]}}))
-    _png(inbox / "x.png")
-    result = _tick(build_inbox_sensor(Inbox(path=str(inbox)), name="t"), instance, settings)
-    assert not result.dynamic_partitions_requests and "shapes world" in _skip(result)
+def _logged_tick(sensor, instance, settings, cursor=None):
+    """One evaluation as the daemon makes it, with a log key: (the result, the messages of the tick's log, as the UI reads them)."""
+    from dagster._core.definitions.instigation_logger import get_instigation_log_records
+
+    key = ["test", sensor.name, str(time.time_ns())]
+    with dg.SensorEvaluationContext(instance_ref=instance.get_ref(), instance=instance, log_key=key, cursor=cursor,
+                                    repository_name="r", sensor_name=sensor.name, resources={"settings": settings}) as context:
+        result = sensor(context)
+    for req in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    return result, [r["msg"] for r in get_instigation_log_records(instance, key)]
+
+
+def test_the_world_corpus_has_an_inbox_beside_its_shards(setup, monkeypatch, tmp_path):
+    """The demo's corpus is the shapes world's split: images put in <data root>/<preset>/inbox become shards beside
+    the world's (which stay), five of them at the default shard size once the inbox is quiet; every skip says why,
+    in the tick's SkipReason and its log."""
+    instance, settings, _ = setup
+    monkeypatch.delenv("GENIXER_INBOX", raising=False)
+    sensor = build_inbox_sensor(name="t")  # the environment's inbox: none set, defaults
+    result, log = _logged_tick(sensor, instance, settings)
+    assert not result.run_requests and "materialise corpus_shards" in _skip(result)  # nothing planned yet
+    assert any(_skip(result) in line for line in log)
+    world = {"kind": "world", "path": None, "shard_size": 1000, "image_column": None, "shards": {"shard_000": ["w1"]}}
+    summary_path = settings.table_path("corpus_shards").with_suffix(".json")
+    summary_path.write_text(json.dumps(world))
+    instance.add_dynamic_partitions(CORPUS_SHARDS, ["shard_000"])
+    _models_ready(instance)
+    inbox = world_inbox(settings)
+    assert inbox == settings.root / "inbox"
+    result, log = _logged_tick(sensor, instance, settings)
+    assert str(inbox) in _skip(result) and "does not exist" in _skip(result) and any(_skip(result) in line for line in log)
+
+    for i in range(5):
+        _png(inbox / f"drop_{i}.png", (50 * i, 0, 0))  # copied an hour ago: settled, and the inbox is quiet
+    first, _ = _logged_tick(sensor, instance, settings)
+    assert _added(first) == ["folder-00000"] and [r.partition_key for r in first.run_requests] == ["folder-00000"]
+    summary = json.loads(summary_path.read_text())
+    assert {k: summary[k] for k in world} == world  # the world's shards as they were
+    assert summary["inbox"]["path"] == str(inbox.resolve())
+    assert summary["inbox"]["shards"] == {"folder-00000": [f"drop_{i}.png" for i in range(5)]}
+    assert sorted(instance.get_dynamic_partitions(CORPUS_SHARDS)) == ["folder-00000", "shard_000"]
+    rows, quarantine = read_shard(CorpusSpec("folder", summary["inbox"]["path"]), "folder-00000",
+                                  settings.path("tables", "inbox_manifest.json"), settings.path("corpus_cache"))
+    assert sorted(rows.image_id) == [f"drop_{i}.png" for i in range(5)] and not quarantine
+
+    _png(inbox / "late.png", old=False)  # just copied: waits (being copied, then a minute of quiet)
+    nxt, log = _logged_tick(sensor, instance, settings, first.cursor)
+    assert not nxt.run_requests and "1 file(s) waiting" in _skip(nxt) and any(_skip(nxt) in line for line in log)
+    moved = _tick(build_inbox_sensor(Inbox(path=str(tmp_path / "elsewhere")), name="t"), instance, settings, nxt.cursor)
+    assert "were planned from" in _skip(moved) and not moved.dynamic_partitions_requests
 
 
 def test_sensor_watches_the_configured_corpus_location(setup):
@@ -270,3 +312,120 @@ def test_requests_pass_dagsters_own_validation(setup):
     context = dg.build_schedule_context(instance_ref=instance.get_ref(), repository_def=repo, scheduled_execution_time=when)
     assert [r.partition_key for r in repo.get_schedule_def("daily_corpus_refresh").evaluate_tick(context).run_requests] == \
         ["folder-00000", "folder-00001"]
+
+
+# ---- on the smoke graph ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def graph_copy(built, instance, tmp_path):
+    """The smoke graph `built` made, copied: its data root and its instance (runs, materializations, shards), so a
+    test adds or removes shards without changing what the other tests read."""
+    import shutil
+
+    from genixer_assets.backfill import IN_PROCESS
+
+    settings, _ = built
+    shutil.copytree(settings.root, tmp_path / "data" / "smoke", symlinks=True)
+    shutil.copytree(instance.root_directory, tmp_path / "home")
+    copy = dg.DagsterInstance.local_temp(str(tmp_path / "home"), overrides=IN_PROCESS)
+    yield copy, GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data"))
+    copy.dispose()
+
+
+def _definitions(settings):
+    from genixer_assets.definitions import defs
+    from resources import MLLMBackend
+
+    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[automation.corpus_pipeline],
+                          sensors=[defs.resolve_sensor_def("corpus_inbox")],
+                          resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+
+
+def test_an_image_dropped_in_the_demos_inbox_becomes_a_shard(graph_copy, monkeypatch):
+    """The README's inbox on the world's corpus: an image put in <data root>/smoke/inbox, the real sensor ticked against
+    the instance, its runs executed as corpus_pipeline: the image is read, generated on and scored as a new shard
+    beside the world's, which stay registered when corpus_shards is materialised again."""
+    import shutil
+
+    from genixer.schema import read_samples
+    from resources import MLLMBackend
+
+    instance, settings = graph_copy
+    monkeypatch.delenv("GENIXER_INBOX", raising=False)
+    world = sorted(instance.get_dynamic_partitions(CORPUS_SHARDS))
+    inbox = world_inbox(settings)
+    assert inbox.is_dir()  # corpus_shards made it
+    scenes = settings.read_table("world_scenes")
+    dropped = inbox / "dropped.png"
+    shutil.copyfile(scenes[scenes.split == "heldout"].image_path.iloc[0], dropped)
+    os.utime(dropped, (OLD, OLD))  # copied an hour ago: settled, and the inbox quiet since
+
+    definitions = _definitions(settings)
+    sensor = definitions.resolve_sensor_def("corpus_inbox")
+    first = _tick(sensor, instance, settings)
+    for event in first.asset_events or []:  # what the daemon does with the tick: the corpus_shards materialization
+        instance.report_runless_asset_event(event)
+    (req,) = first.run_requests
+    assert req.partition_key == "folder-00000" and req.run_key == "folder-00000"
+    job = definitions.resolve_job_def(automation.JOB)
+    result = job.execute_in_process(instance=instance, partition_key=req.partition_key, asset_selection=list(req.asset_selection),
+                                    tags=req.tags)
+    assert result.success
+
+    corpus = settings.read_table("image_corpus", "folder-00000")
+    assert list(corpus.image_id) == ["dropped.png"] and list(corpus.image_path) == [str(dropped.resolve())]
+    per_image = settings.get_preset().gen_per_image
+    for name in ("raw_generations_l", "raw_generations_s"):
+        raw = read_samples(settings.table_path(name, "folder-00000"))
+        assert set(raw.image_id) == {"dropped.png"} and len(raw) == per_image
+    scored_l = settings.read_table("scored_generations_l", "folder-00000")
+    ok = scored_l[scored_l.quarantine_reason.isna()]
+    assert len(scored_l) == per_image and ok.judge_p_yes.between(0, 1).all()
+    scored_s = settings.read_table("scored_generations_s", "folder-00000")
+    assert len(scored_s) == per_image and (scored_s.filter_reason.notna() | scored_s.clip_score.notna()).all()
+    for name in CHAIN:
+        assert "folder-00000" in instance.get_materialized_partitions(dg.AssetKey(name)), name
+    assert sorted(instance.get_dynamic_partitions(CORPUS_SHARDS)) == sorted([*world, "folder-00000"])
+
+    # the refilter reads the new shard with the world's, and its oracle checks judge the world's images only (the
+    # dropped image has no scene): they run, none fails with an error
+    refilter = dg.materialize([*definitions.assets, *definitions.asset_checks], selection=["genixer_vqa", "genixer_rec"],
+                              instance=instance, resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+    assert refilter.success and len(refilter.get_asset_check_evaluations()) >= 4
+    held = sorted([*world, "folder-00000"])
+    assert refilter.asset_materializations_for_node("genixer_vqa")[0].metadata["raw_rows"].value == \
+        len(settings.read_table("scored_generations_l", partitions=held))
+
+    again = _tick(sensor, instance, settings, first.cursor)
+    assert not again.run_requests and "nothing new" in _skip(again)
+    replanned = dg.materialize([*definitions.assets], selection=["corpus_shards"], instance=instance,
+                               resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+    meta = replanned.asset_materializations_for_node("corpus_shards")[0].metadata
+    assert meta["removed_stale_partitions"].value == [] and meta["inbox_shards"].value == ["folder-00000"]
+    assert sorted(instance.get_dynamic_partitions(CORPUS_SHARDS)) == sorted([*world, "folder-00000"])
+    assert settings.read_table("image_corpus", "folder-00000").image_id.tolist() == ["dropped.png"]
+
+
+def test_a_removed_shard_does_not_reach_the_filtered_sets(graph_copy):
+    """A shard partition removed from the instance leaves its files on disk; the next refilter reads the shards the
+    instance holds, so none of its rows reach genixer_vqa or genixer_rec."""
+    from genixer.schema import read_samples
+    from resources import MLLMBackend
+
+    instance, settings = graph_copy
+    shards = sorted(instance.get_dynamic_partitions(CORPUS_SHARDS))
+    gone, held = shards[-1], shards[:-1]
+    gone_ids = set(settings.read_table("image_corpus", gone).image_id)
+    held_ids = set(settings.read_table("image_corpus", partitions=held).image_id)
+    held_rows = {n: len(settings.read_table(n, partitions=held)) for n in ("scored_generations_l", "scored_generations_s")}
+    assert set(read_samples(settings.table_path("genixer_vqa")).image_id) & gone_ids  # it reached the filtered set while held
+
+    instance.delete_dynamic_partition(CORPUS_SHARDS, gone)
+    assert settings.table_path("scored_generations_l", gone).exists()  # its files stay
+    result = dg.materialize([*_definitions(settings).assets], selection=["genixer_vqa", "genixer_rec"], instance=instance,
+                            resources={"settings": settings, "backend": MLLMBackend(device="cpu")})
+    for name, scored in (("genixer_vqa", "scored_generations_l"), ("genixer_rec", "scored_generations_s")):
+        after = read_samples(settings.table_path(name))
+        assert set(after.image_id) <= held_ids and not set(after.image_id) & gone_ids, name
+        assert result.asset_materializations_for_node(name)[0].metadata["raw_rows"].value == held_rows[scored]
+    assert len(read_samples(settings.table_path("genixer_vqa")))

@@ -133,8 +133,9 @@ def plan_shards(spec: CorpusSpec, manifest_path: str | Path, settle_seconds: flo
 
     For a corpus that is being written to (an inbox), `settle_seconds` leaves a new file modified less
     than that long ago for a later call (it may still be being copied), and `partial_after_seconds`
-    holds back a folder's last, partial shard (fewer than `shard_size` new images) until its oldest
-    image has waited that long; the files left are in `waiting`. The defaults plan everything now."""
+    holds back a folder's last, partial shard (fewer than `shard_size` new images) until the folder has
+    been quiet that long: no new file modified more recently (0: formed at any count, at once). Full
+    shards never wait for quiet. The files left are in `waiting`. The defaults plan everything now."""
     now = time.time() if now is None else now
     m = _load_manifest(manifest_path, spec.kind)
     shards: dict[str, list[str]] = m["shards"]
@@ -147,7 +148,7 @@ def plan_shards(spec: CorpusSpec, manifest_path: str | Path, settle_seconds: flo
         fresh = [f for f in fresh if now - mtimes[f] >= settle_seconds]
         full = len(fresh) // spec.shard_size * spec.shard_size
         if spec.kind == "folder" and partial_after_seconds is not None and full < len(fresh) \
-                and now - min(mtimes[f] for f in fresh[full:]) < partial_after_seconds:
+                and now - max(mtimes.values()) < partial_after_seconds:  # a file came in lately: more may follow
             waiting = sorted(waiting + fresh[full:])
             fresh = fresh[:full]
     new = []

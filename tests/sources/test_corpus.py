@@ -75,6 +75,33 @@ def test_folder_corpus_grows_in_new_shards(tmp_path):
     df, _ = read_shard(spec, "folder-00003", manifest, cache)
     assert dict(zip(df.image_id, zip(df.width, df.height))) == {"f.png": (9, 3), "new/e.jpg": (5, 7)}
 
+def test_a_partial_shard_forms_once_the_folder_is_quiet(tmp_path):
+    """An inbox: full shards form at once; the rest forms once no new image has come for `partial_after_seconds`,
+    however few images it holds (an hour-old image beside one copied 5 s ago waits with it)."""
+    import os
+
+    root, manifest = tmp_path / "inbox", tmp_path / "manifest.json"
+    root.mkdir()
+    now = 1_000_000.0
+
+    def put(name, at):
+        (root / name).write_bytes(_jpeg((4, 4), fmt="PNG"))
+        os.utime(root / name, (at, at))
+
+    for name, age in (("a.png", 3600), ("b.png", 3500), ("c.png", 3400), ("d.png", 3300), ("e.png", 5)):
+        put(name, now - age)
+    spec = CorpusSpec("folder", root, shard_size=3)
+
+    first = plan_shards(spec, manifest, settle_seconds=0, partial_after_seconds=60, now=now)
+    assert first.new == ["folder-00000"] and first.shards["folder-00000"] == ["a.png", "b.png", "c.png"]
+    assert first.waiting == ["d.png", "e.png"]  # e came 5 s ago: the rest waits for a quiet minute
+    assert plan_shards(spec, manifest, partial_after_seconds=60, now=now + 50).new == []
+    later = plan_shards(spec, manifest, partial_after_seconds=60, now=now + 55)  # e is 60 s old: quiet
+    assert later.new == ["folder-00001"] and later.shards["folder-00001"] == ["d.png", "e.png"] and later.waiting == []
+    put("f.png", now + 55)
+    at_once = plan_shards(spec, manifest, partial_after_seconds=0, now=now + 55)  # 0: any count, at once
+    assert at_once.new == ["folder-00002"] and at_once.shards["folder-00002"] == ["f.png"]
+
 
 def test_parquet_with_image_bytes_and_with_paths(tmp_path):
     red, blue = _jpeg((12, 8)), _jpeg((6, 9), (0, 0, 255), fmt="PNG")
