@@ -312,3 +312,28 @@ def review_report(s: pd.DataFrame) -> dict[str, pd.DataFrame]:
                          **weighted_share(ok[keep], w[keep], "precision"),
                          **weighted_share(keep[ok], w[ok], "recall")})
     return {"correctness": correctness, "filters": pd.DataFrame(rows)}
+
+
+# ----------------------------------------------------------------------------- the filter's gate
+
+GATE_WORSE, GATE_NOT_WORSE, GATE_NOT_MEASURED = "worse", "not worse", "not measured"
+
+
+def filter_gate(done: pd.DataFrame, tasks) -> dict:
+    """The filter's quality gate from a reviewed sample (read_verdicts' output) of `tasks`: the weighted share of
+    correct rows among the reviewed kept rows (`kept_correct`, the filter's precision) against that among all reviewed
+    rows (`raw_correct`), each with its Wilson 95% interval (weighted_share). `verdict` is "worse" when the kept rows'
+    interval lies wholly below the raw rows' (kept rows are a subset of the raw rows, so two intervals apart is a
+    conservative test: the gate fails only on clear evidence), "not worse" otherwise, "not measured" when no reviewed
+    row of these tasks is marked correct or incorrect, or none of those is kept. Unsure and blank rows are left out."""
+    part = done[done.task.isin(set(tasks)) & done.correct.notna()]
+    kept = part[part.kept.astype(bool)]
+    out = {**weighted_share(part.correct.astype(bool), part.weight, "raw_correct"),
+           **weighted_share(kept.correct.astype(bool), kept.weight, "kept_correct")}
+    if out["raw_correct_n"] == 0 or out["kept_correct_n"] == 0:
+        verdict = GATE_NOT_MEASURED
+    elif out["kept_correct_ci_high"] < out["raw_correct_ci_low"]:
+        verdict = GATE_WORSE
+    else:
+        verdict = GATE_NOT_WORSE
+    return {"verdict": verdict, **out}

@@ -5,23 +5,30 @@ Two kinds, told apart by the first word of each description and by the severity 
 - **Guard** (blocking, ERROR): the output is broken or unusable; a failure stops every asset downstream.
 - **Aim** (not blocking, WARN): a quality target the run may miss (the paper's figures, issue 16's aims);
   a miss is reported as a warning, the run goes on, and the catalog shows a warning, not a failure.
+
+One guard may end neither passed nor ERROR: `*_not_worse_than_raw` with no oracle and no filled review sheet is
+"not measured", a failed result with WARN severity (Dagster blocks only on ERROR): a warning, never a pass.
+Every guard has a test that breaks its asset's output and sees it fail (tests/test_checks_fail.py, BREAK_TESTS).
 """
 
 
+import hashlib
 import json
+import os
+from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from genixer.schema import SAMPLE_COLUMNS, read_samples, sample_problems
-from genixer.tasks import TASKS
+from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS, TASKS
 from genixer.templates import ParseError, parse_generation, validate_general
 from genixer.world import Scene, check
 from genixer.world.grammar import validate_phrasings
 from genixer_assets._meta import benchmark_rows, collected_images, from_world, has_world, heldout_count
 from genixer_assets.collection import benchmark_sets, collected_datasets, image_corpus, world_scenes
-from genixer_assets.exports import FILE_NAMES, dataset_exports
+from genixer_assets.exports import FILE_NAMES, FORMATS_FILE, dataset_exports
 from genixer_assets.instructions import instruction_templates, templated_instructions
 from genixer_assets.partitions import partition_keys
 from resources import SETTINGS, GenixerSettings, MLLMBackend
@@ -42,7 +49,13 @@ def _aim(passed: bool, metadata: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bool(passed), severity=AIM, metadata=metadata)
 
 
-@dg.asset_check(asset=world_scenes, blocking=True, description="Guard: files exist with their hash; objects inside the image; held-out background only in `heldout`.")
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dg.asset_check(asset=world_scenes, blocking=True,
+                description="Guard: every image file exists and its bytes have the sha256 the table records; every object inside "
+                            "its image; the held-out background in the `heldout` split and only there.")
 def world_scenes_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     df = settings.read_table("world_scenes")
     problems = []
@@ -50,6 +63,8 @@ def world_scenes_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
         scene = Scene.from_json(r.scene)
         if not Path(r.image_path).exists():
             problems.append(f"{r.image_id}: missing {r.image_path}")
+        elif (got := _sha256(r.image_path)) != r.sha256:
+            problems.append(f"{r.image_id}: {r.image_path} has sha256 {got[:12]}.., the table records {str(r.sha256)[:12]}..")
         if any(not (0 <= o.box[0] < o.box[2] <= r.width and 0 <= o.box[1] < o.box[3] <= r.height) for o in scene.objects):
             problems.append(f"{r.image_id}: object outside the image")
     held = settings.get_preset().world.heldout_background
@@ -81,7 +96,9 @@ def _samples_check(df: pd.DataFrame, scenes: pd.DataFrame | None) -> tuple[list[
 
 
 @dg.asset_check(asset=collected_datasets, blocking=True,
-                description="Guard: schema valid, boxes inside the image, no empty question or answer; on the world's rows, oracle agreement 100%.")
+                description="Guard: every column of the sample schema; each sample of a known task with turns, each turn a non-empty "
+                            "question and answer, its boxes and points inside its image; on the world's rows the oracle agrees "
+                            "with every answer (100%).")
 def collected_datasets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     df = read_samples(settings.table_path("collected_datasets"))
     problems, agree = _samples_check(df, settings.read_table("world_scenes") if has_world(settings) else None)
@@ -98,26 +115,63 @@ def collected_datasets_counts(settings: GenixerSettings) -> dg.AssetCheckResult:
     return _result(not low, low, AIM, min_per_task=need, **{f"n_{t}": int(n) for t, n in counts.items()})
 
 
+def _training_images(settings: GenixerSettings) -> set[str]:
+    """The image files the models learn from: collected_datasets' images, the world's `collect` and `corpus` splits,
+    and the images of every image_corpus shard on disk (the generators' corpus), whichever exist."""
+    paths = set()
+    if settings.table_path("collected_datasets").exists():
+        paths |= set(pd.read_parquet(settings.table_path("collected_datasets"), columns=["image_path"]).image_path.dropna())
+    if settings.table_path("world_scenes").exists():
+        scenes = pd.read_parquet(settings.table_path("world_scenes"), columns=["split", "image_path"])
+        paths |= set(scenes[scenes.split.isin(["collect", "corpus"])].image_path)
+    for shard in sorted(settings.path("tables", "image_corpus").glob("*.parquet")):
+        paths |= set(pd.read_parquet(shard, columns=["image_path"]).image_path.dropna())
+    return paths
+
+
+def shared_image_files(bench: set[str], train: set[str]) -> list[tuple[str, str]]:
+    """(benchmark file, training file) pairs whose bytes are the same, whatever their paths: files of the same size
+    are hashed (sha256), each file once. A missing file is left out (its own asset's check names it)."""
+    def size(p):
+        try:
+            return os.path.getsize(p)
+        except OSError:
+            return None
+
+    by_size = defaultdict(list)
+    for p in sorted(train):
+        if (n := size(p)) is not None:
+            by_size[n].append(p)
+    digests: dict[str, str] = {}
+
+    def digest(p):
+        if p not in digests:
+            digests[p] = _sha256(p)
+        return digests[p]
+
+    out = []
+    for b in sorted(bench):
+        same = by_size.get(size(b), []) if size(b) is not None else []
+        hit = next((t for t in same if digest(t) == digest(b)), None) if same else None
+        if hit is not None:
+            out.append((b, hit))
+    return out
+
+
 @dg.asset_check(asset=benchmark_sets, blocking=True,
-                description="Guard: schema valid, no benchmark image shared with the training data (the world's: by content hash with "
-                            "collect or corpus; published benchmarks: by file with collected_datasets); the world's: oracle agreement 100%.")
+                description="Guard: no benchmark image has the same bytes (sha256, whatever its path) as an image the models learn "
+                            "from: collected_datasets' images, the world's collect and corpus splits, every image_corpus shard on "
+                            "disk; each sample valid as collected_datasets_valid checks it (on the world's rows, oracle agreement 100%).")
 def benchmark_sets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     df = read_samples(settings.table_path("benchmark_sets"))
-    if not from_world(settings, "benchmark_sets"):  # published benchmarks: no oracle, no scenes
-        problems, _ = _samples_check(df, None)
-        collected = pd.read_parquet(settings.table_path("collected_datasets"), columns=["image_path"]) \
-            if settings.table_path("collected_datasets").exists() else pd.DataFrame({"image_path": []})
-        shared = set(df.image_path.dropna()) & set(collected.image_path.dropna())
-        if shared:
-            problems.append(f"{len(shared)} benchmark images are also in collected_datasets, e.g. {sorted(shared)[0]}")
-        return _result(not problems, problems, oracle_agreement="no oracle (published benchmarks)", samples=len(df))
-    scenes = settings.read_table("world_scenes")
-    problems, agree = _samples_check(df, scenes)
-    train_hashes = set(scenes[scenes.split.isin(["collect", "corpus"])].sha256)
-    bench_hashes = set(scenes[scenes.image_id.isin(df.image_id)].sha256)
-    if bench_hashes & train_hashes:
-        problems.append(f"{len(bench_hashes & train_hashes)} benchmark images also appear in collect/corpus")
-    return _result(not problems and agree == 1.0, problems, oracle_agreement=agree, samples=len(df))
+    world = from_world(settings, "benchmark_sets")
+    problems, agree = _samples_check(df, settings.read_table("world_scenes") if world else None)  # published: no oracle
+    shared = shared_image_files(set(df.image_path.dropna()), _training_images(settings))
+    if shared:  # first: the problem that matters most
+        problems.insert(0, f"{len(shared)} benchmark images have the same bytes as a training image (collected data or corpus), "
+                        f"e.g. {shared[0][0]} = {shared[0][1]}")
+    return _result(not problems and (agree == 1.0 if world else True), problems, samples=len(df), leaked_images=len(shared),
+                   oracle_agreement=agree if world else "no oracle (published benchmarks)")
 
 
 def _partition_keys(context, partitions_def: dg.PartitionsDefinition) -> list[str]:
@@ -158,7 +212,9 @@ def image_corpus_valid(context: dg.AssetCheckExecutionContext, settings: Genixer
     return _result(not problems, problems, shards=", ".join(keys), images=sum(len(t) for t in tables.values()))
 
 
-@dg.asset_check(asset=instruction_templates, blocking=True, description="Guard: at least 40 distinct general instructions, a specific instruction per task, phrasings with their placeholders.")
+@dg.asset_check(asset=instruction_templates, blocking=True,
+                description="Guard: at least 40 distinct general instructions, none empty or with a placeholder; a specific "
+                            "instruction for every task; every question phrasing of a known kind, with the placeholders its kind needs.")
 def instruction_templates_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     t = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     problems = []
@@ -173,7 +229,9 @@ def instruction_templates_valid(settings: GenixerSettings) -> dg.AssetCheckResul
     return _result(not problems, problems, general=len(t["general"]))
 
 
-@dg.asset_check(asset=templated_instructions, blocking=True, description="Guard: prompts and targets non-empty; every target parses back to its sample's turns.")
+@dg.asset_check(asset=templated_instructions, blocking=True,
+                description="Guard: every record's prompt and target are non-empty, and its target parses ('Question: .. Answer: ..') "
+                            "back to exactly its sample's turns in collected_datasets.")
 def templated_instructions_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     df = settings.read_table("templated_instructions")
     samples = read_samples(settings.table_path("collected_datasets")).set_index("sample_id")
@@ -255,7 +313,8 @@ def _blind(settings: GenixerSettings) -> float:
 
 def _generator_checks(name: str, correctness_aim: float | None):
     @dg.asset_check(asset=name, name=f"{name}_parse_rate", blocking=True,
-                    description="Guard: at least the preset's share of generations parse as 'Question: .. Answer: ..' (0.95 on demo).")
+                    description="Guard: of the generator's held-out generations (its _eval table), at least the preset's min_parse_rate "
+                                "parse as 'Question: .. Answer: ..' (0.95 on demo, 0.5 on smoke).")
     def parse_rate(settings: GenixerSettings) -> dg.AssetCheckResult:
         ev = settings.read_table(f"{name}_eval")
         need = settings.get_preset().min_parse_rate
@@ -322,21 +381,72 @@ def _not_measured() -> dg.AssetCheckResult:
     return _aim(False, {"not_measured": NO_ORACLE})
 
 
-def _filtered_checks(name: str, raw_name: str):
-    @dg.asset_check(asset=name, name=f"{name}_not_empty", blocking=True, description="Guard: the filtered set has rows.")
+REVIEW_FOLDER = "review"  # generation_quality's review sheet without the world: <data root>/<preset>/review/
+
+
+def _not_measured_gate(why: str) -> dg.AssetCheckResult:
+    """A blocking gate that cannot decide: a failed check with WARN severity (the UI shows a warning, never a pass;
+    Dagster stops nothing downstream on a WARN, so a run without the world goes on)."""
+    return dg.AssetCheckResult(passed=False, severity=AIM, description=f"not measured: {why}", metadata={"not_measured": why})
+
+
+def _review_gate(settings: GenixerSettings, name: str, raw_name: str, tasks) -> dg.AssetCheckResult:
+    """The filter's gate from generation_quality's filled review sheet (review.csv with review_sample.parquet): the
+    reviewed rows of this filter's tasks, `kept` re-read from the filtered table as it is now (genixer.review.filter_gate)."""
+    from genixer import review
+
+    folder = settings.path(REVIEW_FOLDER, "review.csv").parent
+    csv, stored = folder / "review.csv", folder / "review_sample.parquet"
+    how = (f"materialise generation_quality, fill the verdict column of {csv}, then execute this check (or rematerialise {name})")
+    if not csv.exists() or not stored.exists():
+        return _not_measured_gate(f"{NO_ORACLE}; no review sheet at {csv} ({how})")
+    try:
+        done = review.read_verdicts(csv, pd.read_parquet(stored))
+    except ValueError as e:  # a verdict it cannot read, a row not in the sample: named, and nothing decided
+        return _not_measured_gate(f"the review sheet cannot be read: {e}")
+    done = done[done.task.isin(set(tasks))]
+    if not done.verdict.isin(["correct", "incorrect"]).any():
+        return _not_measured_gate(f"{NO_ORACLE}; the review sheet {csv} has no verdict for {name}'s rows yet ({how})")
+    raw_ids = set()
+    for f in sorted(settings.path("tables", raw_name).glob("*.parquet")):
+        raw_ids |= set(pd.read_parquet(f, columns=["sample_id"]).sample_id)
+    stale = int((~done.sample_id.isin(raw_ids)).sum())
+    if stale:
+        return _not_measured_gate(f"{stale} rows of the review sheet {csv} are no longer in {raw_name} (regenerated since): "
+                                  "move review.csv away and rematerialise generation_quality for a new sample")
+    kept_ids = set(read_samples(settings.table_path(name)).sample_id)
+    g = review.filter_gate(done.assign(kept=done.sample_id.isin(kept_ids)), tasks)
+    meta = {k: (v if isinstance(v, str) else float(v)) for k, v in g.items()} | {"measured_with": f"review sheet {csv}"}
+    if g["verdict"] == review.GATE_NOT_MEASURED:
+        return _not_measured_gate(f"the review sheet {csv} has no reviewed row of {name}'s tasks that the filter kept")
+    said = (f"kept rows {g['kept_correct']:.0%} correct [{g['kept_correct_ci_low']:.0%}, {g['kept_correct_ci_high']:.0%}] "
+            f"vs all reviewed rows {g['raw_correct']:.0%} [{g['raw_correct_ci_low']:.0%}, {g['raw_correct_ci_high']:.0%}] "
+            f"(95% Wilson intervals; {int(g['raw_correct_n'])} reviewed rows, {int(g['kept_correct_n'])} kept)")
+    worse = g["verdict"] == review.GATE_WORSE
+    return dg.AssetCheckResult(passed=not worse, severity=GUARD, metadata=meta,
+                               description=("by the review sheet, the kept rows are correct less often than the raw rows: " if worse
+                                            else "by the review sheet: ") + said)
+
+
+def _filtered_checks(name: str, raw_name: str, tasks):
+    @dg.asset_check(asset=name, name=f"{name}_not_empty", blocking=True, description=f"Guard: the filtered set {name} has at least one row.")
     def not_empty(settings: GenixerSettings) -> dg.AssetCheckResult:
         n = len(read_samples(settings.table_path(name)))
         return dg.AssetCheckResult(passed=n > 0, metadata={"rows": n}, description=None if n else f"{name} kept no row")
 
-    @dg.asset_check(asset=name, name=f"{name}_not_worse_than_raw", blocking=True,
-                    description="Guard: the filter keeps correct rows at least as often as a random subset of the parsed raw rows would "
-                                "(fails when the exact hypergeometric test says worse at 5%, two-sided).")
+    @dg.asset_check(asset=name, name=f"{name}_not_worse_than_raw", blocking=True, description=(
+        "Guard: the filter keeps correct rows at least as often as the parsed raw rows. With the world, by the oracle: fails "
+        "(ERROR, stops what is downstream) when the exact hypergeometric test says the kept rows are worse than a random "
+        "subset of the parsed raw rows (5%, two-sided). Without it, by generation_quality's filled review sheet "
+        "(review/review.csv): fails (ERROR) when the reviewed kept rows' share correct has its 95% Wilson interval wholly "
+        "below that of all reviewed rows. With neither (no world, no filled sheet, or a sheet of older rows): not measured, "
+        "reported as a failed check with WARN severity, a warning in the UI, never a pass; it stops nothing."))
     def not_worse(settings: GenixerSettings) -> dg.AssetCheckResult:
-        if not has_world(settings):  # blocking, so it must not need the world: nothing to test without an oracle
-            return dg.AssetCheckResult(passed=True, metadata={"not_measured": NO_ORACLE})
+        if not has_world(settings):
+            return _review_gate(settings, name, raw_name, tasks)
         t = _filter_test(settings, name, raw_name)
         worse = t["filter_verdict"] == "no"
-        return dg.AssetCheckResult(passed=not worse, metadata=t, description=(
+        return dg.AssetCheckResult(passed=not worse, severity=GUARD, metadata=t, description=(
             f"the kept rows are correct less often than a random subset of the parsed raw rows (exact test p = {t['p_worse']:.2g})"
             if worse else None))
 
@@ -352,8 +462,10 @@ def _filtered_checks(name: str, raw_name: str):
     return not_empty, not_worse, better
 
 
-genixer_vqa_not_empty, genixer_vqa_not_worse_than_raw, genixer_vqa_better_than_raw = _filtered_checks("genixer_vqa", "scored_generations_l")
-genixer_rec_not_empty, genixer_rec_not_worse_than_raw, genixer_rec_better_than_raw = _filtered_checks("genixer_rec", "scored_generations_s")
+genixer_vqa_not_empty, genixer_vqa_not_worse_than_raw, genixer_vqa_better_than_raw = _filtered_checks(
+    "genixer_vqa", "scored_generations_l", GENERAL_TASKS)
+genixer_rec_not_empty, genixer_rec_not_worse_than_raw, genixer_rec_better_than_raw = _filtered_checks(
+    "genixer_rec", "scored_generations_s", GROUNDING_TASKS)
 
 
 @dg.asset_check(asset="genixer_vqa", description="Aim: over 90% of genixer_vqa rows are correct by the oracle.")
@@ -670,15 +782,23 @@ def benchmark_predictions_complete(context: dg.AssetCheckExecutionContext, setti
 
 
 @dg.asset_check(asset=dataset_exports, blocking=True,
-                description="Guard: every export holds exactly the samples of its table (ids in order), and its card exists.")
+                description="Guard: for every non-empty filtered set and every format dataset_exports was asked for (its "
+                            f"{FORMATS_FILE}, else all), the export file exists and holds exactly the samples of its table (ids in "
+                            "order), with its card; an empty set has no export.")
 def dataset_exports_complete(settings: GenixerSettings) -> dg.AssetCheckResult:
-    from genixer.exports import card_path
+    from genixer.exports import EXPORTERS, card_path
 
+    record = settings.path("exports", FORMATS_FILE)
+    formats = json.loads(record.read_text())["formats"] if record.exists() else list(EXPORTERS)
     problems, checked = [], 0
     for name in ("genixer_vqa", "genixer_rec"):
         ids = list(read_samples(settings.table_path(name)).sample_id)
         folder = settings.path("exports", name)
-        for out in sorted(p for p in folder.glob("*/*") if p.name in FILE_NAMES.values()):
+        want = {folder / f / FILE_NAMES[f]: f for f in formats} if ids else {}
+        found = {p for p in folder.glob("*/*") if p.name in FILE_NAMES.values()}
+        problems += [f"{out}: missing: {name} has {len(ids)} samples and the {f} export was asked for"
+                     for out, f in sorted(want.items()) if out not in found]
+        for out in sorted(found):
             checked += 1
             if out.suffix == ".json":
                 got = [r["id"] for r in json.loads(out.read_text())]
@@ -690,4 +810,4 @@ def dataset_exports_complete(settings: GenixerSettings) -> dg.AssetCheckResult:
                 problems.append(f"{out}: {len(got)} samples, {name} has {len(ids)} (or another order)")
             if not card_path(out).exists():
                 problems.append(f"{out}: no dataset card")
-    return _result(not problems, problems, exports_checked=checked)
+    return _result(not problems, problems, exports_checked=checked, formats=", ".join(formats))

@@ -1,5 +1,6 @@
 """Out of the graph: the filtered data sets in the formats other trainers read, each with its card."""
 
+import json
 from typing import Optional
 
 import dagster as dg
@@ -12,6 +13,7 @@ from genixer_assets.filtering import genixer_rec, genixer_vqa
 from resources import GenixerSettings
 
 FILE_NAMES = {"llava": "llava.json", "shikra": "shikra.jsonl", "parquet": "data.parquet"}
+FORMATS_FILE = "formats.json"  # the formats the last run was asked for: what dataset_exports_complete expects on disk
 
 
 class ExportConfig(dg.Config):
@@ -30,6 +32,7 @@ def dataset_exports(config: ExportConfig, settings: GenixerSettings) -> dg.Mater
     unknown = sorted(set(config.formats) - set(EXPORTERS))
     if unknown:
         raise dg.Failure(f"unknown export formats {unknown}; expected any of {list(EXPORTERS)}")
+    settings.path("exports", FORMATS_FILE).write_text(json.dumps({"formats": list(config.formats)}))
     rows, cards = [], {}
     for name in ("genixer_vqa", "genixer_rec"):
         table = settings.table_path(name)

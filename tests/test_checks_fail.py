@@ -8,6 +8,7 @@ the check sees the run's partition key. Called directly (no partition), a check 
 partition of its asset."""
 
 import json
+import shutil
 
 import dagster as dg
 import numpy as np
@@ -18,7 +19,8 @@ from safetensors.numpy import save_file
 
 from genixer.presets import get_preset
 from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
-from genixer.schema import write_samples
+from genixer.schema import read_samples, write_samples
+from genixer.world import Scene
 from genixer_assets import checks
 from genixer_assets.partitions import shard_partitions
 from genixer_assets.retraining import recipe_partitions
@@ -26,6 +28,19 @@ from resources import GenixerSettings
 
 SHARDS = ["shard_000", "shard_001"]  # the smoke preset's world corpus shards
 RECIPE = "baseline"
+
+# The break-and-fail tests of the blocking checks: check name -> the tests that break its asset's output in a run and
+# see the check fail (test_every_blocking_check_has_a_break_and_fail_test reads it against the definitions).
+BREAK_TESTS: dict[str, list[str]] = {}
+
+
+def breaks(*check_names: str):
+    """Registers the decorated test as a break-and-fail test of these checks."""
+    def register(test):
+        for name in check_names:
+            BREAK_TESTS.setdefault(name, []).append(test.__name__)
+        return test
+    return register
 
 
 def _instance() -> dg.DagsterInstance:
@@ -115,6 +130,7 @@ def test_image_corpus_check_passes_on_good_shards(settings):
         assert ev.passed and md(ev, "shards") == shard
 
 
+@breaks("image_corpus_valid")
 def test_image_corpus_check_fails_on_an_empty_shard_of_its_own_run_only(settings):
     corpus = write_corpus(settings)
     corpus["shard_001"].iloc[:0].to_parquet(settings.table_path("image_corpus", "shard_001"), index=False)
@@ -217,6 +233,7 @@ def test_raw_generations_check_passes_on_good_shards(settings, name, generator):
     assert ev.passed and md(ev, "rows") == 2 * settings.get_preset().gen_per_image
 
 
+@breaks("raw_generations_l_complete", "raw_generations_s_complete")
 @pytest.mark.parametrize("name,generator", [("raw_generations_l", "genixer_l"), ("raw_generations_s", "genixer_s")])
 @pytest.mark.parametrize("broken", list(RAW_BREAKS))
 def test_raw_generations_check_fails_on_a_broken_shard(settings, name, generator, broken):
@@ -270,6 +287,7 @@ def test_scored_generations_l_check_passes_on_good_shards(settings):
     assert in_run(checks.scored_generations_l_valid, settings, "shard_000")[0].passed
 
 
+@breaks("scored_generations_l_valid")
 @pytest.mark.parametrize("broken", list(SCORED_L_BREAKS))
 def test_scored_generations_l_check_fails_on_a_broken_shard(settings, broken):
     rows = write_scored_l(settings)
@@ -313,6 +331,7 @@ def test_scored_generations_s_check_passes_on_good_shards(settings):
     assert in_run(checks.scored_generations_s_valid, settings, "shard_001")[0].passed
 
 
+@breaks("scored_generations_s_valid")
 @pytest.mark.parametrize("broken", list(SCORED_S_BREAKS))
 def test_scored_generations_s_check_fails_on_a_broken_shard(settings, broken):
     rows = write_scored_s(settings)
@@ -360,6 +379,18 @@ def test_region_clip_check_fails_on_non_finite_weights(settings, bad):
     write_weights(write_region_clip(settings), bad)
     res = checks.region_clip_model_valid(settings=settings)
     assert not res.passed and f"{WEIGHTS_NAME}:layer.weight has non-finite values" in problems_of(res)
+
+
+@breaks("region_clip_model_valid")
+@pytest.mark.parametrize("broken", ["inf weights", "threshold 1.5"])
+def test_region_clip_check_in_its_run_stops_what_is_downstream(settings, broken):
+    model = write_region_clip(settings, 1.5 if broken == "threshold 1.5" else 0.25)
+    if broken == "inf weights":
+        write_weights(model, float("inf"))
+    ev, downstream_ran = guard_run(checks.region_clip_model_valid, settings)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    assert ("has non-finite values" if broken == "inf weights" else "1.5 is not a finite cosine") in problems_of(ev)
+    assert not downstream_ran  # blocking: the REC filter does not run on it
 
 
 def test_region_clip_check_fails_on_missing_files(settings):
@@ -417,6 +448,7 @@ def test_retrained_models_check_passes_on_good_seeds(settings):
     assert "retrained_models[genixer_vqa] has not been materialised" in problems_of(res)
 
 
+@breaks("retrained_models_valid")
 @pytest.mark.parametrize("broken", list(RETRAINED_BREAKS))
 def test_retrained_models_check_fails_on_a_broken_recipe(settings, broken):
     _retrained_break(broken)(settings, write_retrained(settings))
@@ -458,12 +490,14 @@ def test_benchmark_predictions_check_passes_on_good_predictions(settings):
     assert ev.passed and md(ev, "samples_per_seed") == 2 and md(ev, "rows") == 4
 
 
+@breaks("benchmark_predictions_complete")
 @pytest.mark.parametrize("broken", list(PREDICTION_BREAKS))
 def test_benchmark_predictions_check_fails_on_broken_predictions(settings, broken):
     breaker, message = PREDICTION_BREAKS[broken]
     breaker(write_predictions(settings)).to_parquet(settings.table_path("benchmark_predictions", RECIPE), index=False)
-    ev, _ = in_run(checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions)
+    ev, downstream_ran = in_run(checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions, downstream=True)
     assert not ev.passed and message in problems_of(ev)
+    assert not downstream_ran  # blocking: nothing is scored from incomplete predictions
 
 
 def test_benchmark_predictions_check_fails_when_a_seed_model_has_no_predictions(settings):
@@ -517,6 +551,7 @@ def judge_run(settings):
     return ev, uses_the_judge.key in ran, RunOutcome(instance, res.run_id).failures()
 
 
+@breaks("judge_mllm_beats_chance")
 def test_a_judge_at_chance_stops_what_is_downstream_with_its_auc(gate_settings):
     settings = gate_settings
     from genixer.judge import chance_auc_bound
@@ -606,3 +641,528 @@ def test_the_default_floor_is_passed_by_a_blind_judge_about_once_in_20():
     passed = [auc(rng.uniform(size=80), label) >= floor for _ in range(4000)]
     assert 0.035 < np.mean(passed) < 0.065
     assert chance_auc_bound(583, 583) == pytest.approx(0.528, abs=5e-4) and chance_auc_bound(583, 583) < 0.587
+
+
+# ---- the smoke graph's own outputs, broken ------------------------------------------------------
+# The outputs of the session's smoke graph (`built`), copied into a temporary data root and broken there one way;
+# the check runs in its asset's run (a stand-in with the asset's key "materialises" what is on disk) with an asset
+# downstream, which a failed guard stops. The graph's own files are never changed.
+
+def guard_run(check, settings):
+    """The check in its (unpartitioned) asset's run with an asset downstream: (evaluation, whether that asset ran)."""
+    from resources import MLLMBackend
+
+    @dg.asset(key=_asset_key(check))
+    def stand_in() -> dg.MaterializeResult:  # the output is already on disk
+        return dg.MaterializeResult()
+
+    @dg.asset(deps=[stand_in])
+    def downstream() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    res = dg.materialize([stand_in, check, downstream], resources={"settings": settings, "backend": MLLMBackend(device="cpu")},
+                         raise_on_error=False, instance=_instance())
+    (ev,) = res.get_asset_check_evaluations()
+    return ev, downstream.key in {e.asset_key for e in res.get_asset_materialization_events()}
+
+
+@pytest.fixture
+def graph(built, tmp_path):
+    """(the smoke graph's settings, a temporary data root's) and copy(*relative paths) from the first to the second."""
+    src, _ = built
+    dst = GenixerSettings(preset="smoke", data_dir=str(tmp_path / "data"))
+
+    def copy(*paths: str) -> None:
+        for rel in paths:
+            a, b = src.root / rel, dst.root / rel
+            assert a.exists(), f"the smoke graph wrote no {rel}"
+            b.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(a, b) if a.is_dir() else shutil.copyfile(a, b)
+
+    return src, dst, copy
+
+
+def rewrite(path, change) -> pd.DataFrame:
+    """The parquet table at `path` changed by change(df), written back with its schema (and its metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    df = change(table.to_pandas())
+    pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), path)
+    return df
+
+
+def _row(df, where, **cols):
+    """df with the first row where `where` holds changed: {column: value}."""
+    df = df.copy()
+    i = df.index[where(df)][0]
+    for c, v in cols.items():
+        df.at[i, c] = v
+    return df
+
+
+def assert_stopped(check, settings, message: str, where: str = "problems") -> dg.AssetCheckEvaluation:
+    """The check fails in its asset's run with ERROR severity, `message` in its problems (or description), and stops
+    the asset downstream."""
+    ev, downstream_ran = guard_run(check, settings)
+    seen = problems_of(ev) if where == "problems" else ev.description
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and message in (seen or ""), (ev.description, seen)
+    assert not downstream_ran  # blocking: what is downstream does not run on the broken output
+    return ev
+
+
+# world_scenes ------------------------------------------------------------------------------------
+
+def _scene_image_changed(dst, df):
+    """row 0's image file: a copy with one pixel changed (the table still records the old file's sha256)."""
+    copy = dst.path("world", "changed.png")
+    img = Image.open(df.image_path[0]).convert("RGB")
+    img.putpixel((0, 0), tuple(255 - v for v in img.getpixel((0, 0))))
+    img.save(copy)
+    return df.assign(image_path=[str(copy)] + list(df.image_path[1:]))
+
+
+WORLD_BREAKS = {
+    "an image file changed after its hash was recorded": (_scene_image_changed, "the table records"),
+    "an image file missing": (lambda dst, df: _row(df, lambda d: d.index == 0, image_path=str(dst.root / "world" / "gone.png")),
+                              "collect_000000: missing"),
+    "an object outside its image": (lambda dst, df: _row(df, lambda d: d.index == 0, width=4), "object outside the image"),
+    "the held-out background outside heldout": (
+        lambda dst, df: _row(df, lambda d: d.split == "collect", background=get_preset("smoke").world.heldout_background),
+        "1 images break the held-out background rule"),
+}
+
+
+def test_world_scenes_check_passes_on_the_smoke_graphs_scenes(graph):
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet")
+    ev, downstream_ran = guard_run(checks.world_scenes_valid, dst)
+    assert ev.passed and downstream_ran and md(ev, "images") == len(dst.read_table("world_scenes"))
+
+
+@breaks("world_scenes_valid")
+@pytest.mark.parametrize("broken", list(WORLD_BREAKS))
+def test_world_scenes_check_fails_on_broken_scenes(graph, broken):
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet")
+    breaker, message = WORLD_BREAKS[broken]
+    rewrite(dst.table_path("world_scenes"), lambda df: breaker(dst, df))
+    assert_stopped(checks.world_scenes_valid, dst, message)
+
+
+# collected_datasets -------------------------------------------------------------------------------
+
+def _wrong_answer(df):
+    """A colour question answered with a colour that is not the object's (the oracle calls it incorrect)."""
+    i = next(i for i, t in enumerate(df.turns) if df.task[i] == "common_vqa" and str(t[0]["question"]).startswith("What colour is"))
+    right = df.turns[i][0]["answer"]
+    return _row(df, lambda d: d.index == i, turns=[{"question": df.turns[i][0]["question"],
+                                                    "answer": "green" if right != "green" else "red"}])
+
+
+COLLECTED_BREAKS = {
+    "a box outside its image": (lambda df: _row(df, lambda d: d.task == "rec", boxes=[[0.0, 0.0, 500.0, 10.0]]), "not inside the"),
+    "an empty question": (lambda df: _row(df, lambda d: d.task == "common_vqa", turns=[{"question": " ", "answer": "red"}]),
+                          "turn 0: empty question"),
+    "an answer the world contradicts": (_wrong_answer, "oracle says incorrect"),
+}
+
+
+@breaks("collected_datasets_valid")
+@pytest.mark.parametrize("broken", list(COLLECTED_BREAKS))
+def test_collected_datasets_check_fails_on_a_broken_sample(graph, broken):
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet")
+    assert guard_run(checks.collected_datasets_valid, dst)[0].passed
+    breaker, message = COLLECTED_BREAKS[broken]
+    rewrite(dst.table_path("collected_datasets"), breaker)
+    assert_stopped(checks.collected_datasets_valid, dst, message)
+
+
+# benchmark_sets: the train/benchmark leak first ---------------------------------------------------
+
+def _leak(dst, df, scenes, split: str) -> tuple[pd.DataFrame, str]:
+    """The first bench row's image replaced by a byte copy, at a path of its own, of an image of `split`."""
+    source = scenes[scenes.split == split].image_path.iloc[0]
+    copy = dst.path("world", "bench_copy.png")
+    shutil.copyfile(source, copy)
+    i = df.index[df.split == "bench"][0]
+    return _row(df, lambda d: d.index == i, image_path=str(copy)), source
+
+
+@breaks("benchmark_sets_valid")
+@pytest.mark.parametrize("split", ["collect", "corpus"])
+def test_a_benchmark_image_that_is_also_a_training_image_stops_the_run(graph, split):
+    """A benchmark image whose bytes are those of a collected (or corpus) image, under another name: found by content."""
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", "tables/benchmark_sets.parquet")
+    ev, _ = guard_run(checks.benchmark_sets_valid, dst)
+    assert ev.passed and md(ev, "leaked_images") == 0
+    scenes = dst.read_table("world_scenes")
+    leaked = {}
+    rewrite(dst.table_path("benchmark_sets"), lambda df: (leaked.update(zip(("df", "source"), _leak(dst, df, scenes, split))), leaked["df"])[1])
+    ev = assert_stopped(checks.benchmark_sets_valid, dst, "1 benchmark images have the same bytes as a training image")
+    assert f"= {leaked['source']}" in problems_of(ev) and md(ev, "leaked_images") == 1
+
+
+@breaks("benchmark_sets_valid")
+def test_a_published_benchmark_sharing_an_image_with_the_collected_data_stops_the_run(graph):
+    """Published data (no world): a benchmark file with the bytes of a collected image, at another path."""
+    _, dst, copy = graph
+    copy("tables/collected_datasets.parquet", "tables/benchmark_sets.parquet")
+    for name, source in (("collected_datasets", "vqav2:train_questions.json"), ("benchmark_sets", "vqav2:val_questions.json")):
+        rewrite(dst.table_path(name), lambda df: df.assign(source=source))
+    collected = read_samples(dst.table_path("collected_datasets"))
+    ev, _ = guard_run(checks.benchmark_sets_valid, dst)
+    assert ev.passed and md(ev, "oracle_agreement") == "no oracle (published benchmarks)"
+    rewrite(dst.table_path("benchmark_sets"), lambda df: _leak(dst, df, collected.assign(split="collect"), "collect")[0])
+    assert_stopped(checks.benchmark_sets_valid, dst, "1 benchmark images have the same bytes as a training image")
+
+
+@breaks("benchmark_sets_valid")
+def test_a_benchmark_answer_the_world_contradicts_stops_the_run(graph):
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", "tables/benchmark_sets.parquet")
+    rewrite(dst.table_path("benchmark_sets"), _wrong_answer)
+    assert_stopped(checks.benchmark_sets_valid, dst, "oracle says incorrect")
+
+
+# instruction templates and templated instructions ---------------------------------------------------
+
+def _templates(change):
+    def apply(t):
+        t = json.loads(json.dumps(t))
+        change(t)
+        return t
+    return apply
+
+
+TEMPLATE_BREAKS = {
+    "a task without its specific instruction": (_templates(lambda t: t["specific"].pop("rec")), "no specific instruction for rec"),
+    "too few general instructions": (_templates(lambda t: t.update(general=t["general"][:12])), "only 12 distinct general instructions"),
+    "a phrasing without its placeholder": (_templates(lambda t: t["phrasings"]["colour"].append("What colour is it?")),
+                                           "'What colour is it?' of kind 'colour' is missing slot(s) ['ref']"),
+    "a general instruction with a placeholder": (_templates(lambda t: t["general"].append("Describe {ref}.")),
+                                                 "general instruction has a placeholder"),
+}
+
+
+@breaks("instruction_templates_valid")
+@pytest.mark.parametrize("broken", list(TEMPLATE_BREAKS))
+def test_instruction_templates_check_fails_on_broken_templates(graph, broken):
+    _, dst, copy = graph
+    copy("tables/instruction_templates.json")
+    assert guard_run(checks.instruction_templates_valid, dst)[0].passed
+    path = dst.path("tables", "instruction_templates.json")
+    breaker, message = TEMPLATE_BREAKS[broken]
+    path.write_text(json.dumps(breaker(json.loads(path.read_text()))))
+    assert_stopped(checks.instruction_templates_valid, dst, message)
+
+
+def _target_of_another(df):
+    j = next(j for j in range(1, len(df)) if df.sample_id[j] != df.sample_id[0] and df.target[j] != df.target[0])
+    return _row(df, lambda d: d.index == 0, target=df.target[j])
+
+
+TEMPLATED_BREAKS = {
+    "a target that is another sample's": (_target_of_another, "target does not parse back to its sample"),
+    "an empty prompt": (lambda df: _row(df, lambda d: d.index == 0, prompt="  "), "empty prompt or target"),
+    "a target that does not parse": (lambda df: _row(df, lambda d: d.index == 0, target="no question here"), ": "),
+}
+
+
+@breaks("templated_instructions_valid")
+@pytest.mark.parametrize("broken", list(TEMPLATED_BREAKS))
+def test_templated_instructions_check_fails_on_broken_records(graph, broken):
+    _, dst, copy = graph
+    copy("tables/collected_datasets.parquet", "tables/templated_instructions.parquet")
+    assert guard_run(checks.templated_instructions_valid, dst)[0].passed
+    breaker, message = TEMPLATED_BREAKS[broken]
+    df = rewrite(dst.table_path("templated_instructions"), breaker)
+    ev = assert_stopped(checks.templated_instructions_valid, dst, message)
+    assert problems_of(ev).startswith(f"{df.record_id[0]}: ")  # the broken record, named
+
+
+# the generators: parse rate and weights ---------------------------------------------------------------
+
+@breaks("genixer_l_parse_rate", "genixer_s_parse_rate")
+@pytest.mark.parametrize("name", ["genixer_l", "genixer_s"])
+def test_a_generator_whose_outputs_do_not_parse_stops_the_run(graph, name):
+    _, dst, copy = graph
+    copy(f"tables/{name}_eval.parquet")
+    check = getattr(checks, f"{name}_parse_rate")
+    assert guard_run(check, dst)[0].passed
+    need = dst.get_preset().min_parse_rate
+    df = rewrite(dst.table_path(f"{name}_eval"), lambda d: d.assign(parsed=[i % 4 == 0 for i in range(len(d))]))
+    ev = assert_stopped(check, dst, f"{df.parsed.mean():.1%} of generations parse, < {need:.0%}", where="description")
+    assert md(ev, "parse_rate") == pytest.approx(df.parsed.mean()) and md(ev, "parse_rate") < need
+
+
+def _poison(folder, value: float) -> str:
+    """One tensor of the folder's first safetensors file gets a non-finite value; returns the tensor's name."""
+    from safetensors.torch import load_file, save_file
+
+    f = sorted(folder.glob("*.safetensors"))[0]
+    tensors = load_file(str(f))
+    key = next(k for k, t in sorted(tensors.items()) if t.is_floating_point() and t.numel() > 1)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[1] = value
+    save_file(tensors, str(f), metadata={"format": "pt"})
+    return f"{f.name}:{key} has non-finite values"
+
+
+@breaks("base_mllm_weights_finite", "genixer_l_weights_finite", "genixer_s_weights_finite", "judge_mllm_weights_finite")
+@pytest.mark.parametrize("name", ["base_mllm", "genixer_l", "genixer_s", "judge_mllm"])
+@pytest.mark.parametrize("broken", ["nan", "inf", "no weights"])
+def test_a_model_with_non_finite_or_missing_weights_stops_the_run(graph, name, broken):
+    _, dst, copy = graph
+    copy(f"models/{name}")
+    check = getattr(checks, f"{name}_weights_finite")
+    ev, _ = guard_run(check, dst)
+    assert ev.passed and md(ev, "path") == str(dst.model_dir(name))
+    if broken == "no weights":
+        for f in dst.model_dir(name).glob("*.safetensors"):
+            f.unlink()
+        message = "no safetensors weights in"
+    else:
+        message = _poison(dst.model_dir(name), float(broken))
+    assert_stopped(check, dst, message)
+
+
+# the filtered sets: not empty, not worse than raw ----------------------------------------------------------
+
+@breaks("genixer_vqa_not_empty", "genixer_rec_not_empty")
+@pytest.mark.parametrize("name", ["genixer_vqa", "genixer_rec"])
+def test_a_filter_that_keeps_nothing_stops_the_run(graph, name):
+    _, dst, copy = graph
+    copy(f"tables/{name}.parquet")
+    check = getattr(checks, f"{name}_not_empty")
+    assert guard_run(check, dst)[0].passed
+    rewrite(dst.table_path(name), lambda df: df.iloc[:0])
+    ev = assert_stopped(check, dst, f"{name} kept no row", where="description")
+    assert md(ev, "rows") == 0
+
+
+FILTERS = {"genixer_vqa": ("scored_generations_l", "common_vqa"), "genixer_rec": ("scored_generations_s", "rec")}
+
+
+def _keep(dst, name: str, ids: set[str]) -> None:
+    """The filtered set rewritten to hold exactly these raw rows (a filter that chose them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = pa.concat_tables([pq.read_table(f) for f in sorted(dst.path("tables", FILTERS[name][0]).glob("*.parquet"))])
+    own = pq.read_schema(dst.table_path(name))
+    kept = raw.filter(pa.array([s in ids for s in raw.column("sample_id").to_pylist()]))
+    kept = kept.append_column("hard_band", pa.array([False] * len(kept))) if "hard_band" in own.names else kept
+    pq.write_table(kept.select(own.names).replace_schema_metadata(own.metadata), dst.table_path(name))
+
+
+@breaks("genixer_vqa_not_worse_than_raw", "genixer_rec_not_worse_than_raw")
+@pytest.mark.parametrize("name", ["genixer_vqa", "genixer_rec"])
+def test_a_filter_keeping_the_wrong_rows_fails_by_the_oracle(graph, name):
+    """With the world: half the raw rows made right (the world's own annotation of their image), the filter keeps
+    only rows the oracle calls incorrect; the exact test says worse than a random subset."""
+    import random
+
+    from genixer.quality import oracle_column
+    from genixer.world.annotate import annotate
+
+    raw_name, task = FILTERS[name]
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", f"tables/{raw_name}", f"tables/{name}.parquet")
+    check = getattr(checks, f"{name}_not_worse_than_raw")
+    scenes = {r.image_id: Scene.from_json(r.scene) for r in dst.read_table("world_scenes").itertuples()}
+
+    def right_answers(df):  # rows the oracle does not call incorrect get the world's annotation of their image
+        df = df.copy()
+        for i in df.index[oracle_column(df, scenes) != "incorrect"]:
+            s = annotate(task, scenes[df.image_id[i]], random.Random(i))
+            for c in ("task", "turns", "boxes", "points"):
+                df.at[i, c] = s[c]
+            df.at[i, "quarantine_reason"] = None
+        return df
+
+    for f in sorted(dst.path("tables", raw_name).glob("*.parquet")):
+        rewrite(f, right_answers)
+    raw = dst.read_table(raw_name)
+    oracle = oracle_column(raw, scenes)
+    wrong = set(raw.sample_id[oracle == "incorrect"])
+    assert len(wrong) >= 5 and (oracle == "correct").sum() >= 10
+    _keep(dst, name, set(raw.sample_id[oracle == "correct"]))
+    ev, _ = guard_run(check, dst)
+    assert ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and md(ev, "filter_verdict") == "yes"
+    _keep(dst, name, wrong)
+    ev = assert_stopped(check, dst, "the kept rows are correct less often than a random subset", where="description")
+    assert md(ev, "kept_correct") == 0.0 and md(ev, "p_worse") < 0.025
+
+
+def _world_free(dst) -> None:
+    """collected_datasets as published files would have made it: no row from the world, so the run has no oracle."""
+    rewrite(dst.table_path("collected_datasets"), lambda df: df.assign(source="vqav2:train_questions.json"))
+
+
+def _review_sheet(dst, name: str) -> pd.DataFrame:
+    """generation_quality's review sheet of the scored rows (genixer.review), its verdicts filled in: the rows of this
+    filter alternately correct and incorrect; returns the filled sheet."""
+    from genixer import review
+    from genixer_assets.evaluation import REVIEW_COLUMNS
+
+    vqa, rec = dst.read_table("scored_generations_l"), dst.read_table("scored_generations_s")
+    population = pd.concat([vqa.assign(kept=vqa.sample_id.isin(set(read_samples(dst.table_path("genixer_vqa")).sample_id)))[REVIEW_COLUMNS],
+                            rec.assign(kept=rec.filter_reason.isna())[REVIEW_COLUMNS]], ignore_index=True)
+    sample = review.review_sample(population, 50, seed=0)
+    folder = dst.path("review", "review.csv").parent
+    csv, _ = review.write_review(sample, folder, overwrite=True)
+    sample.to_parquet(folder / "review_sample.parquet", index=False)
+    sheet = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    ours = set(dst.read_table(FILTERS[name][0]).sample_id)
+    mine = sheet.sample_id.isin(ours)
+    sheet.loc[mine, "verdict"] = ["correct" if k % 2 else "incorrect" for k in range(int(mine.sum()))]
+    return sheet
+
+
+@breaks("genixer_vqa_not_worse_than_raw", "genixer_rec_not_worse_than_raw")
+@pytest.mark.parametrize("name", ["genixer_vqa", "genixer_rec"])
+def test_without_the_world_a_filled_review_sheet_decides_the_filters_gate(graph, name):
+    """No world: no sheet -> not measured (a WARN failure: a warning, not a pass, nothing stopped); a sheet with no
+    verdict yet -> not measured; filled, and the filter keeps the rows the reviewer marked correct -> passed; keeps
+    those marked incorrect -> the kept rows' interval is below the raw rows': ERROR, downstream stopped."""
+    raw_name = FILTERS[name][0]
+    _, dst, copy = graph
+    copy("tables/collected_datasets.parquet", "tables/scored_generations_l", "tables/scored_generations_s",
+         "tables/genixer_vqa.parquet", "tables/genixer_rec.parquet")
+    _world_free(dst)
+    check = getattr(checks, f"{name}_not_worse_than_raw")
+
+    ev, downstream_ran = guard_run(check, dst)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN and downstream_ran
+    assert ev.description.startswith("not measured: no oracle") and "no review sheet at" in ev.description
+
+    sheet = _review_sheet(dst, name)
+    ev, downstream_ran = guard_run(check, dst)  # written, not filled in yet
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN and downstream_ran and "has no verdict" in ev.description
+
+    csv = dst.path("review", "review.csv")
+    sheet.to_csv(csv, index=False)
+    right, wrong = set(sheet.sample_id[sheet.verdict == "correct"]), set(sheet.sample_id[sheet.verdict == "incorrect"])
+    assert len(right) >= 10 and len(wrong) >= 10 and right | wrong <= set(dst.read_table(raw_name).sample_id)
+    _keep(dst, name, right)
+    ev, downstream_ran = guard_run(check, dst)
+    assert ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and downstream_ran
+    assert md(ev, "kept_correct") == 1.0 and md(ev, "raw_correct") == pytest.approx(len(right) / len(right | wrong))
+    assert ev.description.startswith("by the review sheet: kept rows 100% correct")
+
+    _keep(dst, name, wrong)
+    ev = assert_stopped(check, dst, "by the review sheet, the kept rows are correct less often than the raw rows", where="description")
+    assert md(ev, "verdict") == "worse" and md(ev, "kept_correct") == 0.0
+    assert md(ev, "kept_correct_ci_high") < md(ev, "raw_correct_ci_low")
+
+
+def test_a_review_sheet_of_rows_regenerated_since_is_not_measured(graph):
+    _, dst, copy = graph
+    copy("tables/collected_datasets.parquet", "tables/scored_generations_l", "tables/scored_generations_s",
+         "tables/genixer_vqa.parquet", "tables/genixer_rec.parquet")
+    _world_free(dst)
+    _review_sheet(dst, "genixer_vqa").to_csv(dst.path("review", "review.csv"), index=False)
+    rewrite(sorted(dst.path("tables", "scored_generations_l").glob("*.parquet"))[0],
+            lambda df: df.assign(sample_id=[f"{s}:again" for s in df.sample_id]))
+    ev, downstream_ran = guard_run(checks.genixer_vqa_not_worse_than_raw, dst)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN and downstream_ran
+    assert ev.description.startswith("not measured: ") and "are no longer in scored_generations_l (regenerated since)" in ev.description
+
+
+# benchmark_scores ------------------------------------------------------------------------------------
+
+SCORES_BREAKS = {
+    "a recipe not scored on a benchmark": (lambda df: df.drop(index=df.index[df.recipe == "genixer_vqa"][0]), ": missing"),
+    "a mean that is not a number": (lambda df: _row(df, lambda d: d.recipe == "baseline", mean=float("nan")), "mean nan"),
+    "fewer seeds than the preset's": (lambda df: _row(df, lambda d: d.recipe == "genixer_rec", seeds=1), "1 seeds (want 2)"),
+}
+
+
+@breaks("benchmark_scores_complete")
+@pytest.mark.parametrize("broken", list(SCORES_BREAKS))
+def test_benchmark_scores_check_fails_on_incomplete_scores(graph, broken):
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/benchmark_sets.parquet", "tables/benchmark_scores.parquet")
+    assert dst.get_preset().retrain_seeds == 2  # the breaks assume two seeds
+    assert guard_run(checks.benchmark_scores_complete, dst)[0].passed
+    breaker, message = SCORES_BREAKS[broken]
+    rewrite(dst.table_path("benchmark_scores"), breaker)
+    assert_stopped(checks.benchmark_scores_complete, dst, message)
+
+
+@breaks("baseline_beats_blind_prior")
+def test_a_baseline_no_better_than_the_blind_prior_is_named(graph):
+    """Blocking on the paper preset only (checks.REFERENCE_BLOCKING): there it stops what is downstream, elsewhere it warns."""
+    _, dst, copy = graph
+    copy("tables/benchmark_scores.parquet")
+    rewrite(dst.table_path("benchmark_scores"),
+            lambda df: df.assign(verdict=df.verdict.where(df.recipe != "ref:blind_prior", "within noise")))
+    ev, downstream_ran = guard_run(checks.baseline_beats_blind_prior, dst)
+    assert not ev.passed and "(within noise for the prior)" in problems_of(ev)
+    assert ev.severity == (dg.AssetCheckSeverity.ERROR if checks.REFERENCE_BLOCKING else dg.AssetCheckSeverity.WARN)
+    assert downstream_ran is not checks.REFERENCE_BLOCKING
+
+
+# dataset_exports ---------------------------------------------------------------------------------------
+
+def _exports(dst, name):
+    return dst.root / "exports" / name
+
+
+EXPORT_BREAKS = {
+    "a format's file deleted": (lambda dst: (_exports(dst, "genixer_vqa") / "shikra" / "shikra.jsonl").unlink(),
+                                "genixer_vqa/shikra/shikra.jsonl: missing: genixer_vqa has"),
+    "the exports folder deleted": (lambda dst: shutil.rmtree(dst.root / "exports"),
+                                   "genixer_vqa/llava/llava.json: missing"),
+    "a sample lost from a file": (lambda dst: (lambda p: p.write_text("".join(p.read_text().splitlines(True)[1:])))(
+        _exports(dst, "genixer_rec") / "shikra" / "shikra.jsonl"), "genixer_rec/shikra/shikra.jsonl: "),
+    "a card deleted": (lambda dst: (_exports(dst, "genixer_vqa") / "parquet" / "README.md").unlink(), "no dataset card"),
+}
+
+
+@breaks("dataset_exports_complete")
+@pytest.mark.parametrize("broken", list(EXPORT_BREAKS))
+def test_dataset_exports_check_fails_on_missing_or_short_exports(graph, broken):
+    _, dst, copy = graph
+    copy("tables/genixer_vqa.parquet", "tables/genixer_rec.parquet", "exports")
+    assert len(read_samples(dst.table_path("genixer_vqa"))) and len(read_samples(dst.table_path("genixer_rec")))
+    ev, _ = guard_run(checks.dataset_exports_complete, dst)
+    assert ev.passed and md(ev, "exports_checked") == 6 and md(ev, "formats") == "llava, shikra, parquet"
+    breaker, message = EXPORT_BREAKS[broken]
+    breaker(dst)
+    assert_stopped(checks.dataset_exports_complete, dst, message)
+
+
+def test_dataset_exports_check_expects_the_formats_it_was_asked_for(graph):
+    """Only llava asked for (formats.json, as dataset_exports records it): the other formats' files may be absent; an
+    emptied set's export must be gone."""
+    from genixer_assets.exports import FORMATS_FILE
+
+    _, dst, copy = graph
+    copy("tables/genixer_vqa.parquet", "tables/genixer_rec.parquet", "exports")
+    (dst.root / "exports" / FORMATS_FILE).write_text(json.dumps({"formats": ["llava"]}))
+    for name in ("genixer_vqa", "genixer_rec"):
+        for fmt in ("shikra", "parquet"):
+            shutil.rmtree(_exports(dst, name) / fmt)
+    assert guard_run(checks.dataset_exports_complete, dst)[0].passed
+    rewrite(dst.table_path("genixer_rec"), lambda df: df.iloc[:0])  # the filter now keeps nothing, its old export stays
+    assert_stopped(checks.dataset_exports_complete, dst, "genixer_rec/llava/llava.json: ")
+
+
+# the registry --------------------------------------------------------------------------------------------
+
+def test_every_blocking_check_has_a_break_and_fail_test():
+    """Every blocking check of the definitions has a test here that breaks its asset's output and sees it fail; a new
+    blocking check without one fails this test."""
+    from genixer_assets.definitions import defs
+
+    blocking = {spec.key.name for c in defs.asset_checks for spec in c.check_specs if spec.blocking}
+    assert len(blocking) >= 26
+    missing = sorted(blocking - set(BREAK_TESTS))
+    assert not missing, f"blocking checks without a break-and-fail test in tests/test_checks_fail.py: {missing}"
+    for name, tests in BREAK_TESTS.items():
+        assert all(t.startswith("test_") and callable(globals().get(t)) for t in tests), (name, tests)
