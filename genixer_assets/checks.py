@@ -30,7 +30,7 @@ from genixer_assets._meta import benchmark_rows, collected_images, from_world, h
 from genixer_assets.collection import benchmark_sets, collected_datasets, image_corpus, world_scenes
 from genixer_assets.exports import FILE_NAMES, FORMATS_FILE, dataset_exports
 from genixer_assets.instructions import instruction_templates, templated_instructions
-from genixer_assets.partitions import partition_keys
+from genixer_assets.partitions import partition_keys, read_shards
 from resources import SETTINGS, GenixerSettings, MLLMBackend
 
 
@@ -361,12 +361,13 @@ genixer_s_parse_rate, genixer_s_type_accuracy = _generator_checks("genixer_s", N
 
 # ---- filtered recipes ------------------------------------------------------------------------
 
-def _filter_test(settings: GenixerSettings, name: str, raw_name: str) -> dict:
-    """The oracle's correctness of the parsed raw rows and of the kept rows, with the exact test."""
+def _filter_test(context, settings: GenixerSettings, name: str, raw_name: str) -> dict:
+    """The oracle's correctness of the parsed raw rows (of the shards the instance holds, as the filter reads them) and
+    of the kept rows, with the exact test."""
     from genixer.quality import correctness_table, oracle_column
 
     scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
-    raw = settings.read_table(raw_name)
+    raw = read_shards(context, settings, raw_name)
     raw = raw.assign(oracle=oracle_column(raw, scenes))
     kept = raw[raw.sample_id.isin(set(read_samples(settings.table_path(name)).sample_id))]
     row = correctness_table(raw, kept).iloc[-1]
@@ -441,10 +442,10 @@ def _filtered_checks(name: str, raw_name: str, tasks):
         "(review/review.csv): fails (ERROR) when the reviewed kept rows' share correct has its 95% Wilson interval wholly "
         "below that of all reviewed rows. With neither (no world, no filled sheet, or a sheet of older rows): not measured, "
         "reported as a failed check with WARN severity, a warning in the UI, never a pass; it stops nothing."))
-    def not_worse(settings: GenixerSettings) -> dg.AssetCheckResult:
+    def not_worse(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
         if not has_world(settings):
             return _review_gate(settings, name, raw_name, tasks)
-        t = _filter_test(settings, name, raw_name)
+        t = _filter_test(context, settings, name, raw_name)
         worse = t["filter_verdict"] == "no"
         return dg.AssetCheckResult(passed=not worse, severity=GUARD, metadata=t, description=(
             f"the kept rows are correct less often than a random subset of the parsed raw rows (exact test p = {t['p_worse']:.2g})"
@@ -453,10 +454,10 @@ def _filtered_checks(name: str, raw_name: str, tasks):
     @dg.asset_check(asset=name, name=f"{name}_better_than_raw",
                     description="Aim: the kept rows are more often correct than the parsed raw rows, beyond chance "
                                 "(exact hypergeometric test at 5%, two-sided; cannot pass when raw correctness is 0).")
-    def better(settings: GenixerSettings) -> dg.AssetCheckResult:
+    def better(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
         if not has_world(settings):
             return _not_measured()
-        t = _filter_test(settings, name, raw_name)
+        t = _filter_test(context, settings, name, raw_name)
         return _aim(t["filter_verdict"] == "yes", t)
 
     return not_empty, not_worse, better
