@@ -27,7 +27,10 @@ Load the model on ``accelerate.PartialState().device`` in its training dtype bef
 
 Resumption: every ``checkpoint_every`` optimizer steps, model weights (safetensors), optimizer, scheduler,
 step, loss history and RNG states (the sampler's is the one all ranks share) go to ``out_dir/checkpoint``;
-``train`` resumes from there if present.
+``train`` resumes from there if present and made by the same run: the checkpoint records a hash of the
+TrainConfig (but ``stop_after`` and ``log_every``), the records, the sampling weights, the adapter and the model's
+size, and a checkpoint of another run (a config or the data changed since it was written) is deleted with a
+warning and training starts afresh. ``TrainResult.resumed_from`` says from which step a call resumed.
 After the final ``save_model(out_dir)`` the checkpoint is deleted: the final model supersedes it, and a
 stale checkpoint would make a later run in the same directory silently "resume" a finished one.
 
@@ -40,6 +43,9 @@ accumulation, accelerate, seeds, checkpoint + resume, group curves, TrainResult)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -128,6 +134,7 @@ class TrainResult:
     # records whose answer the tokenizer would have merged into the end of its prompt (e.g. ':▁Yes'): their
     # answers were tokenized on their own (genixer.models.inputs.split_prompt_answer)
     n_tokenized_alone: int = 0
+    resumed_from: int = 0  # the step of the checkpoint this call resumed from (0: it started afresh)
     n_params: int = 0
     n_trainable: int = 0
     # per-group learning curves: group -> [(step, mean per-sample loss over the window)]
@@ -390,16 +397,29 @@ def _steps_for(cfg: TrainConfig, n_records: int, n_processes: int = 1) -> int:
     return max(1, math.ceil(cfg.epochs * n_records / (cfg.batch_size * n_processes * cfg.grad_accum)))
 
 
-def _save_checkpoint(accelerator, ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult) -> None:
+def _run_id(cfg: TrainConfig, records: list[dict], probs: np.ndarray | None, adapter, model) -> str:
+    """What a checkpoint must match to be resumed: the config (but how far this call goes and how often it logs),
+    the records and sampling weights, the adapter and the model's size."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("stop_after", "log_every")}
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    for r in records:  # one record at a time: no string of the whole set in memory
+        h.update(json.dumps(r, sort_keys=True, default=str).encode() + b"\n")
+    h.update(b"" if probs is None else np.ascontiguousarray(probs, dtype=np.float64).tobytes())
+    h.update(f"{type(adapter).__name__}:{sum(p.numel() for p in model.parameters())}".encode())
+    return h.hexdigest()
+
+
+def _save_checkpoint(accelerator, ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult,
+                     run_id: str) -> None:
     # Every rank holds the same weights, optimizer and sampler state: the main process writes them, and no
     # rank goes on (to finish, or to read a checkpoint) before the write is complete.
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_checkpoint(ckpt, model, optimizer, scheduler, step, rng, result)
+        _write_checkpoint(ckpt, model, optimizer, scheduler, step, rng, result, run_id)
     accelerator.wait_for_everyone()
 
 
-def _write_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult) -> None:
+def _write_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result: TrainResult, run_id: str) -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -414,6 +434,7 @@ def _write_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result
         "losses": result.losses,
         "tokens_seen": result.tokens_seen,
         "group_curves": result.group_curves,
+        "run_id": run_id,
     }
     torch.save(state, tmp / "trainer_state.pt")
     # Replace atomically-ish: a crash mid-save leaves the previous checkpoint intact.
@@ -421,10 +442,8 @@ def _write_checkpoint(ckpt: Path, model, optimizer, scheduler, step, rng, result
     tmp.rename(ckpt)
 
 
-def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rng, result: TrainResult) -> int:
+def _load_checkpoint(ckpt: Path, state: dict, model, optimizer, scheduler, rng, result: TrainResult) -> int:
     load_safetensors(model, str(ckpt / "model.safetensors"))
-    # Tensors and plain Python state only (the numpy RNG state is a dict of ints): nothing in it is run.
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rng.bit_generator.state = state["sampler_rng"]
@@ -545,8 +564,18 @@ def train(
         n_params=sum(p.numel() for p in model.parameters()), n_trainable=sum(p.numel() for p in params)
     )
     step = 0
+    run_id = _run_id(cfg, records, probs, adapter, model)
     if (ckpt / "trainer_state.pt").is_file():
-        step = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, result)
+        # Tensors and plain Python state only (the numpy RNG state is a dict of ints): nothing in it is run.
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+        if state.get("run_id") == run_id:
+            step = result.resumed_from = _load_checkpoint(ckpt, state, model, optimizer, scheduler, rng, result)
+            log.info("%s: resumed from the checkpoint of step %d", out_dir, step)
+        else:
+            log.warning("%s: not resumed, made by another run (its config or data differ); starting afresh", ckpt)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                shutil.rmtree(ckpt, ignore_errors=True)
 
     if cfg.group_by_length and not hasattr(type(adapter), "lengths"):
         raise ValueError(f"TrainConfig.group_by_length needs an adapter with record lengths; {type(adapter).__name__} has none")
@@ -618,7 +647,7 @@ def train(
             log.info("step %d/%d loss %.4f lr %.2e", step, total_steps, step_loss, scheduler.get_last_lr()[0])
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
             unwrapped = accelerator.unwrap_model(model)
-            _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, step, rng, result)
+            _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, step, rng, result, run_id)
             saved = step
 
     if bar is not None:
@@ -630,7 +659,7 @@ def train(
     model = accelerator.unwrap_model(model)
     if step < total_steps:  # interrupted on purpose (stop_after): make sure the run can resume from here
         if saved != step:
-            _save_checkpoint(accelerator, ckpt, model, optimizer, scheduler, step, rng, result)
+            _save_checkpoint(accelerator, ckpt, model, optimizer, scheduler, step, rng, result, run_id)
         return result
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()

@@ -4,10 +4,11 @@ The graph mixes unpartitioned, shard-partitioned and recipe-partitioned assets, 
 hold; an asset backfill can: Dagster splits it into runs (the unpartitioned upstream, one run per corpus shard, the
 filtered sets, one run per recipe, the scores and report) and launches each once its parents are done. In the UI
 that is the backfill daemon's work (`make dev` runs it); here the same backfill is created through the same GraphQL
-mutation the UI sends (`launchPartitionBackfill` with the asset selection and `allPartitions`) and the daemon's own
-iteration (`execute_backfill_iteration`) is called in a loop, with an instance whose run launcher executes each run
-synchronously in this process (so the demo pays one import of torch, not one per run) and whose coordinator
-launches at once (no queue daemon).
+mutation the UI sends (`launchPartitionBackfill` with the asset selection and `allPartitions`, or with the partitions
+per asset when earlier runs are reused) and the daemon's own iteration over that one backfill
+(`execute_backfill_jobs`) is called in a loop, with an instance whose run launcher executes each run synchronously
+in this process (so the demo pays one import of torch, not one per run; it stops after a Ctrl-C) and whose
+coordinator launches at once (no queue daemon).
 
 A backfill's targets are fixed when it is created, and the corpus shards are dynamic partitions that `corpus_shards`
 registers: :data:`PLAN` (corpus_shards and what it reads) is therefore materialised first, as one run, and the
@@ -26,16 +27,38 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+
+if TYPE_CHECKING:
+    from genixer_assets.resume import Reuse
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = dg.AssetSelection.assets("corpus_shards").upstream()
+TITLE = "Materialize all"
+
+
+class InProcessRunLauncher(SyncInMemoryRunLauncher):
+    """Dagster's SyncInMemoryRunLauncher (each run executes in this process as it is launched) that starts nothing
+    after a Ctrl-C (genixer_assets.resume.CtrlC): a run launched then is marked canceled instead. (It does not
+    raise: Dagster would record the run it was launching as failed.)"""
+
+    def launch_run(self, context) -> None:
+        from genixer_assets.resume import STOP
+
+        if STOP.is_set():
+            self._instance.report_run_canceled(context.dagster_run, "Ctrl-C: the demo was asked to stop; not started")
+            return
+        super().launch_run(context)
+
+
 # The instance overrides that run a backfill in this process: each run executes as it is launched. No run retries:
 # the daemon that would launch a retry is not running, and a backfill waits for a retry it has been promised
 # (dagster.yaml's run_retries), so one failed run would keep it in progress for ever.
 IN_PROCESS = {
-    "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
+    "run_launcher": {"module": "genixer_assets.backfill", "class": "InProcessRunLauncher"},
     "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
     "run_retries": {"enabled": False},
 }
@@ -82,14 +105,26 @@ def workspace(instance: dg.DagsterInstance):
         yield ctx
 
 
-def launch(ctx, assets: list[dg.AssetKey], run_config: dict | None = None, title: str = "Materialize all") -> str:
-    """Create the asset backfill of every partition of `assets` exactly as the UI does (GraphQL); its id."""
+def launch(ctx, assets: list[dg.AssetKey], run_config: dict | None = None, title: str = TITLE,
+           partitions: dict[dg.AssetKey, list[str | None]] | None = None, tags: dict[str, str] | None = None) -> str:
+    """Create the asset backfill of every partition of `assets` exactly as the UI does (GraphQL); its id.
+    `partitions`: only these partitions of each asset instead (``[None]``: an unpartitioned asset), as the UI's
+    per-asset partition selection sends them (``partitionsByAssets``)."""
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    params = {"assetSelection": [{"path": k.path} for k in assets], "allPartitions": True, "title": title}
+    params = {"title": title, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
+    if partitions is None:
+        params.update(assetSelection=[{"path": k.path} for k in assets], allPartitions=True)
+    else:
+        params["partitionsByAssets"] = [
+            {"assetKey": {"path": k.path},
+             "partitions": None if parts == [None] else {"ranges": [{"start": p, "end": p} for p in parts]}}
+            for k, parts in partitions.items()]
     if run_config:
         params["runConfigData"] = run_config
-    res = execute_dagster_graphql(ctx.create_request_context(), LAUNCH, {"params": params})
+    # The mutation resolves a range of dynamic partitions without the instance at hand: give it the instance.
+    with dg.partition_loading_context(dynamic_partitions_store=ctx.instance):
+        res = execute_dagster_graphql(ctx.create_request_context(), LAUNCH, {"params": params})
     if res.errors:
         raise RuntimeError(f"launchPartitionBackfill: {res.errors}")
     out = res.data["launchPartitionBackfill"]
@@ -131,10 +166,16 @@ class RunOutcome:
 
 
 def run(ctx, backfill_id: str, log: Callable[[str], None] = print, poll_log: logging.Logger | None = None) -> list[RunOutcome]:
-    """Drive the backfill with the daemon's iteration until it ends; every run it launched, in launch order."""
-    from dagster._daemon.backfill import execute_backfill_iteration
+    """Drive the backfill with the daemon's iteration until it ends; every run it launched, in launch order. Only
+    this backfill: another one in the instance (the UI's, under a daemon) is left to whoever drives it."""
+    from dagster._daemon.backfill import execute_backfill_jobs
+
+    from genixer_assets.resume import STOP
 
     instance = ctx.instance
+    # The daemon checks between chunks of submitted runs whether the backfill is still requested; a chunk of one run
+    # lets a Ctrl-C (which marks the backfill canceling) stop it right after the interrupted run.
+    os.environ.setdefault("DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE", "1")
     if poll_log is None:  # the daemon's per-iteration report (what it requested and why it waits): warnings only
         poll_log = logging.getLogger("genixer_backfill_daemon")
         poll_log.setLevel(logging.WARNING)
@@ -146,7 +187,9 @@ def run(ctx, backfill_id: str, log: Callable[[str], None] = print, poll_log: log
             # A run executed inside the daemon's iteration leaves Dagster's per-run event loop un-shut (harmless,
             # printed once per run otherwise).
             warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited")
-            list(execute_backfill_iteration(ctx, logger))
+            list(execute_backfill_jobs(ctx, logger, [instance.get_backfill(backfill_id)]))
+        if STOP.is_set():  # Ctrl-C: the interrupted run ended canceled, the backfill launched nothing after it
+            raise KeyboardInterrupt
         for r in reversed(instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))):
             if r.run_id not in seen and r.is_finished:
                 seen[r.run_id] = out = RunOutcome(instance, r.run_id)
@@ -164,13 +207,19 @@ def _duration(instance: dg.DagsterInstance, run_id: str, fallback_start: float) 
 
 
 def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] = print, resources: dict | None = None,
-                      quiet: bool = True) -> tuple[str | None, list[RunOutcome]]:
+                      quiet: bool = True, tags: dict[str, str] | None = None,
+                      reuse: Callable[[], "Reuse"] | None = None) -> tuple[str | None, list[RunOutcome]]:
     """The plan (corpus_shards and its upstream, one run), then one backfill of every other asset and partition.
-    `resources`: run config of the resources (``{"settings": {"config": {...}}}``), applied to every run.
-    Returns (backfill id, the runs: the plan's first); (None, [the plan's run]) when the plan failed. `instance` must
-    launch in process (:func:`in_process_instance` or ``DagsterInstance.local_temp(overrides=IN_PROCESS)``).
+    `resources`: run config of the resources (``{"settings": {"config": {...}}}``), applied to every run; `tags`: on
+    the plan's run, the backfill and its runs. `reuse`: what may be left as it is (genixer_assets.resume.reusable,
+    asked before the plan and again after it if it ran): the plan is skipped when both its assets are reused, and
+    the backfill then covers only the missing partitions. Returns (backfill id, the runs: the plan's first, if it
+    ran); the id is None when the plan failed or nothing was left to run. `instance` must launch in process
+    (:func:`in_process_instance` or ``DagsterInstance.local_temp(overrides=IN_PROCESS)``).
     `quiet`: the runs' console logger shows nothing but critical events (a failed step's traceback stays in the run's
     log; the caller reads the failures back)."""
+    from genixer_assets.resume import STOP
+
     run_config = {"resources": resources} if resources else {}
     if quiet:
         run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -179,26 +228,45 @@ def materialize_graph(instance: dg.DagsterInstance, log: Callable[[str], None] =
 
         graph = defs.resolve_asset_graph()
         planned = PLAN.resolve(graph)
-        t = time.time()
-        outcomes = [_materialize_plan(instance, run_config, raise_on_error=False)]
-        log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): "
-            f"{'' if outcomes[0].success else 'FAILED, '}{time.time() - t:.1f}s")
-        if not outcomes[0].success:
-            return None, outcomes
+        done = reuse() if reuse else None
+        outcomes = []
+        if done is not None and not any(done.missing(k) for k in planned):
+            log(f"  {', '.join(sorted(k.to_user_string() for k in planned))} (the plan): reused")
+        else:
+            t = time.time()
+            outcomes = [_materialize_plan(instance, run_config, raise_on_error=False, tags=tags)]
+            if STOP.is_set():  # Ctrl-C during the plan: its run was canceled
+                raise KeyboardInterrupt
+            log(f"  {outcomes[0].label()} (the plan: registers the corpus shards): "
+                f"{'' if outcomes[0].success else 'FAILED, '}{time.time() - t:.1f}s")
+            if not outcomes[0].success:
+                return None, outcomes
+            done = reuse() if reuse else None
         rest = [k for k in graph.toposorted_asset_keys if k not in planned]
-        backfill_id = launch(ctx, rest, run_config)
-        log(f"  backfill {backfill_id}: {len(rest)} assets, every partition "
-            f"({len(instance.get_dynamic_partitions('corpus_shards'))} corpus shards)")
+        shards = len(instance.get_dynamic_partitions("corpus_shards"))
+        if done is not None and any(done.reused.get(k) for k in rest):
+            todo = {k: done.missing(k) for k in rest if done.missing(k)}
+            if not todo:
+                log("  nothing else to run: every other asset partition is reused")
+                return None, outcomes
+            backfill_id = launch(ctx, list(todo), run_config, partitions=todo, tags=tags)
+            log(f"  backfill {backfill_id}: {sum(map(len, todo.values()))} asset partitions of {len(todo)} assets "
+                f"({shards} corpus shards; the rest reused)")
+        else:
+            backfill_id = launch(ctx, rest, run_config, tags=tags)
+            log(f"  backfill {backfill_id}: {len(rest)} assets, every partition ({shards} corpus shards)")
         outcomes += run(ctx, backfill_id, log)
     return backfill_id, outcomes
 
 
-def _materialize_plan(instance: dg.DagsterInstance, run_config: dict | None, raise_on_error: bool = True) -> RunOutcome:
+def _materialize_plan(instance: dg.DagsterInstance, run_config: dict | None, raise_on_error: bool = True,
+                      tags: dict[str, str] | None = None) -> RunOutcome:
     """:data:`PLAN` as one run (with its checks), read back."""
     from genixer_assets.definitions import defs
 
     res = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=PLAN, instance=instance,
-                         run_config=run_config or None, resources=defs.resources, raise_on_error=raise_on_error)
+                         run_config=run_config or None, resources=defs.resources, raise_on_error=raise_on_error,
+                         tags=tags)
     return RunOutcome(instance, res.run_id)
 
 

@@ -6,10 +6,13 @@ import dagster as dg
 from genixer_assets import (automation, benchmarks, checks, collection, evaluation, exports, filtering, generation, generators,
                             instructions, retraining)
 from genixer_assets.k8s import executor_from_env
+from genixer_assets.resume import with_code_versions
 from resources import SETTINGS, MLLMBackend
 
-all_assets = dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports, evaluation, retraining,
-                                             benchmarks])
+# Each asset's code version is a hash of its module's source and every project module it imports (resume.py): a
+# materialisation records the code it was made with, and `make demo` reuses only what the current code would make.
+all_assets = with_code_versions(dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports,
+                                                             evaluation, retraining, benchmarks]))
 all_checks = dg.load_asset_checks_from_modules([checks])
 
 # Declarative automation (the eager conditions of scored_generations_*, genixer_vqa, genixer_rec, dataset_exports) is

@@ -10,13 +10,26 @@ root, as `make demo` does, and says so.
 
 A failed run ends the driver with one line per failed step (the step, its partition, the run id and the error's
 message) and exit code 1; the full traceback stays in the run's log in the instance (`make dev`, Runs, the run id).
+
+Faults (genixer_assets/resume.py): before it launches anything the driver marks the runs of a demo whose process is
+gone (kill -9, out of memory) failed and frees their pool slots, saying so in one line; one Ctrl-C cancels the
+running run and the backfill, frees the slots and ends the driver with one line saying how to resume (exit code
+130); and a rerun reuses every asset partition whose code, config and inputs are unchanged since its last
+materialisation (the first line says which), so it picks up where the last one stopped (``--from-scratch``:
+materialise everything again).
 """
 
 import argparse
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
+
+if __name__ == "__main__":  # Ctrl-C goes to one thread of the driver (resume.CtrlC): block SIGINT before any
+    import signal           # thread exists (torch starts some when it is imported), so that every thread inherits it
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 # The backfill's runs execute in this process; their steps too (set before the definitions are imported).
 os.environ.setdefault("GENIXER_EXECUTOR", "in_process")
@@ -24,6 +37,7 @@ os.environ.setdefault("GENIXER_EXECUTOR", "in_process")
 import dagster as dg  # noqa: E402
 
 from genixer.retraining import RECIPES  # noqa: E402
+from genixer_assets import resume  # noqa: E402
 from genixer_assets.definitions import defs  # noqa: E402
 from genixer_assets.partitions import partition_keys  # noqa: E402
 
@@ -48,12 +62,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run_config: dict | None = None,
-                    exclude: tuple[str, ...] = (), raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
+                    exclude: tuple[str, ...] = (), raise_on_error: bool = True, tags: dict[str, str] | None = None,
+                    reuse: resume.Reuse | None = None) -> list[dg.ExecuteInProcessResult]:
     """Every asset but `exclude` (e.g. ``("world_scenes",)`` for a run on published data), wave by wave.
     ``run_config``: the ops' config of the whole graph (``{"ops": {asset: {"config": ...}}}``); each
     run gets the part for its assets. A failed run (a step raised, or a blocking check failed) stops it: its error
     is raised (as dg.materialize raises it), or with ``raise_on_error=False`` the results end with that run
-    (``success`` False; :func:`failed_steps` says what failed)."""
+    (``success`` False; :func:`failed_steps` says what failed). `tags`: on every run; `reuse`: asset partitions
+    left as they are (resume.reusable). After a Ctrl-C (resume.CtrlC) the canceled run ends it (KeyboardInterrupt)."""
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets) + list(defs.asset_checks or [])
     ops = (run_config or {}).get("ops", {})
@@ -64,16 +80,23 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run
         if not wave:
             continue
         pdef = graph.get(wave[0]).partitions_def
-        names = {k.to_user_string() for k in wave}
-        config = {**QUIET, "ops": {k: v for k, v in ops.items() if k in names}}
         for key in partition_keys(pdef, instance) if pdef else [None]:
+            label = f"{', '.join(sorted(k.to_user_string() for k in wave))}{f' [{key}]' if key else ''}"
             if not world and key in RECIPES and RECIPES[key].needs_world:
-                log(f"  {', '.join(sorted(names))} [{key}]: left out (the recipe needs the world's oracle)")
+                log(f"  {label}: left out (the recipe needs the world's oracle)")
                 continue
+            todo = [k for k in wave if reuse is None or key not in reuse.reused.get(k, set())]
+            if not todo:
+                log(f"  {label}: reused")
+                continue
+            names = {k.to_user_string() for k in todo}
             t = time.time()
-            res = dg.materialize(assets, selection=dg.AssetSelection.assets(*wave), instance=instance,
-                                 resources=resources or defs.resources, partition_key=key, run_config=config,
-                                 raise_on_error=raise_on_error)
+            res = dg.materialize(assets, selection=dg.AssetSelection.assets(*todo), instance=instance,
+                                 resources=resources or defs.resources, partition_key=key,
+                                 run_config={**QUIET, "ops": {k: v for k, v in ops.items() if k in names}},
+                                 raise_on_error=raise_on_error, tags=tags)
+            if resume.STOP.is_set():  # Ctrl-C: this run was canceled
+                raise KeyboardInterrupt
             log(f"  {', '.join(sorted(names))}{f' [{key}]' if key else ''}: {'' if res.success else 'FAILED, '}"
                 f"{time.time() - t:.1f}s")
             results.append(res)
@@ -222,34 +245,62 @@ def default_dagster_home(log=print) -> None:
     log(f"DAGSTER_HOME is not set: using {REPO} (its dagster.yaml, history kept there), as `make demo` does")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, ctrl_c: bool = False) -> int:
+    """The driver. `ctrl_c`: handle Ctrl-C (resume.CtrlC), as `python -m genixer_assets.demo` does."""
     from genixer_assets import backfill
 
     parser = argparse.ArgumentParser(prog="python -m genixer_assets.demo", description=(
         "Materialise the whole Genixer graph, every partition, in dependency order. Without --config: the "
-        "embedded default (the shapes world, preset from GENIXER_PRESET), as one asset backfill."))
+        "embedded default (the shapes world, preset from GENIXER_PRESET), as one asset backfill. Asset partitions "
+        "whose code, config and inputs are unchanged since their last materialisation are reused."))
     parser.add_argument("--config", help="run-config YAML: ops config per asset and resources (settings, backend); "
                                          "see examples/")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="materialise every asset again, even those an earlier run made with the same code and config")
     args = parser.parse_args(argv)
     resources, run_config, exclude = from_config(args.config) if args.config else (defs.resources, None, ())
     settings = resources["settings"]  # the run's settings, also the ones the partitions were sized from
     waves_needed = bool((run_config or {}).get("ops")) or bool(exclude)
+    notes: list[str] = []
+    default_dagster_home(log=notes.append)
+    t = time.time()
+    instance = backfill.in_process_instance()
+    recovered = resume.recover(instance)  # a killed demo's runs: failed, their slots freed
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.toposorted_asset_keys if k.to_user_string() not in exclude]
+    config = resume.config_fingerprint(resources)
+    tags = resume.driver_tags(config)
+
+    def reuse() -> resume.Reuse:
+        return resume.reusable(instance, graph, keys, config, (run_config or {}).get("ops"))
+
     print(f"Materialising the Genixer graph, preset '{settings.preset}', data root {settings.root} "
           f"({data_root_source(args.config)})"
           + (f", without {', '.join(exclude)}" if exclude else "")
-          + (", wave by wave (per-asset op config)" if waves_needed else ", as one asset backfill"))
-    default_dagster_home()
-    t = time.time()
-    instance = backfill.in_process_instance()
+          + (", wave by wave (per-asset op config)" if waves_needed else ", as one asset backfill")
+          + f"; {'--from-scratch: nothing reused' if args.from_scratch else reuse().summary()}")
+    for line in notes + ([recovered] if recovered else []):
+        print(line)
     try:
-        if waves_needed:
-            results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude,
-                                      raise_on_error=False)
-        else:
-            yaml_resources = _resources_run_config(args.config) if args.config else None
-            backfill_id, results = backfill.materialize_graph(instance, resources=yaml_resources)
-            if backfill_id:  # None: the plan's run failed, no backfill was launched
-                print(f"Backfill {backfill_id}: {instance.get_backfill(backfill_id).status.value}")
+        with resume.CtrlC(instance, forced=lambda: _forced(t)) if ctrl_c else nullcontext():
+            if waves_needed:
+                results = materialize_all(instance, resources=resources, run_config=run_config, exclude=exclude,
+                                          raise_on_error=False, tags=tags, reuse=None if args.from_scratch else reuse())
+            else:
+                yaml_resources = _resources_run_config(args.config) if args.config else None
+                backfill_id, results = backfill.materialize_graph(instance, resources=yaml_resources, tags=tags,
+                                                                  reuse=None if args.from_scratch else reuse)
+                if backfill_id:  # None: the plan's run failed, or nothing was left to run
+                    print(f"Backfill {backfill_id}: {instance.get_backfill(backfill_id).status.value}")
+    except KeyboardInterrupt:  # Ctrl-C (resume.CtrlC): the running run is canceled, nothing more is launched
+        done = resume.stop(instance, tags[resume.DRIVER_TAG], "Ctrl-C: the demo was asked to stop")
+        left = reuse()
+        ckpts = len(list(settings.root.glob("models/**/checkpoint/trainer_state.pt")))
+        print(f"Stopped by Ctrl-C after {time.time() - t:.0f}s: {done}. To resume, run the same command again "
+              f"(`make demo`): it reuses the {left.count} of {left.total} asset partitions done so far"
+              + (f" and resumes {ckpts} interrupted training{'s' if ckpts > 1 else ''} from its last checkpoint"
+                 if ckpts else "") + ".")
+        return 130
     except dg.DagsterError as e:  # raised outside any step, e.g. a run config Dagster refuses
         print(f"FAILED after {time.time() - t:.0f}s: {type(e).__name__}: {' '.join(str(e).split())}")
         return 1
@@ -258,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         return 1
     print(f"Done in {time.time() - t:.0f}s. Outputs under {settings.root}/ (tables/, models/, world/).")
-    print("Time per asset (summed over partitions):")
+    if results:
+        print("Time per asset (summed over partitions):")
     for name, secs in sorted(step_seconds(instance, results).items(), key=lambda kv: -kv[1]):
         print(f"  {secs:8.1f}s  {name}")
     for r in results:
@@ -270,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _forced(t: float) -> str:
+    return (f"Stopped at once by a second Ctrl-C after {time.time() - t:.0f}s. To resume, run the same command again "
+            f"(`make demo`): it cleans up after the interrupted run and reuses what was done.")
+
+
 def _resources_run_config(path: str | Path) -> dict | None:
     import yaml
 
@@ -277,4 +334,4 @@ def _resources_run_config(path: str | Path) -> dict | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ctrl_c=True))

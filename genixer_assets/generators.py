@@ -61,6 +61,7 @@ def _train_metadata(res, title: str) -> dict:
         "parameters": res.n_params,
         "trainable_parameters": res.n_trainable,
         "steps": res.steps,
+        "resumed_from_step": res.resumed_from,  # 0: trained from the start; else from an interrupted run's checkpoint
         "first_loss": float(res.losses[0]) if res.losses else float("nan"),
         "final_loss": float(res.final_loss),
         "tokens_per_s": round(res.tokens_per_s, 1),

@@ -90,9 +90,9 @@ def run(root: Path, out_dir: Path, **cfg) -> dict:
     checkpoint_writes: list[int] = []
     write = training._write_checkpoint
 
-    def recording_write(ckpt, model, optimizer, scheduler, step, rng, result):
+    def recording_write(ckpt, model, optimizer, scheduler, step, rng, result, *rest):
         checkpoint_writes.append(step)
-        write(ckpt, model, optimizer, scheduler, step, rng, result)
+        write(ckpt, model, optimizer, scheduler, step, rng, result, *rest)
 
     training._write_checkpoint = recording_write
     try:

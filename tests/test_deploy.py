@@ -241,3 +241,28 @@ def test_dockerfile_serves_what_values_point_at(deployment):
     for step in ("docker build -f deploy/Dockerfile", "helm repo add dagster", "kubectl apply -n genixer -f deploy/pvc.yaml",
                  "helm upgrade --install", "-f deploy/values.yaml", "port-forward"):
         assert step in readme, step
+
+
+def test_run_monitoring_resumes_a_lost_run_pod(values):
+    """A lost run pod (node gone, OOM-killed) must not wedge the instance: the daemon's run monitoring, set in
+    values.yaml, rendered into the instance's `run_monitoring` as the chart's configmap-instance template does, is
+    valid instance config: resume attempts (K8sRunLauncher checks a run pod's health and can resume it), start and
+    cancel timeouts, and the pool slots of an ended run freed."""
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config_schema
+    from dagster_k8s import K8sRunLauncher
+
+    rm = values["dagsterDaemon"]["runMonitoring"]
+    rendered = {"enabled": rm["enabled"], "start_timeout_seconds": rm["startTimeoutSeconds"],
+                "cancel_timeout_seconds": rm["cancelTimeoutSeconds"], "max_resume_run_attempts": rm["maxResumeRunAttempts"],
+                "poll_interval_seconds": rm["pollIntervalSeconds"],
+                "free_slots_after_run_end_seconds": rm["freeSlotsAfterRunEndSeconds"]}
+    checked = process_config(dagster_instance_config_schema(), {"run_monitoring": rendered})
+    assert checked.success, checked.errors
+    assert rendered["enabled"] is True and rendered["max_resume_run_attempts"] >= 1  # a lost run pod is resumed, then failed
+    assert rendered["start_timeout_seconds"] > 0 and rendered["cancel_timeout_seconds"] > 0
+    assert 0 < rendered["free_slots_after_run_end_seconds"] <= 300 and rendered["poll_interval_seconds"] <= 120
+    # resume attempts need a launcher that can resume a run and check its worker's health (Dagster refuses them else)
+    launcher = K8sRunLauncher.__new__(K8sRunLauncher)  # the properties need no cluster
+    assert launcher.supports_check_run_worker_health and launcher.supports_resume_run
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"

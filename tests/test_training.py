@@ -190,6 +190,35 @@ def test_resume_matches_uninterrupted(kind, group, tok, records, tmp_path):
     assert not (tmp_path / "resumed" / "checkpoint").exists()
 
 
+def test_a_checkpoint_of_another_run_is_not_resumed(tok, records, tmp_path):
+    """Interrupted at step 3, then run again with another learning rate, or on other records: that checkpoint is not
+    this run's, so training starts afresh (the same losses as an uninterrupted run of the new config) and says so;
+    with the same config and records it resumes (resumed_from)."""
+    cfg = TrainConfig(steps=6, batch_size=2, lr=3e-3, warmup_steps=1, checkpoint_every=2)
+    other = TrainConfig(**{**cfg.__dict__, "lr": 1e-3})
+    model, processor = fresh("llava", tok)
+    fresh_other = train(model, processor, records, other, tmp_path / "fresh")
+    assert fresh_other.resumed_from == 0
+
+    for changed, recs, expected in ((other, records, fresh_other.losses), (cfg, records[::-1], None)):
+        out = tmp_path / f"interrupted_{expected is None}"
+        model, processor = fresh("llava", tok)
+        train(model, processor, records, TrainConfig(**{**cfg.__dict__, "stop_after": 3}), out)
+        assert (out / "checkpoint" / "trainer_state.pt").is_file()
+        model, processor = fresh("llava", tok)
+        res = train(model, processor, recs, changed, out)
+        assert res.resumed_from == 0 and res.steps == 6 and len(res.losses) == 6
+        if expected is not None:
+            assert res.losses == pytest.approx(expected, rel=1e-5)
+        assert not (out / "checkpoint").exists() and (out / "model.safetensors").is_file()
+
+    out = tmp_path / "same"
+    model, processor = fresh("llava", tok)
+    train(model, processor, records, TrainConfig(**{**cfg.__dict__, "stop_after": 3, "log_every": 1}), out)
+    model, processor = fresh("llava", tok)
+    assert train(model, processor, records, cfg, out).resumed_from == 3
+
+
 def test_sample_weights(tok, records, tmp_path, monkeypatch):
     model, processor = fresh("llava", tok)
     with pytest.raises(ValueError):
