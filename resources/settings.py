@@ -24,10 +24,10 @@ class GenixerSettings(dg.ConfigurableResource):
                         description="smoke | demo | long | paper (env GENIXER_PRESET)")
     data_dir: str = Field(default_factory=lambda: os.environ.get("GENIXER_DATA_DIR", "data"),
                           description="data root (env GENIXER_DATA_DIR)")
-
     judge_min_auc: float | None = Field(None, description=(
         "the judge's held-out AUC floor for every run (resource config reaches each run of a backfill, where judge_mllm's "
         "op config `min_heldout_auc` cannot); default: the preset's judge_min_auc, else the chance bound; 0 turns it off"))
+
     def get_preset(self, **overrides) -> Preset:
         return get_preset(self.preset, **overrides)
 
