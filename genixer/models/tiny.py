@@ -367,7 +367,7 @@ def save_tiny_open_clip(path: str | Path, seed: int = 0, name: str = "ViT-L-14")
     from open_clip import CLIP
     from safetensors.torch import save_file
 
-    from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
+    from genixer.models.open_clip_files import CONFIG_NAME, WEIGHTS_NAME
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,60 @@
+"""The region CLIP: the role OpenCLIP ViT-L/14 plays in the paper's REC filter, at any size.
+
+The filter scores an expression against the image region its box names. Here that is the cosine
+similarity (normalised embeddings, in [-1, 1]) between the crop of the box (with a little context)
+and the expression; the official code's unnormalised dot product times 60 is not reproduced.
+
+* Model: an ``open_clip`` ``CLIP`` built from a tiny custom config (:class:`RegionClipSize`), with
+  open_clip's own tokenizer (``SimpleTokenizer``, the BPE vocabulary shipped with the package, so the
+  vocabulary is the real CLIP one: 49408 tokens) and open_clip's image transform.
+* Storage: a directory laid out like an open_clip Hugging Face hub repository,
+  ``open_clip_config.json`` (``model_cfg`` + ``preprocess_cfg``) and ``open_clip_model.safetensors``;
+  :func:`load_region_clip` goes through open_clip's own factory (``local-dir:`` model names), so the
+  same call loads a real OpenCLIP ViT-L/14 directory laid out that way.
+* Pairs: :func:`region_pairs` takes (expression, box) from REC samples (the ``{ref}`` slot of the
+  question, read by :func:`locate_ref` with the REC phrasings in use: the world's ``locate`` phrasings
+  or the given ones, plus ``REC_QUESTION`` of published data) and REG samples (the answer).
+* Training: :class:`ClipAdapter` plugs contrastive training (open_clip's ``ClipLoss``) into the project's
+  one training loop (:func:`genixer.training.train`).
+* Calibration: :func:`negative_pairs` builds negatives in the same images (another object's expression,
+  or the box shifted to IoU < 0.5), from the world's scenes or from collected REC/REG samples alone;
+  :func:`calibrate_threshold` picks the threshold maximising F1; :func:`fixed_threshold` is the paper's
+  fixed cosine 0.6 instead (see its caveat).
+
+Modules: :mod:`~genixer.region_clip.phrasings` (REC phrasings read into expressions, (expression, box)
+pairs), :mod:`~genixer.region_clip.model` (build, save, load), :mod:`~genixer.region_clip.training`
+(:class:`ClipAdapter`, :func:`train_region_clip`; in-batch negatives explained there),
+:mod:`~genixer.region_clip.scoring` (scores, threshold calibration), :mod:`~genixer.region_clip.negatives`
+(negative pairs). The names below are the package's public ones.
+"""
+
+from __future__ import annotations
+
+from genixer.models.open_clip_files import CONFIG_NAME, WEIGHTS_NAME
+from genixer.region_clip.crops import crop
+from genixer.region_clip.model import (
+    VOCAB_SIZE,
+    RegionClipError,
+    RegionClipSize,
+    build_region_clip,
+    load_region_clip,
+    save_region_clip,
+)
+from genixer.region_clip.negatives import negative_pairs
+from genixer.region_clip.phrasings import FREE_REF, locate_ref, rec_phrasings, region_pairs
+from genixer.region_clip.scoring import (
+    PAPER_CLIP_THRESHOLD,
+    calibrate_threshold,
+    clip_scores,
+    clip_scores_single,
+    fixed_threshold,
+    score_pairs,
+)
+from genixer.region_clip.training import ClipAdapter, train_region_clip
+
+__all__ = [
+    "CONFIG_NAME", "FREE_REF", "PAPER_CLIP_THRESHOLD", "VOCAB_SIZE", "WEIGHTS_NAME", "ClipAdapter", "RegionClipError",
+    "RegionClipSize", "build_region_clip", "calibrate_threshold", "clip_scores", "clip_scores_single", "crop",
+    "fixed_threshold", "load_region_clip", "locate_ref", "negative_pairs", "rec_phrasings", "region_pairs",
+    "save_region_clip", "score_pairs", "train_region_clip",
+]
