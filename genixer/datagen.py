@@ -21,7 +21,6 @@ from genixer.boxes import BoxFormatError, find_box_groups, parse_boxes, parse_po
 from genixer.generation import Sampling, generate
 from genixer.images import ImageError, image_size, open_rgb
 from genixer.templates import ParseError, parse_generation, specific_instruction
-from genixer.world.oracle import task_of
 from genixer.progress import progress
 
 
@@ -77,8 +76,12 @@ def plan_requests(images: pd.DataFrame, general: list[str], task: str | None, pe
     return out
 
 
-def parse_row(text: str, width: int, height: int, fallback_task: str) -> dict:
-    """Generated text -> sample fields, or the reason it cannot be one."""
+def parse_row(text: str, width: int, height: int, fallback_task: str,
+              task_of: Callable[[list[dict]], str | None] | None = None) -> dict:
+    """Generated text -> sample fields, or the reason it cannot be one. ``task_of``: the data source's classifier
+    of a sample's turns (``DataSource.task_of``); a sample it cannot type gets ``fallback_task``."""
+    if task_of is None:  # TEMPORARY (issue 30): until every caller passes its data source's classifier
+        from genixer.world.oracle import task_of
     try:
         turns = parse_generation(text)
     except ParseError as e:
@@ -104,8 +107,10 @@ def _unreadable(base: dict, fallback_task: str, why: str) -> dict:
 
 def generate_shard(model, processor, requests: list[dict], generator: str, generator_id: str, sampling: Sampling,
                    requested_task: str | None, fallback_task: str, cache: pd.DataFrame | None,
-                   save: Callable[[pd.DataFrame], None] | None = None, batch_size: int = 32) -> tuple[pd.DataFrame, int]:
-    """Run the generator over `requests`; returns (rows, number of rows reused from `cache`).
+                   save: Callable[[pd.DataFrame], None] | None = None, batch_size: int = 32,
+                   task_of: Callable[[list[dict]], str | None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Run the generator over `requests`; returns (rows, number of rows reused from `cache`). Each parsed row's task
+    is ``task_of`` of its turns (the data source's classifier, :func:`parse_row`).
 
     `save` is called after every batch with that batch's new rows (to append: the shard so far is never
     rewritten), so an interrupted shard resumes from its last batch. Each image is decoded once: its header
@@ -146,7 +151,7 @@ def generate_shard(model, processor, requests: list[dict], generator: str, gener
                         batch_size=batch_size, seeds=[r["seed"] for r in chunk]) if chunk else []
         for r, o in zip(chunk, outs):
             text = o[0]
-            new.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task)})
+            new.append({**r, "raw_text": text, **parse_row(text, r["width"], r["height"], requested_task or fallback_task, task_of)})
         rows += new
         if save is not None and new:
             save(pd.DataFrame(new))

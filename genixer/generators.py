@@ -9,15 +9,11 @@ from genixer.evaluation import solver_records
 from genixer.models.checkpoint import load_model
 from genixer.models.embedded import EmbeddedSize, build_embedded_mllm, vision_tower_from_open_clip
 from genixer.models.tokenizer import build_tokenizer
-from genixer.patch_labels import load_tower_into, pretrain_tower
+from genixer.patch_labels import PatchLabels, load_tower_into, pretrain_tower
 from genixer.tasks import TASKS
-from genixer.templates import specific_instruction
+from genixer.templates import CAPTION_PROMPT, specific_instruction
 from genixer.region_clip import RegionClipSize, load_region_clip, train_region_clip
 from genixer.training import LoraSpec, TrainConfig, TrainResult, train, weighted_pools
-from genixer.world import Scene
-from genixer.world.grammar import Desc
-
-CAPTION_PROMPT = "Describe the image."
 
 
 def vocabulary_texts(samples: list[dict], general: list[str], phrasings: dict[str, list[str]]) -> list[str]:
@@ -28,63 +24,24 @@ def vocabulary_texts(samples: list[dict], general: list[str], phrasings: dict[st
     return texts
 
 
-def holdout_images(image_ids, n: int) -> set[str]:
-    """The last `n` collect images (sorted) are held out of every training set, for evaluation."""
-    return set(sorted(set(image_ids))[-n:]) if n > 0 else set()
-
-
-def caption_records(images: list[dict]) -> list[dict]:
-    """Dense captions (every object with its size, colour and shape, top to bottom, left to
-    right): the analogue of LLaVA's caption pretraining stage, written from the annotation."""
-    out = []
-    for img in images:
-        scene = Scene.from_json(img["scene"])
-        objs = sorted(scene.objects, key=lambda o: (o.box[1] // 16, o.box[0]))
-        target = "; ".join(Desc(o.size, o.colour, o.shape).thing() for o in objs) + "."
-        out.append({"record_id": f"{img['image_id']}:caption", "task": "caption", "image_id": img["image_id"],
-                    "image_path": img["image_path"], "prompt": CAPTION_PROMPT, "target": target})
-    return out
-
-
-def caption_records_free(samples: list[dict], phrasings=None) -> list[dict]:
-    """Dense captions without the world (no scene graph to write them from): per image, the region
-    descriptions the collected data gives it (the (expression, box) pairs of
-    :func:`genixer.region_clip.region_pairs`: REC expressions read with ``phrasings``, and REG answers
-    to a describe phrasing), each object (box) once with its first description,
-    top to bottom, left to right, joined with "; " as the world's captions are. Images with no region
-    description get no caption; [] when the data has no REC/REG sample."""
-    from genixer.region_clip import region_pairs
-
-    by_image: dict[str, dict] = {}
-    for p in region_pairs(samples, phrasings):
-        d = by_image.setdefault(p["image_id"], {"image_path": p["image_path"], "height": p.get("height"), "objects": {}})
-        d["objects"].setdefault(tuple(round(v, 1) for v in p["box"]), p["expression"])
-    out = []
-    for image_id, d in sorted(by_image.items()):
-        band = (d["height"] or 1) / 8  # rows of an eighth of the image, as the world's 16 px rows of its small images
-        objs = sorted(d["objects"].items(), key=lambda kv: (kv[0][1] // band, kv[0][0]))
-        out.append({"record_id": f"{image_id}:caption", "task": "caption", "image_id": image_id, "image_path": d["image_path"],
-                    "prompt": CAPTION_PROMPT, "target": "; ".join(e for _, e in objs) + "."})
-    return out
-
-
 VISION_OBJECTIVES = ("patch_labels", "contrastive")
 
 
 def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, out_dir: str | Path, objective: str = "patch_labels",
-                    val_images: list[dict] | None = None, captions: list[dict] | None = None) -> tuple[TrainResult, dict[str, float]]:
+                    val_images: list[dict] | None = None, captions: list[dict] | None = None,
+                    patch_labels: PatchLabels | None = None) -> tuple[TrainResult, dict[str, float]]:
     """The stand-in for LLaVA's pretrained vision encoder: a tower of exactly the LLaVA tower's shape,
     trained on the annotated images before the solver, to initialise it.
 
     - ``patch_labels`` (default, :mod:`genixer.patch_labels`): every patch learns the colour, shape,
-      size and box of the object covering it; returns held-out per-patch accuracies.
+      size and box of the object covering it (`patch_labels`: the data source's labeller, e.g. the
+      world's from its scene graphs); returns held-out per-patch accuracies.
     - ``contrastive``: an open_clip ViT trained on whole images against their dense captions (CLIP's
-      objective); returns no scores. The captions are the world's (:func:`caption_records` of
-      `images`, which then carry their scenes) unless `captions` are given (e.g.
-      :func:`caption_records_free`; images without one are left out).
+      objective, `captions`: the data source's ``captions`` of `images`; images without one are left
+      out); returns no scores.
     """
     if objective == "patch_labels":
-        return pretrain_tower(size, images, cfg, out_dir, val_images)
+        return pretrain_tower(size, images, cfg, out_dir, val_images, labels=patch_labels)
     if objective != "contrastive":
         raise ValueError(f"unknown vision pre-stage objective {objective!r}; expected one of {VISION_OBJECTIVES}")
     if size.vision_act != "gelu" or size.vision_intermediate != 4 * size.vision_hidden:
@@ -93,7 +50,9 @@ def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, ou
     clip_size = RegionClipSize(image_size=size.image_size, patch_size=size.patch_size, vision_width=size.vision_hidden,
                                vision_layers=size.vision_layers, vision_heads=size.vision_heads, text_width=size.vision_hidden,
                                text_layers=2, text_heads=size.vision_heads, context_length=48, embed_dim=size.vision_hidden)
-    if captions is None:
+    if captions is None:  # TEMPORARY (issue 30): until every caller passes its data source's captions
+        from genixer.world.captions import caption_records
+
         captions = caption_records(images)
     by_id = {img["image_id"]: img for img in images}
     pairs = [{"image_path": c["image_path"], "box": [0.0, 0.0, float(img["width"]), float(img["height"])], "expression": c["target"],
@@ -155,3 +114,20 @@ def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_d
             and sum(p.numel() for p in model.parameters()) > lora_above_params:
         cfg = replace(cfg, lora=auto_lora)
     return train(model, processor, records, cfg, out_dir, sample_weights=sample_weights)
+
+
+_MOVED = {  # TEMPORARY (issue 30): old names, until the asset layer asks its data source
+    "caption_records": ("genixer.world.captions", "caption_records"),
+    "caption_records_free": ("genixer.sources.collected", "caption_records"),
+    "holdout_images": ("genixer.datasource", "holdout_images"),
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        module, attr = _MOVED[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

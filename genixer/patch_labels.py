@@ -10,12 +10,14 @@ object's normalised box. Every patch is a training example, so a few hundred ste
 to bind the attributes of one object in the same tokens and to know its extent; the solver's
 language model then only has to find and read them.
 
-Trained through the one loop (:func:`genixer.training.train`) with :class:`PatchLabelAdapter`.
+The labels come from the data source (:class:`PatchLabels`): the world writes them from its scene graphs;
+collected data read from files has none (its pre-stage is the contrastive one). Trained through the one loop (:func:`genixer.training.train`) with :class:`PatchLabelAdapter`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,42 +27,26 @@ from transformers import CLIPVisionModel
 from genixer.models.embedded import EmbeddedSize, feature_layer, image_processor, vision_config
 from genixer.models.inputs import open_images
 from genixer.training import TrainConfig, TrainResult, train
-from genixer.world import Scene
-from genixer.world.scene import COLOURS, SHAPES, SIZES
 
-HEADS = {"colour": ("none", *COLOURS), "shape": ("none", *SHAPES), "size": ("none", *SIZES)}
+class PatchLabels(Protocol):
+    """What the pre-stage learns per patch, given by the data source (the world's: its ``ScenePatchLabels``)."""
 
+    heads: dict[str, tuple[str, ...]]  # attribute -> class names, class 0 = no object; the first head marks the covered patches
+    fields: tuple[str, ...]  # the image-row fields a training record carries for the labeller
 
-def patch_labels(scene: Scene, grid: int) -> dict[str, np.ndarray]:
-    """Per-patch targets for a `grid` x `grid` patching of the whole image (resized, not cropped):
-    attribute class ids (0 = no object) and the covering object's box in [0, 1] (NaN where none)."""
-    out = {k: np.zeros((grid, grid), dtype=np.int64) for k in HEADS}
-    box = np.full((grid, grid, 4), np.nan, dtype=np.float32)
-    cx = (np.arange(grid) + 0.5) / grid * scene.width
-    cy = (np.arange(grid) + 0.5) / grid * scene.height
-    for o in scene.objects:
-        x0, y0, x1, y1 = o.box
-        cols = np.nonzero((cx >= x0) & (cx < x1))[0]
-        rows = np.nonzero((cy >= y0) & (cy < y1))[0]
-        if not len(cols) or not len(rows):  # an object smaller than a patch: label the patch holding its centre
-            mx, my = o.centre
-            cols = np.array([min(int(mx / scene.width * grid), grid - 1)])
-            rows = np.array([min(int(my / scene.height * grid), grid - 1)])
-        sel = np.ix_(rows, cols)
-        for k, value in (("colour", o.colour), ("shape", o.shape), ("size", o.size)):
-            out[k][sel] = HEADS[k].index(value)
-        box[sel] = (x0 / scene.width, y0 / scene.height, x1 / scene.width, y1 / scene.height)
-    return {**{k: v.reshape(-1) for k, v in out.items()}, "box": box.reshape(-1, 4)}
+    def __call__(self, row: dict, grid: int) -> dict[str, np.ndarray]:
+        """Per-patch class ids of every head and the covering object's box in [0, 1] (NaN where none), flat."""
+        ...
 
 
 class PatchLabeller(nn.Module):
     """A CLIP vision tower with linear per-patch heads on the hidden layer LLaVA feeds its projector."""
 
-    def __init__(self, tower: CLIPVisionModel, feature_layer: int):
+    def __init__(self, tower: CLIPVisionModel, feature_layer: int, heads: dict[str, tuple[str, ...]]):
         super().__init__()
         self.tower, self.feature_layer = tower, feature_layer
         width = tower.config.hidden_size
-        self.heads = nn.ModuleDict({k: nn.Linear(width, len(v)) for k, v in HEADS.items()})
+        self.heads = nn.ModuleDict({k: nn.Linear(width, len(v)) for k, v in heads.items()})
         self.box = nn.Linear(width, 4)
 
     def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -69,12 +55,13 @@ class PatchLabeller(nn.Module):
 
 
 class PatchLabelAdapter:
-    """Records ``{"image_path", "scene"}``. Loss: cross-entropy per attribute head over every patch
-    plus the L1 box error on patches inside an object. Tokens: patches per image. Save: the tower
-    alone, ``save_pretrained`` (safetensors), loadable with ``CLIPVisionModel.from_pretrained``."""
+    """Records ``{"image_path", <the labeller's fields>}``, labelled by ``labels`` (a :class:`PatchLabels`). Loss:
+    cross-entropy per attribute head over every patch plus the L1 box error on patches inside an object. Tokens:
+    patches per image. Save: the tower alone, ``save_pretrained`` (safetensors), loadable with
+    ``CLIPVisionModel.from_pretrained``."""
 
-    def __init__(self, image_processor, grid: int):
-        self.image_processor, self.grid = image_processor, grid
+    def __init__(self, image_processor, grid: int, labels: PatchLabels):
+        self.image_processor, self.grid, self.spec = image_processor, grid, labels
         self.pixels: torch.Tensor | None = None
         self.labels: dict[str, torch.Tensor] = {}
 
@@ -84,8 +71,8 @@ class PatchLabelAdapter:
             imgs = open_images([r["image_path"] for r in records[i:i + 256]])
             chunks.append(self.image_processor(images=imgs, return_tensors="pt")["pixel_values"])
         self.pixels = torch.cat(chunks)
-        labels = [patch_labels(Scene.from_json(r["scene"]), self.grid) for r in records]
-        self.labels = {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in (*HEADS, "box")}
+        labels = [self.spec(r, self.grid) for r in records]
+        self.labels = {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in (*self.spec.heads, "box")}
         return 0
 
     def batch(self, records: list[dict], idx: list[int]) -> tuple[dict[str, torch.Tensor], list[int]]:
@@ -93,40 +80,42 @@ class PatchLabelAdapter:
 
     def loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[float]]:
         out = model(batch["pixel_values"])
-        per_row = sum(nn.functional.cross_entropy(out[k].transpose(1, 2), batch[k], reduction="none").mean(1) for k in HEADS)
+        per_row = sum(nn.functional.cross_entropy(out[k].transpose(1, 2), batch[k], reduction="none").mean(1) for k in self.spec.heads)
         inside = ~batch["box"].isnan().any(-1)
         err = (out["box"] - batch["box"].nan_to_num()).abs().sum(-1) * inside
         per_row = per_row + err.sum(1) / inside.sum(1).clamp(min=1)
         return per_row.mean(), per_row.detach().tolist()
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return int(batch["colour"].numel())
+        return int(batch[next(iter(self.spec.heads))].numel())
 
     def save(self, model, out_dir: Path) -> None:
         model.tower.save_pretrained(out_dir)
 
 
 def pretrain_tower(size: EmbeddedSize, images: list[dict], cfg: TrainConfig, out_dir: str | Path,
-                   val_images: list[dict] | None = None) -> tuple[TrainResult, dict[str, float]]:
+                   val_images: list[dict] | None = None, labels: PatchLabels | None = None) -> tuple[TrainResult, dict[str, float]]:
     """Train a fresh vision tower of the embedded LLaVA's shape (`size`) on the per-patch labels of
-    `images` (rows with ``image_path`` and ``scene``) and save it to `out_dir` (the heads are thrown
-    away). Returns the training result and, on `val_images`, each head's accuracy over the patches an
-    object covers (``box_l1``: mean absolute error of the regressed box coordinates there)."""
+    `images` (rows with ``image_path`` and the fields of ``labels``, the data source's labeller, e.g. the
+    world's scene graphs) and save it to `out_dir` (the heads are thrown away). Returns the training result
+    and, on `val_images`, each head's accuracy over the patches an object covers (``box_l1``: mean absolute
+    error of the regressed box coordinates there)."""
+    labels = _default_labels() if labels is None else labels
     torch.manual_seed(cfg.seed)
     tower = CLIPVisionModel(vision_config(size))
     grid = size.image_size // size.patch_size
-    model = PatchLabeller(tower, feature_layer(size))
+    model = PatchLabeller(tower, feature_layer(size), labels.heads)
     processor = image_processor(size)
-    records = [{"image_path": r["image_path"], "scene": r["scene"], "task": "patch_labels"} for r in images]
-    res = train(model, None, records, cfg, out_dir, adapter=PatchLabelAdapter(processor, grid))
+    records = [{"image_path": r["image_path"], **{f: r[f] for f in labels.fields}, "task": "patch_labels"} for r in images]
+    res = train(model, None, records, cfg, out_dir, adapter=PatchLabelAdapter(processor, grid, labels))
     scores: dict[str, float] = {}
     if val_images:
-        ad = PatchLabelAdapter(processor, grid)
+        ad = PatchLabelAdapter(processor, grid, labels)
         ad.prepare(val_images, cfg)
         with torch.no_grad():
             out = model(ad.pixels)
-        inside = ad.labels["colour"] > 0
-        for k in HEADS:
+        inside = ad.labels[next(iter(labels.heads))] > 0
+        for k in labels.heads:
             scores[f"{k}_accuracy"] = float((out[k].argmax(-1) == ad.labels[k])[inside].float().mean())
         scores["box_l1"] = float((out["box"] - ad.labels["box"].nan_to_num()).abs()[inside].mean())
     return res, scores
@@ -136,3 +125,18 @@ def load_tower_into(llava, path: str | Path) -> None:
     """Copy a saved pre-stage tower into `llava`'s vision tower (shapes must agree; mismatches raise)."""
     tower = CLIPVisionModel.from_pretrained(path)
     llava.model.vision_tower.load_state_dict(tower.state_dict(), strict=True)
+
+
+def _default_labels() -> PatchLabels:  # TEMPORARY (issue 30): until every caller passes its data source's labeller
+    from genixer.world.patch_labels import PATCH_LABELS
+
+    return PATCH_LABELS
+
+
+def __getattr__(name: str):  # TEMPORARY (issue 30): HEADS and patch_labels moved to the world's patch_labels module
+    if name in ("HEADS", "patch_labels"):
+        from genixer.world import patch_labels
+
+        return getattr(patch_labels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -1,6 +1,6 @@
 """Which of the nine tasks a sample is, decided from the form of its turns alone (no world, no grammar).
 
-The world's oracle (:func:`genixer.world.oracle.task_of`) recognises the shapes world's phrasings and
+The world's oracle (its ``task_of``) recognises the shapes world's phrasings and
 nothing else; a generator trained on published data writes VQAv2, RefCOCO, A-OKVQA, POPE or Shikra
 phrasings, which only their form can classify. The form is what the readers
 (:mod:`genixer.sources.readers_general`, :mod:`genixer.sources.readers_grounding`) and the world's

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS, TASK_NAMES, TASKS
 
+CAPTION_PROMPT = "Describe the image."  # the prompt of every dense caption record (the world's and the collected data's)
+
 GENERAL_INSTRUCTIONS = (
     "Please provide a clear and direct question and answer after examining the image.",
     "Look at the image and write a question about it together with its answer.",

@@ -1,6 +1,6 @@
 """Corruptions that need no scene graph: the judge's "No" examples for collected data read from files.
 
-The world path (:func:`genixer.judge.corrupt_pair`) edits a question with the world grammar and asks the
+The world's path (its ``negatives.corrupt_pair``) edits a question with the world grammar and asks the
 oracle whether the result is false. Published data sets (VQAv2, A-OKVQA, POPE, RefCOCO ...) have neither
 a grammar nor an oracle, so the corruptions here only swap in an answer that is wrong *by construction*,
 taken from the collected data itself:
@@ -27,10 +27,11 @@ What "false by construction" cannot exclude: an answer of another question that 
 this image too (a shirt that is both white and blue, and only "white" was recorded), or another object's
 box that fits a vague question. ``accepted_answers`` removes the cases the data set itself records.
 
-:func:`verification_records_free` turns collected samples into judge training records with the same
-shape as :func:`genixer.judge.verification_records` (one "Yes" per true pair + one corrupted "No"):
-a separate function rather than ``verification_records(scenes=None)``, so the world path keeps its one
-oracle-checked flow and forgetting the scenes can never silently switch a world run to unchecked labels.
+:func:`verification_records` turns collected samples into judge training records with the same
+shape as the world's (its ``negatives.verification_records``: one "Yes" per true pair + one
+corrupted "No", both made by :func:`genixer.judge.verification_pair`). The data source
+(:mod:`genixer.datasource`) picks one of the two; a world run never reaches this module, so forgetting
+the scenes can never silently switch it to unchecked labels.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from dataclasses import dataclass, field
 
 from genixer.benchmarks import question_kind
 from genixer.boxes import BoxFormatError, answer_box, box_to_text, inside, iou
-from genixer.judge import _mc_pair, judge_pairs, verification_pair
+from genixer.judge import judge_pairs, mc_pair, verification_pair
 from genixer.metrics import normalize_answer
 from genixer.tasks import GENERAL_TASKS
 
-FREE_CORRUPTIONS = ("answer_from_same_kind", "option_swapped", "flipped_yes_no", "box_shifted", "box_from_other_object")
+CORRUPTIONS = ("answer_from_same_kind", "option_swapped", "flipped_yes_no", "box_shifted", "box_from_other_object")
 MAX_IOU = 0.5  # a corrupted box overlaps the true one less than this
 _YES_NO = ("yes", "no")
 
@@ -86,7 +87,7 @@ def _answer_box(answer: str) -> tuple[float, float, float, float] | None:
 
 def answer_type(question: str, answer: str) -> str:
     """"mc" (a letter naming a listed option), "yes_no", "box" (exactly one box) or "text"."""
-    if _mc_pair(question, answer) is not None:
+    if mc_pair(question, answer) is not None:
         return "mc"
     if normalize_answer(answer) in _YES_NO:
         return "yes_no"
@@ -140,7 +141,7 @@ def _answer_from_same_kind(q, a, task, pool, rng, image_id, accepted):
 
 
 def _option_swapped(q, a, task, pool, rng, image_id, accepted):
-    mc = _mc_pair(q, a)
+    mc = mc_pair(q, a)
     if mc is None:
         return None
     _, text, opts = mc
@@ -201,7 +202,7 @@ def _box_from_other_object(q, a, task, pool, rng, image_id, accepted):
     return (q, text) if text else None
 
 
-_FREE = {
+_CORRUPT = {
     "answer_from_same_kind": _answer_from_same_kind,
     "option_swapped": _option_swapped,
     "flipped_yes_no": _flipped_yes_no,
@@ -210,9 +211,9 @@ _FREE = {
 }
 
 
-def corrupt_pair_free(question: str, answer: str, task: str, pool: Pool, rng: random.Random, *,
+def corrupt_pair(question: str, answer: str, task: str, pool: Pool, rng: random.Random, *,
                       image_id: str | None = None, accepted_answers: Iterable[str] = (),
-                      kinds: Sequence[str] = FREE_CORRUPTIONS) -> tuple[str, str, str] | None:
+                      kinds: Sequence[str] = CORRUPTIONS) -> tuple[str, str, str] | None:
     """One false version of a true (question, answer) of a collected sample: (question, answer, kind).
 
     The pair is in the sample's own form (an MC question with its options, answered by a letter; a REC
@@ -220,9 +221,9 @@ def corrupt_pair_free(question: str, answer: str, task: str, pool: Pool, rng: ra
     other answers the data set accepts for this question (never used as a false one). Kinds are tried
     in a random order (``rng``); the first that applies is returned; None if none applies.
     """
-    unknown = set(kinds) - set(_FREE)
+    unknown = set(kinds) - set(_CORRUPT)
     if unknown:
-        raise ValueError(f"unknown corruption kinds {sorted(unknown)}; expected some of {FREE_CORRUPTIONS}")
+        raise ValueError(f"unknown corruption kinds {sorted(unknown)}; expected some of {CORRUPTIONS}")
     q, a = _clean(question), _clean(answer)
     if not q or not a:
         return None
@@ -230,7 +231,7 @@ def corrupt_pair_free(question: str, answer: str, task: str, pool: Pool, rng: ra
     order = list(kinds)
     rng.shuffle(order)
     for name in order:
-        out = _FREE[name](q, a, task, pool, rng, image_id, accepted)
+        out = _CORRUPT[name](q, a, task, pool, rng, image_id, accepted)
         if out is not None and out != (q, a):
             return out[0], out[1], name
     return None
@@ -256,12 +257,12 @@ def accepted_answers(sample: dict) -> list[str]:
     return out
 
 
-def verification_records_free(samples, rng: random.Random | int, pool: Pool | None = None,
+def verification_records(samples, rng: random.Random | int, pool: Pool | None = None,
                               tasks: Sequence[str] = GENERAL_TASKS,
-                              kinds: Sequence[str] = FREE_CORRUPTIONS) -> list[dict]:
+                              kinds: Sequence[str] = CORRUPTIONS) -> list[dict]:
     """Judge training records from collected samples without scenes: each judge pair of a sample
     (:func:`genixer.judge.judge_pairs`: MC letters become option text, MD turns split) -> "Yes", plus one
-    corrupted version of it (:func:`corrupt_pair_free`, read by judge_pairs the same way) -> "No", so the
+    corrupted version of it (:func:`corrupt_pair`, read by judge_pairs the same way) -> "No", so the
     set is exactly 50/50. The collected pairs are taken as true (there is no oracle); a pair with no
     corruption contributes neither record. ``pool``: default :func:`build_pool` of ``samples`` (pass one
     built from more data for more distractors). Same record shape as ``judge.verification_records``;
@@ -276,7 +277,7 @@ def verification_records_free(samples, rng: random.Random | int, pool: Pool | No
         turns = _turns(s)
         accepted = accepted_answers(s) if len(turns) == 1 else []
         for i, (t, pair) in enumerate(zip(turns, judge_pairs(turns, s["task"]))):
-            bad = corrupt_pair_free(t["question"], t["answer"], s["task"], pool, rng, image_id=s.get("image_id"),
+            bad = corrupt_pair(t["question"], t["answer"], s["task"], pool, rng, image_id=s.get("image_id"),
                                     accepted_answers=accepted, kinds=kinds)
             if bad is None:
                 continue
