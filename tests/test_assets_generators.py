@@ -71,7 +71,7 @@ def test_base_mllm_accuracy_is_reported_per_task(built, tmp_path):
     prior's own answers (margin 0: a miss) and every answer right (a pass, the prior being under 90%)."""
     import shutil
 
-    from genixer_assets.checks import base_mllm_above_chance
+    from genixer_assets.generators_checks import base_mllm_above_chance
     from resources import GenixerSettings
 
     settings, results = built
@@ -98,7 +98,7 @@ def test_user_checkpoint_is_loaded_through_the_resource(built, tmp_path):
     """A tiny random LLaVA saved with save_pretrained stands in for a user's LLaVA-1.5 directory."""
     import shutil
 
-    from genixer.evaluation import evaluate_solver
+    from genixer.oracle_eval import evaluate_solver
     from genixer.schema import read_samples
     from genixer.world import Scene
     from resources import GenixerSettings
@@ -186,7 +186,7 @@ def test_train_overrides_reach_the_training_config():
     """Every training knob a run config can set lands in the TrainConfig the asset trains with; unset ones keep the
     preset's; an unknown loss weighting is refused by Dagster's config schema, before any step runs."""
     from genixer.training import TrainConfig
-    from genixer_assets.generators import TrainOverrides
+    from resources import TrainOverrides
 
     preset = TrainConfig(steps=850, lr=2e-3, batch_size=32, warmup_steps=50)
     cfg = TrainOverrides(lr=3e-4, warmup_steps=20, loss_per="sample", group_by_length=8).apply(preset)

@@ -8,7 +8,8 @@ from scipy import stats
 
 from genixer.benchmarks import (aa_false_alarms, benchmark_samples, bootstrap, compare, headline_lines, memberships, question_kind,
                                 reference_predictions, score)
-from genixer.quality import correctness_table, filter_test
+from genixer.oracle_eval import correctness_table
+from genixer.quality import filter_test
 from genixer.report import claims, contrasts, pivot
 from genixer.tasks import TASKS
 

@@ -21,9 +21,9 @@ from genixer.presets import get_preset
 from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
 from genixer.schema import read_samples, write_samples
 from genixer.world import Scene
-from genixer_assets import checks
-from genixer_assets.partitions import shard_partitions
-from genixer_assets.retraining import recipe_partitions
+from genixer_assets import (benchmarks_checks, collection_checks, exports_checks, filtering_checks, generation_checks, generators_checks,
+                            instructions_checks, retraining_checks)
+from genixer_assets.partitions import recipe_partitions, shard_partitions
 from resources import GenixerSettings
 
 SHARDS = ["shard_000", "shard_001"]  # the smoke preset's world corpus shards
@@ -124,9 +124,9 @@ def write_corpus(settings, per_shard: int = 2) -> dict[str, pd.DataFrame]:
 
 def test_image_corpus_check_passes_on_good_shards(settings):
     write_corpus(settings)
-    assert direct(checks.image_corpus_valid, settings).passed
+    assert direct(collection_checks.image_corpus_valid, settings).passed
     for shard in SHARDS:
-        ev, _ = in_run(checks.image_corpus_valid, settings, shard)
+        ev, _ = in_run(collection_checks.image_corpus_valid, settings, shard)
         assert ev.passed and md(ev, "shards") == shard
 
 
@@ -134,12 +134,12 @@ def test_image_corpus_check_passes_on_good_shards(settings):
 def test_image_corpus_check_fails_on_an_empty_shard_of_its_own_run_only(settings):
     corpus = write_corpus(settings)
     corpus["shard_001"].iloc[:0].to_parquet(settings.table_path("image_corpus", "shard_001"), index=False)
-    ev, downstream_ran = in_run(checks.image_corpus_valid, settings, "shard_001", downstream=True)
+    ev, downstream_ran = in_run(collection_checks.image_corpus_valid, settings, "shard_001", downstream=True)
     assert not ev.passed and "shard_001: the shard is empty" in problems_of(ev)
     assert not downstream_ran  # blocking: the shard's generation does not start
-    ev, downstream_ran = in_run(checks.image_corpus_valid, settings, "shard_000", downstream=True)
+    ev, downstream_ran = in_run(collection_checks.image_corpus_valid, settings, "shard_000", downstream=True)
     assert ev.passed and md(ev, "images") == 2 and downstream_ran  # the other shard is not read
-    res = direct(checks.image_corpus_valid, settings)  # no partition: every shard, the empty one named
+    res = direct(collection_checks.image_corpus_valid, settings)  # no partition: every shard, the empty one named
     assert not res.passed and "shard_001: the shard is empty" in problems_of(res)
 
 
@@ -147,16 +147,16 @@ def test_image_corpus_check_fails_on_a_missing_image_file(settings):
     corpus = write_corpus(settings)
     gone = corpus["shard_000"].image_path[1]
     (settings.root / "world" / gone.rsplit("/", 1)[-1]).unlink()
-    ev, _ = in_run(checks.image_corpus_valid, settings, "shard_000")
+    ev, _ = in_run(collection_checks.image_corpus_valid, settings, "shard_000")
     assert not ev.passed and f"missing {gone}" in problems_of(ev)
 
 
 def test_image_corpus_check_fails_on_a_shard_never_materialised(settings):
     write_corpus(settings)
     settings.table_path("image_corpus", "shard_001").unlink()
-    res = direct(checks.image_corpus_valid, settings)
+    res = direct(collection_checks.image_corpus_valid, settings)
     assert not res.passed and "image_corpus[shard_001] has not been materialised" in problems_of(res)
-    ev, _ = in_run(checks.image_corpus_valid, settings, "shard_001")
+    ev, _ = in_run(collection_checks.image_corpus_valid, settings, "shard_001")
     assert not ev.passed
 
 
@@ -227,7 +227,7 @@ RAW_BREAKS = {
 @pytest.mark.parametrize("name,generator", [("raw_generations_l", "genixer_l"), ("raw_generations_s", "genixer_s")])
 def test_raw_generations_check_passes_on_good_shards(settings, name, generator):
     write_raw(settings, name, generator)
-    check = getattr(checks, f"{name}_complete")
+    check = getattr(generation_checks, f"{name}_complete")
     assert direct(check, settings).passed
     ev, _ = in_run(check, settings, "shard_001")
     assert ev.passed and md(ev, "rows") == 2 * settings.get_preset().gen_per_image
@@ -241,7 +241,7 @@ def test_raw_generations_check_fails_on_a_broken_shard(settings, name, generator
     rows = write_raw(settings, name, generator)
     breaker, message = RAW_BREAKS[broken]
     write_samples(breaker(rows["shard_001"]), settings.table_path(name, "shard_001"), lineage=True)
-    check = getattr(checks, f"{name}_complete")
+    check = getattr(generation_checks, f"{name}_complete")
     ev, downstream_ran = in_run(check, settings, "shard_001", downstream=True)
     assert not ev.passed and message in problems_of(ev)
     assert not downstream_ran  # blocking: the broken shard is not scored
@@ -251,7 +251,7 @@ def test_raw_generations_check_fails_on_a_broken_shard(settings, name, generator
 def test_raw_generations_check_fails_when_the_shard_is_missing(settings):
     write_raw(settings, "raw_generations_l", "genixer_l")
     settings.table_path("raw_generations_l", "shard_000").unlink()
-    res = direct(checks.raw_generations_l_complete, settings)
+    res = direct(generation_checks.raw_generations_l_complete, settings)
     assert not res.passed and "raw_generations_l[shard_000] has not been materialised" in problems_of(res)
 
 
@@ -283,8 +283,8 @@ SCORED_L_BREAKS = {
 
 def test_scored_generations_l_check_passes_on_good_shards(settings):
     write_scored_l(settings)
-    assert direct(checks.scored_generations_l_valid, settings).passed
-    assert in_run(checks.scored_generations_l_valid, settings, "shard_000")[0].passed
+    assert direct(filtering_checks.scored_generations_l_valid, settings).passed
+    assert in_run(filtering_checks.scored_generations_l_valid, settings, "shard_000")[0].passed
 
 
 @breaks("scored_generations_l_valid")
@@ -293,10 +293,10 @@ def test_scored_generations_l_check_fails_on_a_broken_shard(settings, broken):
     rows = write_scored_l(settings)
     breaker, message = SCORED_L_BREAKS[broken]
     write_samples(breaker(rows["shard_000"]), settings.table_path("scored_generations_l", "shard_000"), lineage=True)
-    ev, downstream_ran = in_run(checks.scored_generations_l_valid, settings, "shard_000", downstream=True)
+    ev, downstream_ran = in_run(filtering_checks.scored_generations_l_valid, settings, "shard_000", downstream=True)
     assert not ev.passed and message in problems_of(ev)
     assert not downstream_ran
-    assert not direct(checks.scored_generations_l_valid, settings).passed
+    assert not direct(filtering_checks.scored_generations_l_valid, settings).passed
 
 
 def write_scored_s(settings) -> dict[str, pd.DataFrame]:
@@ -326,9 +326,9 @@ SCORED_S_BREAKS = {
 def test_scored_generations_s_check_passes_on_good_shards(settings):
     rows = write_scored_s(settings)
     assert rows["shard_000"].filter_reason.isna().sum() == 1  # the good output keeps a row, drops the others
-    res = direct(checks.scored_generations_s_valid, settings)
+    res = direct(filtering_checks.scored_generations_s_valid, settings)
     assert res.passed and md(res, "kept") == 2
-    assert in_run(checks.scored_generations_s_valid, settings, "shard_001")[0].passed
+    assert in_run(filtering_checks.scored_generations_s_valid, settings, "shard_001")[0].passed
 
 
 @breaks("scored_generations_s_valid")
@@ -337,10 +337,10 @@ def test_scored_generations_s_check_fails_on_a_broken_shard(settings, broken):
     rows = write_scored_s(settings)
     breaker, message = SCORED_S_BREAKS[broken]
     write_samples(breaker(rows["shard_001"]), settings.table_path("scored_generations_s", "shard_001"), lineage=True)
-    ev, downstream_ran = in_run(checks.scored_generations_s_valid, settings, "shard_001", downstream=True)
+    ev, downstream_ran = in_run(filtering_checks.scored_generations_s_valid, settings, "shard_001", downstream=True)
     assert not ev.passed and message in problems_of(ev)
     assert not downstream_ran
-    assert in_run(checks.scored_generations_s_valid, settings, "shard_000")[0].passed
+    assert in_run(filtering_checks.scored_generations_s_valid, settings, "shard_000")[0].passed
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -363,21 +363,21 @@ def write_region_clip(settings, threshold=0.25):
 
 def test_region_clip_check_passes_on_a_good_model(settings):
     write_region_clip(settings)
-    res = checks.region_clip_model_valid(settings=settings)
+    res = filtering_checks.region_clip_model_valid(settings=settings)
     assert res.passed and md(res, "threshold") == 0.25
 
 
 @pytest.mark.parametrize("threshold", [float("nan"), 1.5, "0.3", None])
 def test_region_clip_check_fails_on_a_bad_threshold(settings, threshold):
     write_region_clip(settings, threshold)
-    res = checks.region_clip_model_valid(settings=settings)
+    res = filtering_checks.region_clip_model_valid(settings=settings)
     assert not res.passed and "is not a finite cosine in [-1, 1]" in problems_of(res)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_region_clip_check_fails_on_non_finite_weights(settings, bad):
     write_weights(write_region_clip(settings), bad)
-    res = checks.region_clip_model_valid(settings=settings)
+    res = filtering_checks.region_clip_model_valid(settings=settings)
     assert not res.passed and f"{WEIGHTS_NAME}:layer.weight has non-finite values" in problems_of(res)
 
 
@@ -387,7 +387,7 @@ def test_region_clip_check_in_its_run_stops_what_is_downstream(settings, broken)
     model = write_region_clip(settings, 1.5 if broken == "threshold 1.5" else 0.25)
     if broken == "inf weights":
         write_weights(model, float("inf"))
-    ev, downstream_ran = guard_run(checks.region_clip_model_valid, settings)
+    ev, downstream_ran = guard_run(filtering_checks.region_clip_model_valid, settings)
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
     assert ("has non-finite values" if broken == "inf weights" else "1.5 is not a finite cosine") in problems_of(ev)
     assert not downstream_ran  # blocking: the REC filter does not run on it
@@ -396,13 +396,13 @@ def test_region_clip_check_in_its_run_stops_what_is_downstream(settings, broken)
 def test_region_clip_check_fails_on_missing_files(settings):
     model = write_region_clip(settings)
     (model / WEIGHTS_NAME).unlink()
-    res = checks.region_clip_model_valid(settings=settings)
+    res = filtering_checks.region_clip_model_valid(settings=settings)
     assert not res.passed and "no safetensors weights" in problems_of(res)
     (model / CONFIG_NAME).unlink()
-    assert f"no {CONFIG_NAME}" in problems_of(checks.region_clip_model_valid(settings=settings))
+    assert f"no {CONFIG_NAME}" in problems_of(filtering_checks.region_clip_model_valid(settings=settings))
     write_region_clip(settings)
     settings.path("tables", "region_clip_calibration.json").unlink()
-    res = checks.region_clip_model_valid(settings=settings)
+    res = filtering_checks.region_clip_model_valid(settings=settings)
     assert not res.passed and "no calibration" in problems_of(res)
 
 
@@ -441,9 +441,9 @@ RETRAINED_BREAKS = {"nan loss": "final_loss nan", "inf weights": "has non-finite
 
 def test_retrained_models_check_passes_on_good_seeds(settings):
     write_retrained(settings)
-    ev, _ = in_run(checks.retrained_models_valid, settings, RECIPE, recipe_partitions)
+    ev, _ = in_run(retraining_checks.retrained_models_valid, settings, RECIPE, recipe_partitions)
     assert ev.passed and md(ev, "seeds") == 2
-    res = direct(checks.retrained_models_valid, settings)  # no partition: every recipe, and only one is there
+    res = direct(retraining_checks.retrained_models_valid, settings)  # no partition: every recipe, and only one is there
     assert not res.passed and md(res, "problems") == len(recipe_partitions.get_partition_keys()) - 1
     assert "retrained_models[genixer_vqa] has not been materialised" in problems_of(res)
 
@@ -452,7 +452,7 @@ def test_retrained_models_check_passes_on_good_seeds(settings):
 @pytest.mark.parametrize("broken", list(RETRAINED_BREAKS))
 def test_retrained_models_check_fails_on_a_broken_recipe(settings, broken):
     _retrained_break(broken)(settings, write_retrained(settings))
-    ev, downstream_ran = in_run(checks.retrained_models_valid, settings, RECIPE, recipe_partitions, downstream=True)
+    ev, downstream_ran = in_run(retraining_checks.retrained_models_valid, settings, RECIPE, recipe_partitions, downstream=True)
     assert not ev.passed and RETRAINED_BREAKS[broken] in problems_of(ev)
     assert not downstream_ran  # blocking: a broken model answers no benchmark
 
@@ -486,7 +486,7 @@ PREDICTION_BREAKS = {
 
 def test_benchmark_predictions_check_passes_on_good_predictions(settings):
     write_predictions(settings)
-    ev, _ = in_run(checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions)
+    ev, _ = in_run(benchmarks_checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions)
     assert ev.passed and md(ev, "samples_per_seed") == 2 and md(ev, "rows") == 4
 
 
@@ -495,7 +495,7 @@ def test_benchmark_predictions_check_passes_on_good_predictions(settings):
 def test_benchmark_predictions_check_fails_on_broken_predictions(settings, broken):
     breaker, message = PREDICTION_BREAKS[broken]
     breaker(write_predictions(settings)).to_parquet(settings.table_path("benchmark_predictions", RECIPE), index=False)
-    ev, downstream_ran = in_run(checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions, downstream=True)
+    ev, downstream_ran = in_run(benchmarks_checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions, downstream=True)
     assert not ev.passed and message in problems_of(ev)
     assert not downstream_ran  # blocking: nothing is scored from incomplete predictions
 
@@ -503,7 +503,7 @@ def test_benchmark_predictions_check_fails_on_broken_predictions(settings, broke
 def test_benchmark_predictions_check_fails_when_a_seed_model_has_no_predictions(settings):
     write_predictions(settings)
     settings.path("models", "retrained", RECIPE, "seed_2", "config.json").write_text("{}")  # a third seed retrained since
-    ev, _ = in_run(checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions)
+    ev, _ = in_run(benchmarks_checks.benchmark_predictions_complete, settings, RECIPE, recipe_partitions)
     assert not ev.passed and "seed 2: no predictions" in problems_of(ev)
 
 
@@ -544,7 +544,7 @@ def judge_run(settings):
         return dg.MaterializeResult()
 
     instance = dg.DagsterInstance.ephemeral()
-    res = dg.materialize([stand_in, checks.judge_mllm_beats_chance, uses_the_judge], resources={"settings": settings},
+    res = dg.materialize([stand_in, filtering_checks.judge_mllm_beats_chance, uses_the_judge], resources={"settings": settings},
                          raise_on_error=False, instance=instance)
     (ev,) = res.get_asset_check_evaluations()
     ran = {e.asset_key for e in res.get_asset_materialization_events()}
@@ -597,7 +597,7 @@ def test_the_gate_applies_the_run_config_then_the_settings_then_the_preset(gate_
     settings = gate_settings
     from dataclasses import replace
 
-    from genixer_assets.filtering import GATE_FILE, judge_auc_floor
+    from genixer_assets.common import GATE_FILE, judge_auc_floor
 
     a = write_judge_eval(settings, separation=0.3)
     gate = settings.path("tables", GATE_FILE)
@@ -737,7 +737,7 @@ WORLD_BREAKS = {
 def test_world_scenes_check_passes_on_the_smoke_graphs_scenes(graph):
     _, dst, copy = graph
     copy("tables/world_scenes.parquet")
-    ev, downstream_ran = guard_run(checks.world_scenes_valid, dst)
+    ev, downstream_ran = guard_run(collection_checks.world_scenes_valid, dst)
     assert ev.passed and downstream_ran and md(ev, "images") == len(dst.read_table("world_scenes"))
 
 
@@ -748,7 +748,7 @@ def test_world_scenes_check_fails_on_broken_scenes(graph, broken):
     copy("tables/world_scenes.parquet")
     breaker, message = WORLD_BREAKS[broken]
     rewrite(dst.table_path("world_scenes"), lambda df: breaker(dst, df))
-    assert_stopped(checks.world_scenes_valid, dst, message)
+    assert_stopped(collection_checks.world_scenes_valid, dst, message)
 
 
 # collected_datasets -------------------------------------------------------------------------------
@@ -774,10 +774,10 @@ COLLECTED_BREAKS = {
 def test_collected_datasets_check_fails_on_a_broken_sample(graph, broken):
     _, dst, copy = graph
     copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet")
-    assert guard_run(checks.collected_datasets_valid, dst)[0].passed
+    assert guard_run(collection_checks.collected_datasets_valid, dst)[0].passed
     breaker, message = COLLECTED_BREAKS[broken]
     rewrite(dst.table_path("collected_datasets"), breaker)
-    assert_stopped(checks.collected_datasets_valid, dst, message)
+    assert_stopped(collection_checks.collected_datasets_valid, dst, message)
 
 
 # benchmark_sets: the train/benchmark leak first ---------------------------------------------------
@@ -797,12 +797,12 @@ def test_a_benchmark_image_that_is_also_a_training_image_stops_the_run(graph, sp
     """A benchmark image whose bytes are those of a collected (or corpus) image, under another name: found by content."""
     _, dst, copy = graph
     copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", "tables/benchmark_sets.parquet")
-    ev, _ = guard_run(checks.benchmark_sets_valid, dst)
+    ev, _ = guard_run(collection_checks.benchmark_sets_valid, dst)
     assert ev.passed and md(ev, "leaked_images") == 0
     scenes = dst.read_table("world_scenes")
     leaked = {}
     rewrite(dst.table_path("benchmark_sets"), lambda df: (leaked.update(zip(("df", "source"), _leak(dst, df, scenes, split))), leaked["df"])[1])
-    ev = assert_stopped(checks.benchmark_sets_valid, dst, "1 benchmark images have the same bytes as a training image")
+    ev = assert_stopped(collection_checks.benchmark_sets_valid, dst, "1 benchmark images have the same bytes as a training image")
     assert f"= {leaked['source']}" in problems_of(ev) and md(ev, "leaked_images") == 1
 
 
@@ -814,10 +814,10 @@ def test_a_published_benchmark_sharing_an_image_with_the_collected_data_stops_th
     for name, source in (("collected_datasets", "vqav2:train_questions.json"), ("benchmark_sets", "vqav2:val_questions.json")):
         rewrite(dst.table_path(name), lambda df: df.assign(source=source))
     collected = read_samples(dst.table_path("collected_datasets"))
-    ev, _ = guard_run(checks.benchmark_sets_valid, dst)
+    ev, _ = guard_run(collection_checks.benchmark_sets_valid, dst)
     assert ev.passed and md(ev, "oracle_agreement") == "no oracle (published benchmarks)"
     rewrite(dst.table_path("benchmark_sets"), lambda df: _leak(dst, df, collected.assign(split="collect"), "collect")[0])
-    assert_stopped(checks.benchmark_sets_valid, dst, "1 benchmark images have the same bytes as a training image")
+    assert_stopped(collection_checks.benchmark_sets_valid, dst, "1 benchmark images have the same bytes as a training image")
 
 
 @breaks("benchmark_sets_valid")
@@ -825,7 +825,7 @@ def test_a_benchmark_answer_the_world_contradicts_stops_the_run(graph):
     _, dst, copy = graph
     copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", "tables/benchmark_sets.parquet")
     rewrite(dst.table_path("benchmark_sets"), _wrong_answer)
-    assert_stopped(checks.benchmark_sets_valid, dst, "oracle says incorrect")
+    assert_stopped(collection_checks.benchmark_sets_valid, dst, "oracle says incorrect")
 
 
 # instruction templates and templated instructions ---------------------------------------------------
@@ -853,11 +853,11 @@ TEMPLATE_BREAKS = {
 def test_instruction_templates_check_fails_on_broken_templates(graph, broken):
     _, dst, copy = graph
     copy("tables/instruction_templates.json")
-    assert guard_run(checks.instruction_templates_valid, dst)[0].passed
+    assert guard_run(instructions_checks.instruction_templates_valid, dst)[0].passed
     path = dst.path("tables", "instruction_templates.json")
     breaker, message = TEMPLATE_BREAKS[broken]
     path.write_text(json.dumps(breaker(json.loads(path.read_text()))))
-    assert_stopped(checks.instruction_templates_valid, dst, message)
+    assert_stopped(instructions_checks.instruction_templates_valid, dst, message)
 
 
 def _target_of_another(df):
@@ -877,10 +877,10 @@ TEMPLATED_BREAKS = {
 def test_templated_instructions_check_fails_on_broken_records(graph, broken):
     _, dst, copy = graph
     copy("tables/collected_datasets.parquet", "tables/templated_instructions.parquet")
-    assert guard_run(checks.templated_instructions_valid, dst)[0].passed
+    assert guard_run(instructions_checks.templated_instructions_valid, dst)[0].passed
     breaker, message = TEMPLATED_BREAKS[broken]
     df = rewrite(dst.table_path("templated_instructions"), breaker)
-    ev = assert_stopped(checks.templated_instructions_valid, dst, message)
+    ev = assert_stopped(instructions_checks.templated_instructions_valid, dst, message)
     assert problems_of(ev).startswith(f"{df.record_id[0]}: ")  # the broken record, named
 
 
@@ -891,7 +891,7 @@ def test_templated_instructions_check_fails_on_broken_records(graph, broken):
 def test_a_generator_whose_outputs_do_not_parse_stops_the_run(graph, name):
     _, dst, copy = graph
     copy(f"tables/{name}_eval.parquet")
-    check = getattr(checks, f"{name}_parse_rate")
+    check = getattr(generators_checks, f"{name}_parse_rate")
     assert guard_run(check, dst)[0].passed
     need = dst.get_preset().min_parse_rate
     df = rewrite(dst.table_path(f"{name}_eval"), lambda d: d.assign(parsed=[i % 4 == 0 for i in range(len(d))]))
@@ -918,7 +918,7 @@ def _poison(folder, value: float) -> str:
 def test_a_model_with_non_finite_or_missing_weights_stops_the_run(graph, name, broken):
     _, dst, copy = graph
     copy(f"models/{name}")
-    check = getattr(checks, f"{name}_weights_finite")
+    check = getattr(filtering_checks if name == "judge_mllm" else generators_checks, f"{name}_weights_finite")
     ev, _ = guard_run(check, dst)
     assert ev.passed and md(ev, "path") == str(dst.model_dir(name))
     if broken == "no weights":
@@ -937,7 +937,7 @@ def test_a_model_with_non_finite_or_missing_weights_stops_the_run(graph, name, b
 def test_a_filter_that_keeps_nothing_stops_the_run(graph, name):
     _, dst, copy = graph
     copy(f"tables/{name}.parquet")
-    check = getattr(checks, f"{name}_not_empty")
+    check = getattr(filtering_checks, f"{name}_not_empty")
     assert guard_run(check, dst)[0].passed
     rewrite(dst.table_path(name), lambda df: df.iloc[:0])
     ev = assert_stopped(check, dst, f"{name} kept no row", where="description")
@@ -966,13 +966,13 @@ def test_a_filter_keeping_the_wrong_rows_fails_by_the_oracle(graph, name):
     only rows the oracle calls incorrect; the exact test says worse than a random subset."""
     import random
 
-    from genixer.quality import oracle_column
+    from genixer.oracle_eval import oracle_column
     from genixer.world.annotate import annotate
 
     raw_name, task = FILTERS[name]
     _, dst, copy = graph
     copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", f"tables/{raw_name}", f"tables/{name}.parquet")
-    check = getattr(checks, f"{name}_not_worse_than_raw")
+    check = getattr(filtering_checks, f"{name}_not_worse_than_raw")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in dst.read_table("world_scenes").itertuples()}
 
     def right_answers(df):  # rows the oracle does not call incorrect get the world's annotation of their image
@@ -1034,7 +1034,7 @@ def test_without_the_world_a_filled_review_sheet_decides_the_filters_gate(graph,
     copy("tables/collected_datasets.parquet", "tables/scored_generations_l", "tables/scored_generations_s",
          "tables/genixer_vqa.parquet", "tables/genixer_rec.parquet")
     _world_free(dst)
-    check = getattr(checks, f"{name}_not_worse_than_raw")
+    check = getattr(filtering_checks, f"{name}_not_worse_than_raw")
 
     ev, downstream_ran = guard_run(check, dst)
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN and downstream_ran
@@ -1068,7 +1068,7 @@ def test_a_review_sheet_of_rows_regenerated_since_is_not_measured(graph):
     _review_sheet(dst, "genixer_vqa").to_csv(dst.path("review", "review.csv"), index=False)
     rewrite(sorted(dst.path("tables", "scored_generations_l").glob("*.parquet"))[0],
             lambda df: df.assign(sample_id=[f"{s}:again" for s in df.sample_id]))
-    ev, downstream_ran = guard_run(checks.genixer_vqa_not_worse_than_raw, dst)
+    ev, downstream_ran = guard_run(filtering_checks.genixer_vqa_not_worse_than_raw, dst)
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN and downstream_ran
     assert ev.description.startswith("not measured: ") and "are no longer in scored_generations_l (regenerated since)" in ev.description
 
@@ -1088,23 +1088,23 @@ def test_benchmark_scores_check_fails_on_incomplete_scores(graph, broken):
     _, dst, copy = graph
     copy("tables/world_scenes.parquet", "tables/benchmark_sets.parquet", "tables/benchmark_scores.parquet")
     assert dst.get_preset().retrain_seeds == 2  # the breaks assume two seeds
-    assert guard_run(checks.benchmark_scores_complete, dst)[0].passed
+    assert guard_run(benchmarks_checks.benchmark_scores_complete, dst)[0].passed
     breaker, message = SCORES_BREAKS[broken]
     rewrite(dst.table_path("benchmark_scores"), breaker)
-    assert_stopped(checks.benchmark_scores_complete, dst, message)
+    assert_stopped(benchmarks_checks.benchmark_scores_complete, dst, message)
 
 
 @breaks("baseline_beats_blind_prior")
 def test_a_baseline_no_better_than_the_blind_prior_is_named(graph):
-    """Blocking on the paper preset only (checks.REFERENCE_BLOCKING): there it stops what is downstream, elsewhere it warns."""
+    """Blocking on the paper preset only (benchmarks_checks.REFERENCE_BLOCKING): there it stops what is downstream, elsewhere it warns."""
     _, dst, copy = graph
     copy("tables/benchmark_scores.parquet")
     rewrite(dst.table_path("benchmark_scores"),
             lambda df: df.assign(verdict=df.verdict.where(df.recipe != "ref:blind_prior", "within noise")))
-    ev, downstream_ran = guard_run(checks.baseline_beats_blind_prior, dst)
+    ev, downstream_ran = guard_run(benchmarks_checks.baseline_beats_blind_prior, dst)
     assert not ev.passed and "(within noise for the prior)" in problems_of(ev)
-    assert ev.severity == (dg.AssetCheckSeverity.ERROR if checks.REFERENCE_BLOCKING else dg.AssetCheckSeverity.WARN)
-    assert downstream_ran is not checks.REFERENCE_BLOCKING
+    assert ev.severity == (dg.AssetCheckSeverity.ERROR if benchmarks_checks.REFERENCE_BLOCKING else dg.AssetCheckSeverity.WARN)
+    assert downstream_ran is not benchmarks_checks.REFERENCE_BLOCKING
 
 
 # dataset_exports ---------------------------------------------------------------------------------------
@@ -1130,17 +1130,17 @@ def test_dataset_exports_check_fails_on_missing_or_short_exports(graph, broken):
     _, dst, copy = graph
     copy("tables/genixer_vqa.parquet", "tables/genixer_rec.parquet", "exports")
     assert len(read_samples(dst.table_path("genixer_vqa"))) and len(read_samples(dst.table_path("genixer_rec")))
-    ev, _ = guard_run(checks.dataset_exports_complete, dst)
+    ev, _ = guard_run(exports_checks.dataset_exports_complete, dst)
     assert ev.passed and md(ev, "exports_checked") == 6 and md(ev, "formats") == "llava, shikra, parquet"
     breaker, message = EXPORT_BREAKS[broken]
     breaker(dst)
-    assert_stopped(checks.dataset_exports_complete, dst, message)
+    assert_stopped(exports_checks.dataset_exports_complete, dst, message)
 
 
 def test_dataset_exports_check_expects_the_formats_it_was_asked_for(graph):
     """Only llava asked for (formats.json, as dataset_exports records it): the other formats' files may be absent; an
     emptied set's export must be gone."""
-    from genixer_assets.exports import FORMATS_FILE
+    from genixer_assets.common import FORMATS_FILE
 
     _, dst, copy = graph
     copy("tables/genixer_vqa.parquet", "tables/genixer_rec.parquet", "exports")
@@ -1148,9 +1148,9 @@ def test_dataset_exports_check_expects_the_formats_it_was_asked_for(graph):
     for name in ("genixer_vqa", "genixer_rec"):
         for fmt in ("shikra", "parquet"):
             shutil.rmtree(_exports(dst, name) / fmt)
-    assert guard_run(checks.dataset_exports_complete, dst)[0].passed
+    assert guard_run(exports_checks.dataset_exports_complete, dst)[0].passed
     rewrite(dst.table_path("genixer_rec"), lambda df: df.iloc[:0])  # the filter now keeps nothing, its old export stays
-    assert_stopped(checks.dataset_exports_complete, dst, "genixer_rec/llava/llava.json: ")
+    assert_stopped(exports_checks.dataset_exports_complete, dst, "genixer_rec/llava/llava.json: ")
 
 
 # the registry --------------------------------------------------------------------------------------------

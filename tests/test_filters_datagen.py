@@ -8,22 +8,24 @@ import pytest
 from genixer import datagen, filters
 from genixer.generation import Sampling
 from genixer.world.grammar import PHRASINGS
+from genixer.world.oracle import task_of
+from genixer.world.regions import WORLD_REC_READING
 
 
 def test_parse_row_quarantines_with_reasons():
-    ok = datagen.parse_row("Question: Where is the red circle? Answer: [0.100,0.200,0.300,0.400]", 100, 50, "rec")
+    ok = datagen.parse_row("Question: Where is the red circle? Answer: [0.100,0.200,0.300,0.400]", 100, 50, "rec", task_of)
     assert ok["quarantine_reason"] is None and ok["task"] == "rec"
     assert ok["boxes"] == [[pytest.approx(10), pytest.approx(10), pytest.approx(30), pytest.approx(20)]]
-    assert datagen.parse_row("", 100, 100, "rec")["quarantine_reason"].startswith("parse: empty")
-    assert datagen.parse_row("Where is it? [0.1,0.2,0.3,0.4]", 100, 100, "rec")["quarantine_reason"].startswith("parse:")
-    inverted = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,0.300,0.400]", 100, 100, "rec")
+    assert datagen.parse_row("", 100, 100, "rec", task_of)["quarantine_reason"].startswith("parse: empty")
+    assert datagen.parse_row("Where is it? [0.1,0.2,0.3,0.4]", 100, 100, "rec", task_of)["quarantine_reason"].startswith("parse:")
+    inverted = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,0.300,0.400]", 100, 100, "rec", task_of)
     assert inverted["quarantine_reason"].startswith("box:") and "x1<=x0" in inverted["quarantine_reason"]
-    outside = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,1.300,0.400]", 100, 100, "rec")
+    outside = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,1.300,0.400]", 100, 100, "rec", task_of)
     assert outside["quarantine_reason"].startswith("box:")
 
 
 def test_points_are_parsed_separately_from_boxes():
-    r = datagen.parse_row("Question: What colour is the object at [0.500,0.250]? Answer: red", 200, 100, "pointqa")
+    r = datagen.parse_row("Question: What colour is the object at [0.500,0.250]? Answer: red", 200, 100, "pointqa", task_of)
     assert r["points"] == [[pytest.approx(100), pytest.approx(25)]] and r["boxes"] == [] and r["task"] == "pointqa"
 
 
@@ -41,7 +43,8 @@ def test_unreadable_image_is_quarantined_without_calling_the_model(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     req = {"image_id": "x", "image_path": str(bad), "width": 10, "height": 10, "sha256": "00", "seed": 1, "prompt": "p", "template_id": "t"}
-    df, reused = datagen.generate_shard(None, None, [req], "genixer_l", "gid", Sampling(), "common_vqa", "common_vqa", None)
+    df, reused = datagen.generate_shard(None, None, [req], "genixer_l", "gid", Sampling(), "common_vqa", "common_vqa", None,
+                                        task_of=task_of)
     assert reused == 0 and len(df) == 1 and df.quarantine_reason[0].startswith("unreadable image")
 
 
@@ -59,7 +62,7 @@ def test_generate_shard_samples_each_row_with_its_recorded_seed(tmp_path, monkey
         return [[f"seed {x}"] for x in seeds]
 
     monkeypatch.setattr(datagen, "generate", fake_generate)
-    df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", sampling, None, "common_vqa", None, batch_size=2)
+    df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", sampling, None, "common_vqa", None, batch_size=2, task_of=task_of)
     assert len(calls) == 3 and all(s == sampling for *_, s in calls)
     used = {p: x for prompts, seeds, _ in calls for p, x in zip(prompts, seeds)}
     assert all(used[r.prompt] == r.seed for r in df.itertuples()) and list(df.seed) == [100, 101, 102, 103, 104]
@@ -83,7 +86,7 @@ def test_coarse_filter_steps():
         _row("Where is the red circle?", "red"),                                        # no box answer
         _row("x", "y", quarantine="parse: not 'Question: .. Answer: ..'"),              # malformed text
     ])
-    out = filters.coarse_filter(rows)
+    out = filters.coarse_filter(rows, reading=WORLD_REC_READING)
     assert pd.isna(out.filter_reason[0]) and out.expression[0] == "the red circle"
     assert out.box[0] == [pytest.approx(12.8), pytest.approx(12.8), pytest.approx(51.2), pytest.approx(51.2)]
     assert out.filter_reason[1].startswith("2-small")
@@ -92,8 +95,8 @@ def test_coarse_filter_steps():
 
 def test_rec_expression_for_every_rec_phrasing_and_a_paraphrase():
     for p in PHRASINGS["locate"]:
-        assert filters.rec_expression([{"question": p.format(ref="the small red circle"), "answer": "[0,0,1,1]"}]) == "the small red circle"
-    assert filters.rec_expression([{"question": "What are the coordinates of the blue star?", "answer": "x"}]) == "the blue star"
+        assert filters.rec_expression([{"question": p.format(ref="the small red circle"), "answer": "[0,0,1,1]"}], reading=WORLD_REC_READING) == "the small red circle"
+    assert filters.rec_expression([{"question": "What are the coordinates of the blue star?", "answer": "x"}], reading=WORLD_REC_READING) == "the blue star"
 
 
 def test_min_box_scales_the_papers_50px():
@@ -102,7 +105,7 @@ def test_min_box_scales_the_papers_50px():
 
 
 def test_clip_step_threshold_and_nan():
-    rows = filters.coarse_filter(pd.DataFrame([_row("Where is the red circle?", "[0.1,0.1,0.4,0.4]") for _ in range(3)]))
+    rows = filters.coarse_filter(pd.DataFrame([_row("Where is the red circle?", "[0.1,0.1,0.4,0.4]") for _ in range(3)]), reading=WORLD_REC_READING)
     out = filters.clip_step(rows, np.array([0.9, 0.1, np.nan]), 0.5)
     assert pd.isna(out.filter_reason[0]) and out.clip_score[0] == 0.9
     assert out.filter_reason[1].startswith("3-clip: 0.100 < 0.500")
@@ -137,7 +140,7 @@ def test_generate_shard_streams_batches_and_decodes_each_image_once(tmp_path, mo
     monkeypatch.setattr(datagen, "open_rgb", lambda p: (opened.append(p), real_open(p))[1])
     monkeypatch.setattr(datagen, "generate", lambda m, pr, images, prompts, s, batch_size=16, seeds=None: [["Question: q Answer: a"]] * len(images))
     df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", Sampling(), None, "common_vqa", None,
-                                   save=lambda d: saved.append(list(d.seed)), batch_size=2)
+                                   save=lambda d: saved.append(list(d.seed)), batch_size=2, task_of=task_of)
     assert saved == [[0, 1], [2, 3], [4]] and sorted(df.seed) == [0, 1, 2, 3, 4]  # batch 2: row 2 quarantined, row 3 generated
     bad = df[df.seed == 2].iloc[0]
     assert bad.quarantine_reason.startswith("unreadable image") and "truncated" in bad.quarantine_reason

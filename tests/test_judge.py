@@ -11,8 +11,8 @@ import torch
 from genixer.generation import score_yes_no
 from genixer.generators import vocabulary_texts
 from genixer.judge import (
-    CORRUPTIONS, NONE, NO, YES, auc, corrupt_pair, judge_pair_prompts, judge_pairs, judge_prompt, sampled_judgement,
-    score_samples, split_options, train_judge, verification_records,
+    NONE, NO, YES, auc, judge_pair_prompts, judge_pairs, judge_prompt, sampled_judgement, score_samples, split_options,
+    train_judge,
 )
 from genixer.models.checkpoint import load_model
 from genixer.models.embedded import EmbeddedSize
@@ -21,6 +21,7 @@ from genixer.templates import GENERAL_INSTRUCTIONS
 from genixer.training import TrainConfig
 from genixer.world import Scene, WorldConfig, annotate_images, build_split
 from genixer.world.grammar import PHRASINGS
+from genixer.world.negatives import CORRUPTIONS, corrupt_pair, verification_records
 from genixer.world.oracle import INCORRECT, check_turn
 
 torch.set_num_threads(1)

@@ -263,8 +263,9 @@ def test_group_by_length_cuts_padding_and_keeps_the_mix(tok, records, tmp_path, 
     assert 0.4 < grouped_mix[0] / sum(grouped_mix.values()) < 0.6  # weight 3 of 6: half the draws
     with pytest.raises(ValueError, match="group_by_length"):
         from genixer.patch_labels import PatchLabelAdapter
+        from genixer.world.patch_labels import PATCH_LABELS
         train(torch.nn.Linear(1, 1), None, recs, TrainConfig(steps=1, group_by_length=2), tmp_path / "x",
-              adapter=PatchLabelAdapter(None, 2))
+              adapter=PatchLabelAdapter(None, 2, PATCH_LABELS))
 
 
 def test_epochs_and_mixed_precision_switch(tok, records, tmp_path):

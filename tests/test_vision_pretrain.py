@@ -7,9 +7,10 @@ import torch
 from genixer.generators import init_vision_tower, vision_pretrain
 from genixer.models.embedded import EmbeddedSize, build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
-from genixer.patch_labels import HEADS, patch_labels
 from genixer.training import TrainConfig
 from genixer.world import WorldConfig, build_split
+from genixer.world.patch_labels import HEADS, PATCH_LABELS, patch_labels
+from genixer.world.captions import caption_records
 from genixer.world.scene import Obj, Scene
 
 SIZE = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=128,
@@ -46,7 +47,8 @@ def images(tmp_path_factory):
 
 def test_pretrain_learns_and_loads_into_llava(images, tmp_path):
     cfg = TrainConfig(steps=60, lr=3e-3, batch_size=16, warmup_steps=5)
-    res, scores = vision_pretrain(images[:40], SIZE, cfg, tmp_path / "tower", "patch_labels", images[40:])
+    res, scores = vision_pretrain(images[:40], SIZE, cfg, tmp_path / "tower", "patch_labels", images[40:],
+                                  patch_labels=PATCH_LABELS)
     assert np.mean(res.losses[-10:]) < 0.7 * np.mean(res.losses[:5])
     assert set(scores) == {"colour_accuracy", "shape_accuracy", "size_accuracy", "box_l1"}
     assert all(0 <= v <= 1 for v in scores.values())
@@ -66,7 +68,8 @@ def test_unknown_objective_is_refused(images, tmp_path):
 
 
 def test_contrastive_objective_still_initialises_the_tower(images, tmp_path):
-    res, scores = vision_pretrain(images, SIZE, TrainConfig(steps=4, lr=1e-3, batch_size=8), tmp_path / "clip", "contrastive")
+    res, scores = vision_pretrain(images, SIZE, TrainConfig(steps=4, lr=1e-3, batch_size=8), tmp_path / "clip", "contrastive",
+                                  captions=caption_records(images))
     assert res.steps == 4 and scores == {}
     llava, _ = build_embedded_mllm(build_tokenizer(["a b"]), SIZE)
     before = llava.model.vision_tower.embeddings.patch_embedding.weight.clone()
