@@ -42,27 +42,28 @@ def vqa_yields(scored: pd.DataFrame, lambdas=(0.3, 0.5, 0.7, 0.9)) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def rec_expression(turns, phrasings=None) -> str | None:
+def rec_expression(turns, phrasings=None, reading=None) -> str | None:
     """The referring expression of a one-turn REC sample: the ``{ref}`` slot of the REC phrasings in
-    use (``phrasings``, else the world's; ``REC_QUESTION`` of published data always), whatever words
+    use (``phrasings``, else the data source's: ``reading``, a :class:`genixer.region_clip.RecReading`;
+    ``REC_QUESTION`` of published data always), whatever words
     surround the slot and whatever words fill it. One reader, shared with the region CLIP's pairs
     (:func:`genixer.region_clip.locate_ref`)."""
     if turns is None or len(turns) != 1:
         return None
-    return locate_ref(turns[0]["question"], phrasings)
+    return locate_ref(turns[0]["question"], phrasings, reading)
 
 
-def coarse_filter(rows: pd.DataFrame, phrasings=None) -> pd.DataFrame:
+def coarse_filter(rows: pd.DataFrame, phrasings=None, reading=None) -> pd.DataFrame:
     """Steps (1) and (2): drop malformed text or coordinates, then boxes under the minimum
     size. Adds `expression`, `box` and `filter_reason` (None = goes on to the CLIP step).
-    `phrasings`: the REC phrasings the expression is read with (see rec_expression)."""
+    `phrasings` and `reading`: what the REC expression is read with (see rec_expression)."""
     exprs, boxes, reasons = [], [], []
     for r in rows.itertuples():
         expr, box, reason = None, None, None
         if isinstance(r.quarantine_reason, str):
             reason = f"1-malformed: {r.quarantine_reason}"
         else:
-            found = rec_expression(r.turns, phrasings)
+            found = rec_expression(r.turns, phrasings, reading)
             try:  # the answer read exactly as the oracle's locate branch reads it
                 parsed = answer_box(r.turns[0]["answer"], r.width, r.height) if found is not None else None
             except BoxFormatError:

@@ -11,6 +11,7 @@ import pytest
 
 from genixer import filters
 from genixer.world.oracle import CORRECT, INCORRECT, UNPARSEABLE, check, check_turn
+from genixer.world.regions import WORLD_REC_READING
 from genixer.world.scene import COLOURS, Obj, Scene, render
 
 # Centres: circle (20,20), square (75,25), triangle (45,75), star (80,75). The circle and the
@@ -185,6 +186,6 @@ def test_rec_filter_and_oracle_read_answers_alike(answer):
     """What the coarse filter keeps as one box is what the oracle reads as one box, and vice versa."""
     row = {"turns": [{"question": "Where is the blue square?", "answer": answer}], "boxes": [], "width": 100,
            "height": 100, "task": "rec", "quarantine_reason": None}
-    kept = filters.coarse_filter(pd.DataFrame([row])).filter_reason.iloc[0] is None
+    kept = filters.coarse_filter(pd.DataFrame([row]), reading=WORLD_REC_READING).filter_reason.iloc[0] is None
     v = check_turn("Where is the blue square?", answer, A)
     assert kept == (v.status == CORRECT), (answer, v)

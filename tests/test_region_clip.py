@@ -2,6 +2,7 @@ import json
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -15,6 +16,7 @@ from genixer.region_clip import (
 from genixer.training import TrainConfig
 from genixer.world import WorldConfig, annotate_images, build_split
 from genixer.world.grammar import PHRASINGS
+from genixer.world.regions import WORLD_REC_READING as W, scene_candidates
 
 torch.set_num_threads(1)
 
@@ -27,7 +29,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     rows = build_split("collect", 40, root, WorldConfig())
     samples = annotate_images(rows, tasks=("rec", "reg"), per_image=2)
-    return rows, samples, region_pairs(samples)
+    return rows, samples, region_pairs(samples, reading=W)
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +88,10 @@ def test_region_pairs_every_locate_phrasing(phrasing):
     question = phrasing.format(ref=ref)
     s = {"sample_id": "s", "image_id": "i", "image_path": "x.png", "width": 100, "height": 80, "task": "rec",
          "turns": [{"question": question, "answer": box_to_text(box, 100, 80)}], "boxes": [box]}
-    (p,) = region_pairs([s])
+    (p,) = region_pairs([s], reading=W)
     assert p["expression"] == ref and p["box"] == box and p["sample_id"] == "s"
     # a generated row without a boxes column: the box comes from the answer text
-    (p,) = region_pairs([dict(s, boxes=None, turns=[{"question": "  " + question.replace(" ", "  "), "answer": box_to_text(box, 100, 80)}])])
+    (p,) = region_pairs([dict(s, boxes=None, turns=[{"question": "  " + question.replace(" ", "  "), "answer": box_to_text(box, 100, 80)}])], reading=W)
     assert p["expression"] == ref and np.allclose(p["box"], box, atol=0.1)
 
 
@@ -98,12 +100,12 @@ def test_region_pairs_reg(phrasing):
     box = [10.0, 20.0, 40.0, 50.0]
     s = {"sample_id": "r", "image_path": "x.png", "width": 100, "height": 80, "task": "reg",
          "turns": [{"question": phrasing.format(box=box_to_text(box, 100, 80)), "answer": "The large blue star."}], "boxes": [box]}
-    (p,) = region_pairs([s])
+    (p,) = region_pairs([s], reading=W)
     assert p["expression"] == "the large blue star" and p["box"] == box and p["task"] == "reg"
-    (p,) = region_pairs([dict(s, boxes=[])])
+    (p,) = region_pairs([dict(s, boxes=[])], reading=W)
     assert np.allclose(p["box"], box, atol=0.1)
     bad = dict(s, task="rec", turns=[{"question": "Where might the thing be?", "answer": "[0.1,0.2,0.3,0.4]"}])
-    assert region_pairs([bad, dict(s, task="common_vqa")]) == []
+    assert region_pairs([bad, dict(s, task="common_vqa")], reading=W) == []
 
 
 def test_region_pairs_from_world(world):
@@ -141,7 +143,9 @@ def test_batched_scores_equal_single_and_lie_in_range(trained, world):
 
 def test_negative_pairs(world):
     rows, _, pairs = world
-    negs = negative_pairs(pairs, rows, np.random.default_rng(0))
+    candidates = scene_candidates(rows)
+    assert scene_candidates(pd.DataFrame(rows)) == candidates and set(candidates) == {r["image_path"] for r in rows}
+    negs = negative_pairs(pairs, candidates, np.random.default_rng(0))
     by_kind = {k: [n for n in negs if n["negative"] == k] for k in ("swap", "shift")}
     assert by_kind["shift"] and by_kind["swap"]
     src = {p["sample_id"]: p for p in pairs}
@@ -151,8 +155,24 @@ def test_negative_pairs(world):
     for n in by_kind["swap"]:
         p = src[n["source_sample_id"]]
         assert n["box"] == p["box"] and n["expression"] != p["expression"]
-    # same result from the samples themselves, and from a random.Random
-    assert negative_pairs(pairs[:10], rows, random.Random(0), kinds=("swap",))
+    # from a random.Random
+    assert negative_pairs(pairs[:10], candidates, random.Random(0), kinds=("swap",))
+    with pytest.raises(ValueError, match="has no 'scene'"):
+        scene_candidates([{"image_id": "x", "image_path": "x.png"}])
+
+
+def test_a_reading_of_another_source():
+    """A source's words come from the reading passed in: one with its own locate phrasings and no paraphrase
+    fallback reads no world description out of a paraphrase."""
+    from genixer.region_clip import RecReading, locate_ref, rec_phrasings
+    from genixer.sources.common import REC_QUESTION
+    from genixer.world.grammar import compile_phrasing
+
+    plain = RecReading(locate=("Find {ref}.",), describe=(), ref_anywhere=None, compile=compile_phrasing)
+    assert rec_phrasings(reading=plain) == ("Find {ref}.", REC_QUESTION)
+    assert locate_ref("Find the man in red.", reading=plain) == "the man in red"
+    assert locate_ref("What are the coordinates of the blue star?", reading=plain) is None
+    assert locate_ref("What are the coordinates of the blue star?", reading=W) == "the blue star"
 
 
 def test_calibrate_threshold_hand_worked():

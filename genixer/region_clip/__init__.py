@@ -12,12 +12,16 @@ and the expression; the official code's unnormalised dot product times 60 is not
   :func:`load_region_clip` goes through open_clip's own factory (``local-dir:`` model names), so the
   same call loads a real OpenCLIP ViT-L/14 directory laid out that way.
 * Pairs: :func:`region_pairs` takes (expression, box) from REC samples (the ``{ref}`` slot of the
-  question, read by :func:`locate_ref` with the REC phrasings in use: the world's ``locate`` phrasings
-  or the given ones, plus ``REC_QUESTION`` of published data) and REG samples (the answer).
+  question, read by :func:`locate_ref` with the REC phrasings in use: the given ones or the data source's
+  ``locate`` phrasings, plus ``REC_QUESTION`` of published data) and REG samples (the answer). What the
+  source's words are is a :class:`RecReading` the caller passes (the world's:
+  ``genixer.world.regions.WORLD_REC_READING``); this package does not import the world (but for a
+  temporary bridge: ``reading=None`` still means the world's, see :mod:`~genixer.region_clip.phrasings`).
 * Training: :class:`ClipAdapter` plugs contrastive training (open_clip's ``ClipLoss``) into the project's
   one training loop (:func:`genixer.training.train`).
 * Calibration: :func:`negative_pairs` builds negatives in the same images (another object's expression,
-  or the box shifted to IoU < 0.5), from the world's scenes or from collected REC/REG samples alone;
+  or the box shifted to IoU < 0.5), the other objects given by the data source (the world's scenes,
+  ``genixer.world.regions.scene_candidates``, or collected REC/REG samples alone, :func:`sample_candidates`);
   :func:`calibrate_threshold` picks the threshold maximising F1; :func:`fixed_threshold` is the paper's
   fixed cosine 0.6 instead (see its caveat).
 
@@ -40,8 +44,8 @@ from genixer.region_clip.model import (
     load_region_clip,
     save_region_clip,
 )
-from genixer.region_clip.negatives import negative_pairs
-from genixer.region_clip.phrasings import FREE_REF, locate_ref, rec_phrasings, region_pairs
+from genixer.region_clip.negatives import Candidates, negative_pairs, sample_candidates
+from genixer.region_clip.phrasings import FREE_REF, RecReading, locate_ref, rec_phrasings, region_pairs
 from genixer.region_clip.scoring import (
     PAPER_CLIP_THRESHOLD,
     calibrate_threshold,
@@ -53,8 +57,8 @@ from genixer.region_clip.scoring import (
 from genixer.region_clip.training import ClipAdapter, train_region_clip
 
 __all__ = [
-    "CONFIG_NAME", "FREE_REF", "PAPER_CLIP_THRESHOLD", "VOCAB_SIZE", "WEIGHTS_NAME", "ClipAdapter", "RegionClipError",
-    "RegionClipSize", "build_region_clip", "calibrate_threshold", "clip_scores", "clip_scores_single", "crop",
-    "fixed_threshold", "load_region_clip", "locate_ref", "negative_pairs", "rec_phrasings", "region_pairs",
-    "save_region_clip", "score_pairs", "train_region_clip",
+    "CONFIG_NAME", "FREE_REF", "PAPER_CLIP_THRESHOLD", "VOCAB_SIZE", "WEIGHTS_NAME", "Candidates", "ClipAdapter",
+    "RecReading", "RegionClipError", "RegionClipSize", "build_region_clip", "calibrate_threshold", "clip_scores",
+    "clip_scores_single", "crop", "fixed_threshold", "load_region_clip", "locate_ref", "negative_pairs",
+    "rec_phrasings", "region_pairs", "sample_candidates", "save_region_clip", "score_pairs", "train_region_clip",
 ]

@@ -4,48 +4,55 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from typing import Iterable
 
 import numpy as np
 
 from genixer.boxes import iou
 from genixer.images import image_size
-from genixer.region_clip.phrasings import as_rows, has_size, norm_expr, region_pairs
+from genixer.region_clip.phrasings import RecReading, as_rows, has_size, norm_expr, region_pairs
+
+Candidates = dict[str, list[tuple[list[float], str]]]  # image_path -> [(box, expression)] of the objects known in it
 
 
-def _candidates(scenes_or_samples) -> dict[str, list[tuple[list[float], str]]]:
-    """image_path -> [(box, expression)] of the objects known in that image."""
-    from genixer.world import Scene
-    from genixer.world.grammar import unique_desc
-
-    out: dict[str, list[tuple[list[float], str]]] = {}
-    rows = as_rows(scenes_or_samples)
-    scene_rows = [r for r in rows if isinstance(r, dict) and "scene" in r]
-    for r in scene_rows:  # image rows of genixer.world.build_split: every object, its shortest unique description
-        scene = Scene.from_json(r["scene"])
-        for o in scene.objects:
-            d = unique_desc(o, scene)
-            if d is not None:
-                out.setdefault(r["image_path"], []).append(([float(v) for v in o.box], d.ref()))
-    sample_rows = [r for r in rows if not (isinstance(r, dict) and "scene" in r)]
-    for p in region_pairs(sample_rows) if sample_rows else []:
+def sample_candidates(samples, phrasings=None, reading: RecReading | None = None) -> Candidates:
+    """The swap candidates of data without a scene (collected data read from files): the (expression, box) pairs of
+    REC/REG samples (:func:`region_pairs` with ``phrasings`` and ``reading``), by image, in the samples' order. That
+    presumes, as RefCOCO's expressions are written to, that an expression fits only its own object. (The world's
+    candidates are its scenes': ``genixer.world.regions.scene_candidates``.)"""
+    out: Candidates = {}
+    for p in region_pairs(samples, phrasings, reading):
         out.setdefault(p["image_path"], []).append((p["box"], p["expression"]))
     return out
 
 
-def negative_pairs(pairs: list[dict], scenes_or_samples, rng, kinds: Iterable[str] = ("swap", "shift"),
-                   max_iou: float = 0.5) -> list[dict]:
+def _candidates_bridge(scenes_or_samples) -> Candidates:
+    """TEMPORARY bridge (issue 30): negative_pairs' old argument (image rows with a ``scene``, REC/REG samples, or
+    both) read as it was, the scenes through the world imported lazily, until the data sources pass candidates
+    (/work/notes/region_clip_api.md)."""
+    from genixer.world.regions import scene_candidates
+
+    rows = as_rows(scenes_or_samples)
+    scene_rows = [r for r in rows if isinstance(r, dict) and "scene" in r]
+    out = scene_candidates(scene_rows)
+    sample_rows = [r for r in rows if not (isinstance(r, dict) and "scene" in r)]
+    for image_path, found in (sample_candidates(sample_rows) if sample_rows else {}).items():
+        out.setdefault(image_path, []).extend(found)
+    return out
+
+
+def negative_pairs(pairs: list[dict], candidates: Mapping[str, list[tuple[list[float], str]]], rng,
+                   kinds: Iterable[str] = ("swap", "shift"), max_iou: float = 0.5) -> list[dict]:
     """Negatives in the same images as ``pairs``, at most one per pair and kind.
 
     * ``swap``: the pair's box with the expression of another object of the same image (an object whose
-      box has IoU < ``max_iou`` with it and whose expression differs), taken from ``scenes_or_samples``
-      (image rows of :func:`genixer.world.build_split`, or REC/REG samples, or both).
+      box has IoU < ``max_iou`` with it and whose expression differs), taken from ``candidates``: image_path ->
+      [(box, expression)] of the objects known in that image, the data source's (the world's scenes,
+      ``genixer.world.regions.scene_candidates``; without a scene, the held-out REC/REG samples' own pairs,
+      :func:`sample_candidates`).
     * ``shift``: the pair's expression with its box moved (same size, inside the image) to IoU < ``max_iou``;
       the image size is the pair's width/height when it has them (pairs of samples), else read from the file.
-
-    Without a scene (collected data read from files) pass the held-out REC/REG samples themselves: their
-    (expression, box) pairs are the candidates of ``swap``. That presumes, as RefCOCO's expressions are
-    written to, that an expression fits only its own object.
 
     ``rng``: a ``numpy.random.Generator``, a ``random.Random`` or an int seed. Each negative keeps the
     pair's fields plus ``negative`` (the kind) and ``source_sample_id``.
@@ -60,7 +67,12 @@ def negative_pairs(pairs: list[dict], scenes_or_samples, rng, kinds: Iterable[st
     unknown = set(kinds) - {"swap", "shift"}
     if unknown:
         raise ValueError(f"unknown negative kinds {sorted(unknown)}; expected 'swap' and/or 'shift'")
-    cands = _candidates(scenes_or_samples) if "swap" in kinds else {}
+    if "swap" not in kinds:
+        cands = {}
+    elif isinstance(candidates, Mapping):
+        cands = candidates
+    else:  # TEMPORARY bridge: scene rows and/or samples, as before
+        cands = _candidates_bridge(candidates)
     sizes: dict[str, tuple[int, int]] = {}
     out = []
     for p in pairs:
