@@ -25,6 +25,7 @@ if __name__ == "__main__":  # run as a file: the repo root holds genixer/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genixer import training
+from genixer.training import checkpoint as training_checkpoint
 from genixer.models.embedded import EmbeddedSize, build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
 
@@ -88,18 +89,18 @@ def run(root: Path, out_dir: Path, **cfg) -> dict:
     model, processor = build(records)
     adapter = RecordingAdapter(processor, model)
     checkpoint_writes: list[int] = []
-    write = training._write_checkpoint
+    write = training_checkpoint._write_checkpoint
 
     def recording_write(ckpt, model, optimizer, scheduler, step, rng, result, *rest):
         checkpoint_writes.append(step)
         write(ckpt, model, optimizer, scheduler, step, rng, result, *rest)
 
-    training._write_checkpoint = recording_write
+    training_checkpoint._write_checkpoint = recording_write
     try:
         config = training.TrainConfig(**{"lr": 1e-3, "warmup_steps": 1, "seed": 0, "curve_every": 4, **cfg})
         res = training.train(model, processor, records, config, out_dir, adapter=adapter)
     finally:
-        training._write_checkpoint = write
+        training_checkpoint._write_checkpoint = write
     return {"losses": res.losses, "steps": res.steps, "tokens_seen": res.tokens_seen, "draws": adapter.draws,
             "group_curves": res.group_curves, "checkpoint_writes": checkpoint_writes,
             "final_saves": adapter.final_saves, "weights": weights_digest(model),

@@ -40,10 +40,10 @@ from genixer.training import (
     RecordTooLongError,
     SFTAdapter,
     TrainConfig,
-    _encode_records,
     collate,
     train,
 )
+from genixer.training.sft import _encode_records
 
 torch.set_num_threads(1)
 

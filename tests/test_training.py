@@ -10,7 +10,9 @@ from genixer.models.checkpoint import load_model
 from genixer.models.embedded import EmbeddedSize, build_embedded_judge, build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
 from genixer import training
-from genixer.training import LoraSpec, TrainConfig, _apply_lora, _encode_records, collate, train
+from genixer.training import LoraSpec, TrainConfig, collate, sft, train
+from genixer.training.loop import _apply_lora
+from genixer.training.sft import _encode_records
 
 torch.set_num_threads(1)
 
@@ -229,7 +231,7 @@ def test_sample_weights(tok, records, tmp_path, monkeypatch):
         drawn.extend(idx)
         return collate(processor, records, enc, idx)
 
-    monkeypatch.setattr(training, "collate", spy)
+    monkeypatch.setattr(sft, "collate", spy)
     train(model, processor, records, TrainConfig(steps=4, batch_size=50), tmp_path, sample_weights=[0, 3, 0, 1])
     counts = Counter(drawn)
     assert set(counts) == {1, 3} and sum(counts.values()) == 200
@@ -247,14 +249,14 @@ def test_group_by_length_cuts_padding_and_keeps_the_mix(tok, records, tmp_path, 
         batches.append(list(idx))
         return collate(processor, records, enc, idx)
 
-    monkeypatch.setattr(training, "collate", spy)
+    monkeypatch.setattr(sft, "collate", spy)
     weights = [3.0 if i % 4 == 0 else 1.0 for i in range(len(recs))]  # the shortest records three times as often
     drawn = {}
     for group in (0, 8):
         batches.clear()
         train(model, processor, recs, TrainConfig(steps=48, batch_size=4, group_by_length=group), tmp_path / str(group),
               sample_weights=weights)
-        lengths = training._encode_records(processor, recs, 512)
+        lengths = _encode_records(processor, recs, 512)
         n = [lengths.prompt_lens[i] + len(lengths.target_ids[i]) for i in range(len(recs))]
         drawn[group] = (sum(n[i] for b in batches for i in b) / sum(len(b) * max(n[i] for i in b) for b in batches),
                         Counter(i % 4 for b in batches for i in b))
@@ -337,7 +339,7 @@ def test_group_by_length_keeps_each_token_weight(tok, records, tmp_path, monkeyp
     seen.clear()
     train(model, processor, recs, TrainConfig(steps=8, batch_size=4, lr=0.0, group_by_length=2), tmp_path / "grouped",
           sample_weights=weights)
-    n = [len(t) for t in training._encode_records(processor, recs, 512).target_ids]
+    n = [len(t) for t in _encode_records(processor, recs, 512).target_ids]
     expected = 4 * sum(w * k for w, k in zip(weights, n)) / sum(weights)
     for items, n_learnt, loss, mean in seen:
         assert items == pytest.approx(expected)

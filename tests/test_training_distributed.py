@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from genixer import training
 from genixer.models.checkpoint import load_model
-from genixer.training import LoraSpec, TrainConfig, _steps_for, train
+from genixer.training import LoraSpec, TrainConfig, train
+from genixer.training.loop import _steps_for
 from tests import _ddp_train_script as script
 
 torch.set_num_threads(1)
