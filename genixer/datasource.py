@@ -31,6 +31,7 @@ class DataSource(Protocol):
     heldout: set[str]  # held-out image ids, out of every training set
     patch_labels: object | None  # the vision pre-stage's labeller (genixer.patch_labels.PatchLabels); None: no patch labels
     task_of: Callable[..., str | None]  # a (generated) sample's task from its turns (turns, width=None, height=None)
+    rec_reading: object  # how REC/REG questions are read (genixer.region_clip.RecReading): region pairs, the REC filter
 
     def captions(self, samples: list[dict], images: set[str]) -> tuple[list[dict], str]:
         """Dense caption records of ``images`` (those of ``samples`` without the world), and where they came from."""
@@ -38,8 +39,9 @@ class DataSource(Protocol):
     def judge_records(self, samples: list[dict], seed: int) -> list[dict]:
         """The judge's verification records of ``samples``: a "Yes" per true pair, one corrupted "No" beside it."""
 
-    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:
-        """The rows the region CLIP's swap negatives take other objects from (``region_clip.negative_pairs``)."""
+    def region_candidates(self, held_samples: list[dict]) -> dict[str, list[tuple[list[float], str]]]:
+        """image_path -> [(box, expression)]: the other objects the region CLIP's swap negatives take
+        (``region_clip.negative_pairs``)."""
 
     def evaluate_solver(self, model, processor, samples: list[dict], batch_size: int = 32) -> pd.DataFrame:
         """Each sample's first question answered greedily and checked (sample_id, task, question, truth, answer,
@@ -72,7 +74,11 @@ def choose(collected: pd.DataFrame, world_scenes: pd.DataFrame | None, phrasings
     """The data source of a run: the world's when ``collected`` (the collected samples) came from it, then
     ``world_scenes`` (its image rows of every split, with their scene graphs) must be given; else the collected
     data's (``phrasings``: the REC phrasings in use, to read region descriptions for captions). ``val_images``: the
-    preset's held-out collect images (without the world at most a fifth of the images)."""
+    preset's held-out collect images (without the world at most a fifth of the images).
+
+    Both read REC/REG questions the world's way (``rec_reading``: its locate phrasings, describe patterns and
+    descriptions), as every run did before the sources were split: the instruction templates' phrasings are the
+    world grammar's in every run (:func:`default_phrasings`)."""
     if from_world(collected):
         if world_scenes is None or not len(world_scenes):
             raise ValueError("the collected samples came from the shapes world, but no world_scenes rows were given: "
@@ -81,8 +87,9 @@ def choose(collected: pd.DataFrame, world_scenes: pd.DataFrame | None, phrasings
 
         return WorldSource(collected, world_scenes, val_images)
     from genixer.sources.collected import CollectedSource
+    from genixer.world.regions import WORLD_REC_READING
 
-    return CollectedSource(collected, phrasings, val_images)
+    return CollectedSource(collected, phrasings, val_images, WORLD_REC_READING)
 
 
 def default_phrasings() -> dict[str, tuple[str, ...]]:

@@ -64,3 +64,20 @@ def test_published_data_gets_the_collected_source(world):
     assert src.captions(recs, {s["image_id"] for s in recs})[0] == collected_captions(recs)
     row = src.judge_generation("Question: What colour is the circle? Answer: red", {})
     assert row["oracle"] == "unchecked" and row["task_of"] == "common_vqa"
+
+
+def test_region_candidates_are_the_ones_negative_pairs_used(world):
+    from genixer.region_clip import sample_candidates
+    from genixer.world.regions import WORLD_REC_READING, scene_candidates
+
+    scenes, samples = world
+    src = choose(pd.DataFrame(samples), scenes, None, 5)
+    collect = scenes[scenes.split == "collect"]
+    assert src.rec_reading is WORLD_REC_READING
+    assert src.region_candidates([]) == scene_candidates(collect[collect.image_id.isin(src.heldout)])
+    published = choose(pd.DataFrame(samples).assign(source="refcoco:refs.json"), None, None, 100)
+    held = [s for s in samples if s["image_id"] in published.heldout]
+    assert published.rec_reading is WORLD_REC_READING
+    assert published.region_candidates(held) == sample_candidates([s for s in held if s["task"] in ("rec", "reg")],
+                                                                   reading=WORLD_REC_READING)
+    assert published.region_candidates(held)  # the world's REC samples, read as published ones

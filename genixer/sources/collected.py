@@ -37,17 +37,17 @@ def heldout_count(n_images: int, val_images: int) -> int:
     return min(val_images, n_images // 5)
 
 
-def caption_records(samples: list[dict], phrasings=None) -> list[dict]:
+def caption_records(samples: list[dict], phrasings=None, reading=None) -> list[dict]:
     """Dense captions without the world (no scene graph to write them from): per image, the region
     descriptions the collected data gives it (the (expression, box) pairs of
-    :func:`genixer.region_clip.region_pairs`: REC expressions read with ``phrasings``, and REG answers
-    to a describe phrasing), each object (box) once with its first description,
+    :func:`genixer.region_clip.region_pairs`: REC expressions read with ``phrasings`` and ``reading``, the
+    data source's ``RecReading``, and REG answers to a describe phrasing), each object (box) once with its first description,
     top to bottom, left to right, joined with "; " as the world's captions are. Images with no region
     description get no caption; [] when the data has no REC/REG sample."""
     from genixer.region_clip import region_pairs
 
     by_image: dict[str, dict] = {}
-    for p in region_pairs(samples, phrasings):
+    for p in region_pairs(samples, phrasings, reading):
         d = by_image.setdefault(p["image_id"], {"image_path": p["image_path"], "height": p.get("height"), "objects": {}})
         d["objects"].setdefault(tuple(round(v, 1) for v in p["box"]), p["expression"])
     out = []
@@ -125,10 +125,12 @@ class CollectedSource:
     patch_labels = None  # patch labels need scene graphs: the vision pre-stage is the contrastive one
     task_of = staticmethod(task_by_form)  # a generated sample's task, from the form of its turns
 
-    def __init__(self, collected: pd.DataFrame, phrasings: dict[str, list[str]] | None, val_images: int):
+    def __init__(self, collected: pd.DataFrame, phrasings: dict[str, list[str]] | None, val_images: int, rec_reading):
+        """``rec_reading``: how REC/REG questions are read (a ``genixer.region_clip.RecReading``, given by
+        :func:`genixer.datasource.choose`)."""
         from genixer.datasource import holdout_images
 
-        self.collected, self.phrasings = collected, phrasings
+        self.collected, self.phrasings, self.rec_reading = collected, phrasings, rec_reading
         self.collect_images = collected_images(collected)
         self.heldout = holdout_images(self.collect_images.image_id, heldout_count(len(self.collect_images), val_images))
 
@@ -147,7 +149,7 @@ class CollectedSource:
     def captions(self, samples: list[dict], images: set[str]) -> tuple[list[dict], str]:
         """Dense captions of ``images`` (the collected region descriptions of each, :func:`caption_records`) and where
         they came from."""
-        captions = caption_records([s for s in samples if s["image_id"] in images], self.phrasings)
+        captions = caption_records([s for s in samples if s["image_id"] in images], self.phrasings, self.rec_reading)
         if not captions:
             return [], "none: no world and no REC/REG sample to describe an image (caption share 0)"
         return captions, "collected region descriptions (REC expressions and REG answers of each image; no world)"
@@ -158,7 +160,14 @@ class CollectedSource:
 
         return verification_records(samples, random.Random(seed), self.pool)
 
-    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:
+    def region_candidates(self, held_samples: list[dict]) -> dict[str, list[tuple[list[float], str]]]:
+        """image_path -> [(box, expression)]: the other objects the region CLIP's swap negatives take, the held-out
+        REC/REG samples' own (expression, box) pairs."""
+        from genixer.region_clip import sample_candidates
+
+        return sample_candidates([s for s in held_samples if s["task"] in ("rec", "reg")], reading=self.rec_reading)
+
+    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:  # TEMPORARY (issue 30): region_candidates
         """What the region CLIP's swap negatives draw other objects from: the held-out REC/REG samples' own pairs."""
         return [s for s in held_samples if s["task"] in ("rec", "reg")]
 

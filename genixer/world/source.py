@@ -17,6 +17,7 @@ from genixer.world.captions import caption_records
 from genixer.world.negatives import verification_records
 from genixer.world.oracle import task_of
 from genixer.world.patch_labels import PATCH_LABELS
+from genixer.world.regions import WORLD_REC_READING, scene_candidates
 from genixer.world.scene import Scene
 
 
@@ -29,6 +30,7 @@ class WorldSource:
     judge_records_from = "world grammar, oracle-checked"
     patch_labels = PATCH_LABELS  # per patch: colour, shape, size and box of the covering object
     task_of = staticmethod(task_of)  # a generated sample's task: the world grammar's, else its form's
+    rec_reading = WORLD_REC_READING  # how REC/REG questions are read (region pairs, the REC filter)
 
     def __init__(self, collected: pd.DataFrame, world_scenes: pd.DataFrame, val_images: int):
         self.collected, self.world_scenes = collected, world_scenes
@@ -51,7 +53,13 @@ class WorldSource:
         oracle confirms false -> "No"."""
         return verification_records(samples, random.Random(seed), self.collect_scenes)
 
-    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:
+    def region_candidates(self, held_samples: list[dict]) -> dict[str, list[tuple[list[float], str]]]:
+        """image_path -> [(box, expression)]: the other objects the region CLIP's swap negatives take, every object of
+        the held-out images with its shortest unique description (from the scene graphs)."""
+        collect = self.collect_images
+        return scene_candidates(collect[collect.image_id.isin(self.heldout)].to_dict("records"))
+
+    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:  # TEMPORARY (issue 30): region_candidates
         """What the region CLIP's swap negatives draw other objects from: the held-out images' scene rows (every
         object with its shortest unique description)."""
         collect = self.collect_images
