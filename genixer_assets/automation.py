@@ -51,14 +51,15 @@ import dagster as dg
 
 from genixer.images import IMAGE_SUFFIXES
 from genixer.sources.corpus import CorpusSpec, plan_shards
-from genixer_assets.collection import (
+from genixer_assets.partitions import (
     CORPUS_KINDS,
+    CORPUS_SHARDS,
     corpus_manifest_path,
     corpus_summary_path,
     inbox_manifest_path,
+    shard_partitions,
     world_inbox,
 )
-from genixer_assets.partitions import CORPUS_SHARDS, shard_partitions
 from resources import GenixerSettings
 
 # The per-shard chain, in order, each asset with the chain assets it reads.

@@ -12,16 +12,12 @@ from genixer.benchmarks import (aa_false_alarms, bootstrap, compare, headline_li
 from genixer.real_benchmarks import per_question_real, score_real
 from genixer.plots import bars_png, curves_png
 from genixer.schema import read_applied, read_samples
-from genixer_assets._meta import benchmark_rows, md_figure, table_meta
-from genixer_assets.collection import benchmark_sets, collected_datasets, world_scenes
-from genixer_assets.evaluation import generation_quality
-from genixer_assets.filtering import genixer_vqa
-from genixer_assets.generators import GPU
-from genixer_assets.retraining import recipe_partitions, retrained_models, seed_dirs
+from genixer_assets.common import GATE_FILE, GPU, benchmark_rows, md_figure, seed_dirs, table_meta
+from genixer_assets.partitions import recipe_partitions
 from resources import GenixerSettings, MLLMBackend
 
 
-@dg.asset(group_name="evaluation", partitions_def=recipe_partitions, deps=[retrained_models, benchmark_sets, world_scenes], **GPU)
+@dg.asset(group_name="evaluation", partitions_def=recipe_partitions, deps=["retrained_models", "benchmark_sets", "world_scenes"], **GPU)
 def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Each seed of the recipe answers every benchmark sample (greedy); one row per sample and seed."""
     recipe = context.partition_key
@@ -77,7 +73,7 @@ def _predictions(settings: GenixerSettings) -> tuple[pd.DataFrame, pd.DataFrame,
     return pd.concat([settings.read_table("benchmark_predictions", k) for k in keys] + [refs], ignore_index=True), bench, real
 
 
-@dg.asset(group_name="evaluation", deps=[benchmark_predictions, benchmark_sets, collected_datasets, genixer_vqa], kinds={"parquet", "csv"})
+@dg.asset(group_name="evaluation", deps=["benchmark_predictions", "benchmark_sets", "collected_datasets", "genixer_vqa"], kinds={"parquet", "csv"})
 def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     """Recipe x benchmark: mean and seed sd, delta against `baseline` with its 95% paired-bootstrap
     interval (questions and seeds) and the verdict; the reference predictors (always yes, blind
@@ -124,7 +120,7 @@ def _delta_bars(table: pd.DataFrame, recipes: list[str]) -> bytes:
     return bars_png(groups, "delta vs baseline (points; bars: half the 95% interval)", "points")
 
 
-@dg.asset(group_name="evaluation", deps=[benchmark_scores, generation_quality, retrained_models], kinds={"markdown"})
+@dg.asset(group_name="evaluation", deps=["benchmark_scores", "generation_quality", "retrained_models"], kinds={"markdown"})
 def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
     """This run beside the paper: generated-data correctness, filter lift, N of M improved, the
     data-scale and threshold trends, each claim tested at 5%; the reference predictors, the A/A
@@ -153,7 +149,7 @@ def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
         (out.parent / fname).write_bytes(png)
     evals = {n: pd.read_parquet(settings.table_path(n)) if settings.table_path(n).exists() else None
              for n in ("base_mllm_eval", "judge_mllm_eval", "genixer_l_eval")}  # written by base_mllm, judge_mllm, genixer_l
-    gate = settings.path("tables", "judge_mllm_gate.json")  # the floor judge_mllm applied (genixer_assets.filtering.GATE_FILE)
+    gate = settings.path("tables", GATE_FILE)  # the floor judge_mllm applied
     stages = report.stage_quality(table, con, domains, evals["base_mllm_eval"], evals["judge_mllm_eval"], evals["genixer_l_eval"],
                                   judge_gate=json.loads(gate.read_text()) if gate.is_file() else None)
     text = report.report_markdown(table, claim_rows, report.why_not(table, domains), seeds, {t: f for t, (f, _) in pngs.items()},

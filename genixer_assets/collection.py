@@ -16,8 +16,9 @@ from genixer.sources import collect
 from genixer.sources.corpus import CorpusSpec, plan_shards, read_shard
 from genixer.tasks import TASKS
 from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
-from genixer_assets._meta import md_counts, md_figure, md_table, sample_preview, table_meta
-from genixer_assets.partitions import CORPUS_SHARDS, shard_partitions
+from genixer_assets.common import md_counts, md_figure, md_table, sample_preview, table_meta
+from genixer_assets.partitions import (CORPUS_KINDS, CORPUS_SHARDS, corpus_manifest_path, corpus_summary_path, inbox_manifest_path,
+                                       shard_partitions, world_inbox)
 from resources import GenixerSettings
 
 
@@ -118,7 +119,7 @@ def _collect_files(context, config, settings: GenixerSettings, name: str = "coll
     })
 
 
-@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=["world_scenes"])
 def collected_datasets(context: dg.AssetExecutionContext, config: CollectionConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The nine annotated task data sets (the paper's Tab. 1: VQAv2/GQA, POPE, A-OKVQA,
     multi-turn, RefCOCO REC/REG, PointQA, Shikra QCA and RD): the shapes world's `collect`
@@ -148,7 +149,7 @@ def _by_benchmark(df: pd.DataFrame) -> dict:
     return {"by_benchmark": dg.MetadataValue.md(counts.to_markdown(index=False)), "benchmark_rows": int((names != "").sum())}
 
 
-@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[world_scenes])
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=["world_scenes"])
 def benchmark_sets(context: dg.AssetExecutionContext, config: BenchmarkConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Held-out test sets per task: `bench` images (held-in domain) and `heldout` images
     (the held-out background style, as Flickr30K is to COCO in the paper), plus one GQA-like
@@ -180,29 +181,6 @@ class CorpusConfig(dg.Config):
     image_column: Optional[str] = Field(None, description="parquet: the column holding image bytes or paths (default: found)")
 
 
-CORPUS_KINDS = ("folder", "parquet", "webdataset")
-
-
-def corpus_summary_path(settings: GenixerSettings):
-    """corpus_shards' summary: kind, path, shard_size, image_column, shards (and, for the world, its inbox)."""
-    return settings.table_path("corpus_shards").with_suffix(".json")
-
-
-def corpus_manifest_path(settings: GenixerSettings):
-    """plan_shards' manifest of a configured folder / parquet / webdataset corpus."""
-    return settings.path("tables", "corpus_manifest.json")
-
-
-def inbox_manifest_path(settings: GenixerSettings):
-    """plan_shards' manifest of the world's inbox (the inbox sensor plans it, corpus_shards keeps its shards)."""
-    return settings.path("tables", "inbox_manifest.json")
-
-
-def world_inbox(settings: GenixerSettings):
-    """The folder whose new images become shards beside the world's (env GENIXER_INBOX, when set, instead)."""
-    return settings.path("inbox")
-
-
 def _world_inbox_section(settings: GenixerSettings) -> dict | None:
     """The inbox shards a world corpus holds already (the previous summary's inbox, its shards as the inbox manifest
     records them): kept when corpus_shards is materialised again."""
@@ -232,7 +210,7 @@ def _world_shards(settings: GenixerSettings) -> dict[str, list[str]]:
     return {f"shard_{k:03d}": corpus.image_id[corpus.index % n == k].tolist() for k in range(n)}
 
 
-@dg.asset(group_name="collection", kinds={"python", "json"}, deps=[world_scenes])
+@dg.asset(group_name="collection", kinds={"python", "json"}, deps=["world_scenes"])
 def corpus_shards(context: dg.AssetExecutionContext, config: CorpusConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The unlabeled corpus cut into shards (the paper's 1.4M LAION/CC3M/SBU images, generated on
     shard by shard). Each shard becomes a dynamic partition of `image_corpus` and everything
@@ -277,7 +255,7 @@ def read_corpus_manifest(settings: GenixerSettings) -> dict:
     return json.loads(path.read_text())
 
 
-@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=[corpus_shards], partitions_def=shard_partitions)
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=["corpus_shards"], partitions_def=shard_partitions)
 def image_corpus(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
     """One shard of the unlabeled image corpus to generate on, each image with its content hash,
     width and height. Scene graphs are not carried: only the oracle may see them."""

@@ -3,8 +3,9 @@
 
 import dagster as dg
 
-from genixer_assets import (automation, benchmarks, checks, collection, evaluation, exports, filtering, generation, generators,
-                            instructions, retraining)
+from genixer_assets import (automation, benchmarks, benchmarks_checks, collection, collection_checks, evaluation, exports,
+                            exports_checks, filtering, filtering_checks, generation, generation_checks, generators, generators_checks,
+                            instructions, instructions_checks, retraining, retraining_checks)
 from genixer_assets.k8s import executor_from_env
 from genixer_assets.resume import with_code_versions
 from resources import SETTINGS, MLLMBackend
@@ -13,7 +14,9 @@ from resources import SETTINGS, MLLMBackend
 # materialisation records the code it was made with, and `make demo` reuses only what the current code would make.
 all_assets = with_code_versions(dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports,
                                                              evaluation, retraining, benchmarks]))
-all_checks = dg.load_asset_checks_from_modules([checks])
+# Each stage's checks beside it (genixer_assets/<stage>_checks.py).
+all_checks = dg.load_asset_checks_from_modules([collection_checks, instructions_checks, generators_checks, generation_checks,
+                                                filtering_checks, retraining_checks, benchmarks_checks, exports_checks])
 
 # Declarative automation (the eager conditions of scored_generations_*, genixer_vqa, genixer_rec, dataset_exports) is
 # evaluated by a sensor under the daemon. Dagster's own default_automation_condition_sensor is created stopped; this

@@ -12,10 +12,7 @@ from genixer import datagen, filters, judge, quality, region_clip, review
 from genixer.plots import curves_png
 from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
-from genixer_assets._meta import has_world, md_counts, md_figure
-from genixer_assets.collection import collected_datasets
-from genixer_assets.filtering import genixer_rec, genixer_vqa
-from genixer_assets.generators import generator_path
+from genixer_assets.common import generator_path, has_world, md_counts, md_figure
 from genixer_assets.partitions import read_shards
 from resources import GenixerSettings, MLLMBackend
 
@@ -219,7 +216,7 @@ def _review(settings: GenixerSettings, config: QualityConfig, vqa_raw, vqa, rec_
     return out
 
 
-@dg.asset(group_name="evaluation", deps=[genixer_vqa, genixer_rec, collected_datasets], kinds={"parquet"})
+@dg.asset(group_name="evaluation", deps=["genixer_vqa", "genixer_rec", "collected_datasets"], kinds={"parquet"})
 def generation_quality(context: dg.AssetExecutionContext, config: QualityConfig, settings: GenixerSettings,
                        backend: MLLMBackend) -> dg.MaterializeResult:
     """The paper's Tab. 2 / Tab. 4 analogues. Always: the judge's and the CLIP filter's score

@@ -9,11 +9,8 @@ from pydantic import Field
 
 from genixer.exports import EXPORTERS, card_path, export
 from genixer.schema import read_samples
-from genixer_assets.filtering import genixer_rec, genixer_vqa
+from genixer_assets.common import FILE_NAMES, FORMATS_FILE
 from resources import GenixerSettings
-
-FILE_NAMES = {"llava": "llava.json", "shikra": "shikra.jsonl", "parquet": "data.parquet"}
-FORMATS_FILE = "formats.json"  # the formats the last run was asked for: what dataset_exports_complete expects on disk
 
 
 class ExportConfig(dg.Config):
@@ -23,7 +20,7 @@ class ExportConfig(dg.Config):
     embed_images: bool = Field(False, description="parquet: store image bytes (the `datasets` Image feature), not paths")
 
 
-@dg.asset(group_name="exports", deps=[genixer_vqa, genixer_rec], kinds={"json", "parquet"},
+@dg.asset(group_name="exports", deps=["genixer_vqa", "genixer_rec"], kinds={"json", "parquet"},
           automation_condition=dg.AutomationCondition.eager())  # rewritten when a recipe refilters
 def dataset_exports(config: ExportConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Genixer-915K (`genixer_vqa`) and Genixer-350K (`genixer_rec`) as LLaVA-1.5 training JSON,

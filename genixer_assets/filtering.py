@@ -15,25 +15,22 @@ from genixer import corruptions, filters, judge, region_clip
 from genixer.datagen import checkpoint_id
 from genixer.generation import score_yes_no
 from genixer.generators import vocabulary_texts
+from genixer.plots import curves_png
+from genixer.preview import preview_png
 from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.world import Scene
-from genixer.preview import preview_png
-from genixer_assets._meta import md_counts, md_figure, sample_preview, table_meta
-from genixer_assets.collection import collected_datasets, world_scenes
-from genixer_assets.generation import raw_generations_l, raw_generations_s
-from genixer_assets.generators import GPU, TrainOverrides, _context, _train_metadata
-from genixer_assets.instructions import instruction_templates
+from genixer_assets.common import (GATE_FILE, GPU, judge_auc_floor, judge_gate, md_counts, md_figure, question_phrasings,
+                                   run_context, sample_preview, table_meta, train_metadata)
 from genixer_assets.partitions import held_shards, read_shards, shard_partitions
-from genixer.plots import curves_png
-from resources import GenixerSettings, MLLMBackend
+from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
 
 def _collected(settings: GenixerSettings):
     """(preset, collected images, held-out image ids, collected samples with an image, scenes by image id
     or None without the world). Text-only rows (no image) are left out: the judge and the region CLIP
     read an image."""
-    p, collect, val = _context(settings)
+    p, collect, val = run_context(settings)
     samples = read_samples(settings.table_path("collected_datasets"))
     samples = samples[samples.image_path.notna()].to_dict("records")
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()} if "scene" in collect.columns else None
@@ -55,57 +52,7 @@ class JudgeConfig(TrainOverrides):
         "0 turns the gate off"))
 
 
-GATE_FILE = "judge_mllm_gate.json"  # the floor judge_mllm applied, beside judge_mllm_eval: read by the check and the report
-
-
-def judge_auc_floor(configured: float | None, settings: GenixerSettings, n_true: int, n_corrupted: int) -> tuple[float, str]:
-    """The held-out AUC the judge must reach, and where it came from: judge_mllm's op config `min_heldout_auc`, else the
-    settings resource's `judge_min_auc` (run config of every run), else the preset's `judge_min_auc`, else the default,
-    genixer.judge.chance_auc_bound at 5% on the held-out set's sizes: a judge at chance passes it in fewer than 1 run
-    of 20, while a fixed floor such as 0.6 would stop the demo's own judge (0.587 on 1,166 records) and would not
-    tighten as the held-out set grows."""
-    preset = settings.get_preset()
-    if configured is not None:
-        return float(configured), "run config: judge_mllm min_heldout_auc"
-    if settings.judge_min_auc is not None:
-        return float(settings.judge_min_auc), "run config: settings judge_min_auc"
-    if preset.judge_min_auc is not None:
-        return float(preset.judge_min_auc), f"preset {preset.name}: judge_min_auc"
-    return (judge.chance_auc_bound(n_true, n_corrupted),
-            f"default: the AUC a scorer blind to the labels exceeds with probability 5% on {n_true} true and {n_corrupted} "
-            "corrupted held-out records")
-
-
-def judge_gate(settings: GenixerSettings) -> tuple[bool, str, dict]:
-    """(passed, what it says, metadata) of the judge's gate: every held-out P(Yes) in [0, 1] and the held-out AUC at
-    least the floor judge_mllm applied (its judge_mllm_gate.json; without that file, the settings', preset's or
-    default floor on judge_mllm_eval's sizes). A floor <= 0 turns the AUC test off. Read by the blocking check
-    judge_mllm_beats_chance and, before it scores anything, by scored_generations_l (a blocking check stops the
-    assets of its own run only; an asset backfill runs the scoring in other runs)."""
-    ev = settings.read_table("judge_mllm_eval")
-    n_true = int(ev.label.astype(bool).sum()) if len(ev) else 0
-    path = settings.path("tables", GATE_FILE)
-    gate = json.loads(path.read_text()) if path.is_file() else {}
-    if "min_auc" not in gate:
-        gate["min_auc"], gate["source"] = judge_auc_floor(None, settings, n_true, len(ev) - n_true)
-    floor, source = float(gate["min_auc"]), gate["source"]
-    a = judge.auc(ev.p_yes, ev.label) if len(ev) else float("nan")
-    bad = int((~pd.to_numeric(ev.p_yes, errors="coerce").between(0, 1)).sum())
-    meta = {"auc": a, "required_auc": floor, "floor_source": source, "heldout_true": n_true, "heldout_corrupted": len(ev) - n_true,
-            "p_yes_outside_0_1": bad}
-    if bad:
-        return False, f"{bad} held-out P(Yes) are not probabilities in [0, 1]", meta
-    if floor <= 0:
-        return True, f"gate off ({source}); held-out AUC {a:.3f}", meta
-    if not a == a:  # NaN: no held-out record of one of the two kinds
-        return False, f"no held-out AUC: {n_true} true and {len(ev) - n_true} corrupted held-out records", meta
-    if a < floor:
-        return False, (f"held-out AUC {a:.3f} < {floor:.3f} ({source}): the judge cannot tell true from corrupted pairs, "
-                       "so nothing is scored or filtered with it"), meta
-    return True, f"held-out AUC {a:.3f} >= {floor:.3f} ({source})", meta
-
-
-@dg.asset(group_name="filtering", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
+@dg.asset(group_name="filtering", deps=["collected_datasets", "instruction_templates", "world_scenes"], **GPU)
 def judge_mllm(config: JudgeConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The third-party judge (Fuyu-8B in the paper): a Fuyu model of a different architecture
     from the generators, trained to say Yes to true question/answer pairs and No to corrupted
@@ -133,7 +80,7 @@ def judge_mllm(config: JudgeConfig, settings: GenixerSettings, backend: MLLMBack
         res = judge.train_judge(records, vocabulary_texts(samples, templates["general"], templates["phrasings"]), p.judge,
                                 config.apply(backend.train_config("judge", p.judge_train)), path)
         rec = pd.DataFrame(records)
-        meta.update(_train_metadata(res, "judge_mllm"), records=len(records), yes_share=float((rec.target == judge.YES).mean()),
+        meta.update(train_metadata(res, "judge_mllm"), records=len(records), yes_share=float((rec.target == judge.YES).mean()),
                     corruptions=md_counts(rec, "corruption"))
     held = pd.DataFrame(_judge_records(val_s, p.seed + 1, scenes, pool))
     if held.empty:
@@ -174,13 +121,7 @@ class RegionClipConfig(TrainOverrides):
 CLIP_THRESHOLD_MODES = ("auto", "calibrate", "fixed")
 
 
-def _phrasings(settings: GenixerSettings):
-    """The question phrasings in use (instruction_templates.json's): REC expressions are read with their
-    REC phrasings, plus REC_QUESTION of published data (region_clip.rec_phrasings)."""
-    return json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
-
-
-@dg.asset(group_name="filtering", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
+@dg.asset(group_name="filtering", deps=["collected_datasets", "instruction_templates", "world_scenes"], **GPU)
 def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The region CLIP (OpenCLIP ViT-L/14 in the paper): an open_clip model trained
     contrastively on (region crop, expression) pairs from the collected REC/REG data, with its
@@ -191,7 +132,7 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
     if config.clip_threshold_mode not in CLIP_THRESHOLD_MODES:
         raise dg.Failure(f"clip_threshold_mode must be one of {CLIP_THRESHOLD_MODES}, not {config.clip_threshold_mode!r}")
     p, collect, val, samples, scenes = _collected(settings)
-    phrasings = _phrasings(settings)
+    phrasings = question_phrasings(settings)
     out = settings.model_dir("region_clip")
     meta = {}
     role = backend.role("region_clip")
@@ -204,7 +145,7 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
         if not pairs:
             raise dg.Failure(description="no (region, expression) pair in the collected training data: the region CLIP needs REC or REG samples")
         res = region_clip.train_region_clip(pairs, p.clip, config.apply(backend.train_config("region_clip", p.clip_train)), out)
-        meta.update(_train_metadata(res, "region_clip"), pairs=len(pairs))
+        meta.update(train_metadata(res, "region_clip"), pairs=len(pairs))
     model, preprocess, tokenizer = region_clip.load_region_clip(out, device=str(backend.torch_device("region_clip")), weights=weights)
     held = [s for s in samples if s["image_id"] in val]
     pos = region_clip.region_pairs(held, phrasings)
@@ -254,7 +195,7 @@ def _hist(scores: np.ndarray) -> list[tuple[float, float]]:
 EAGER = dg.AutomationCondition.eager()
 
 
-@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_l, judge_mllm],
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=["raw_generations_l", "judge_mllm"],
           automation_condition=EAGER, **GPU)
 def scored_generations_l(context: dg.AssetExecutionContext, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Every raw Genixer_L row of the shard with the judge's P(Yes): softmax over the Yes/No
@@ -310,7 +251,7 @@ def _applied_across_shards(context, settings: GenixerSettings, name: str, key: s
     return values[0] if len(values) == 1 else values
 
 
-@dg.asset(group_name="filtering", deps=[scored_generations_l], kinds={"parquet"}, automation_condition=EAGER)
+@dg.asset(group_name="filtering", deps=["scored_generations_l"], kinds={"parquet"}, automation_condition=EAGER)
 def genixer_vqa(context: dg.AssetExecutionContext, config: VqaFilterConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-915K recipe: generated general-task data kept by the judge (P(Yes) >= λ),
     plus a small fixed sample of the hard band 0.5 <= P(Yes) < 0.7, flagged for fine-tuning, as in
@@ -339,7 +280,7 @@ class RecFilterConfig(dg.Config):
     clip_threshold: Optional[float] = Field(None, description="keep crops with cosine >= this (default: the calibrated threshold)")
 
 
-@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=[raw_generations_s, region_clip_model, instruction_templates],
+@dg.asset(group_name="filtering", partitions_def=shard_partitions, deps=["raw_generations_s", "region_clip_model", "instruction_templates"],
           automation_condition=EAGER, **GPU)
 def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterConfig, settings: GenixerSettings,
                          backend: MLLMBackend) -> dg.MaterializeResult:
@@ -352,7 +293,7 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
     cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
     threshold = config.clip_threshold if config.clip_threshold is not None else cal["threshold"]
     mode = "config" if config.clip_threshold is not None else cal.get("mode", "calibrate")
-    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)), _phrasings(settings))
+    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)), question_phrasings(settings))
     todo = rows[rows.filter_reason.isna()]
     scores = np.array([])
     if len(todo):
@@ -372,7 +313,7 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
     })
 
 
-@dg.asset(group_name="filtering", deps=[scored_generations_s], kinds={"parquet"}, automation_condition=EAGER)
+@dg.asset(group_name="filtering", deps=["scored_generations_s"], kinds={"parquet"}, automation_condition=EAGER)
 def genixer_rec(context: dg.AssetExecutionContext, settings: GenixerSettings) -> dg.MaterializeResult:
     """The Genixer-350K recipe: generated REC data that passed all three filter steps."""
     rows = read_shards(context, settings, "scored_generations_s")

@@ -2,8 +2,6 @@
 into the two data generators, Genixer_L (general tasks) and Genixer_S (grounding tasks)."""
 
 import json
-from dataclasses import replace
-from enum import Enum
 from typing import Optional
 
 import dagster as dg
@@ -13,96 +11,13 @@ from pydantic import Field
 from genixer import generators as gen
 from genixer.evaluation import (evaluate_generator, evaluate_solver, evaluate_solver_free, generator_summary, prior_baseline,
                                 prior_baseline_free, solver_records)
-from genixer.plots import curves_png, smooth
 from genixer.preview import preview_png
 from genixer.schema import read_samples
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
 from genixer.world import Scene
-from genixer_assets._meta import collected_images, has_world, heldout_count, md_figure, md_table
-from genixer_assets.collection import collected_datasets, world_scenes
-from genixer_assets.instructions import instruction_templates, templated_instructions
-from genixer_assets.k8s import GPU  # the model steps' pool, kinds and pod GPU request; imported from here by the other stages
-from resources import GenixerSettings, MLLMBackend
-
-
-class LossPer(Enum):
-    token = "token"
-    sample = "sample"
-
-
-class TrainOverrides(dg.Config):
-    steps: Optional[int] = Field(None, description="optimizer steps (default: preset)")
-    lr: Optional[float] = Field(None, description="peak learning rate (default: preset)")
-    batch_size: Optional[int] = Field(None, description="batch size (default: preset)")
-    seed: Optional[int] = Field(None, description="training seed (default: preset)")
-    lora_rank: Optional[int] = Field(None, description="train LoRA adapters of this rank instead of all weights")
-    freeze_vision_tower: Optional[bool] = Field(None, description="keep the vision tower fixed")
-    warmup_steps: Optional[int] = Field(None, description="linear warm-up steps before the cosine decay (default: preset)")
-    loss_per: Optional[LossPer] = Field(
-        None, description="'token': every target token weighs the same (the model's loss); 'sample': every record does")
-    group_by_length: Optional[int] = Field(
-        None, description="0: random batches; k: k batches drawn at once, sorted by length (less padding)")
-
-    def apply(self, cfg):
-        from genixer.training import LoraSpec
-
-        loss_per = LossPer(self.loss_per).value if self.loss_per is not None else None  # TrainConfig takes the string
-        kw = {k: v for k, v in {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
-                                "freeze_vision_tower": self.freeze_vision_tower, "warmup_steps": self.warmup_steps,
-                                "loss_per": loss_per, "group_by_length": self.group_by_length}.items() if v is not None}
-        if self.lora_rank:
-            kw["lora"] = LoraSpec(rank=self.lora_rank, alpha=2 * self.lora_rank)
-        return replace(cfg, **kw)
-
-
-def _train_metadata(res, title: str) -> dict:
-    curves = {"all": smooth(res.losses, max(len(res.losses) // 40, 1)), **res.group_curves}
-    return {
-        "parameters": res.n_params,
-        "trainable_parameters": res.n_trainable,
-        "steps": res.steps,
-        "resumed_from_step": res.resumed_from,  # 0: trained from the start; else from an interrupted run's checkpoint
-        "first_loss": float(res.losses[0]) if res.losses else float("nan"),
-        "final_loss": float(res.final_loss),
-        "tokens_per_s": round(res.tokens_per_s, 1),
-        "train_wall_s": round(res.wall_s, 1),
-        "records_truncated": res.n_truncated,
-        "records_truncated_by_task": res.truncated_by_task or "none",
-        # answers the tokenizer would have merged into the end of their prompt, so tokenized on their own
-        "answers_tokenized_apart_from_prompt": res.n_tokenized_alone,
-        **md_figure("learning_curves", curves_png(curves, title), "loss per task"),
-        "final_loss_by_group": {g: round(float(c[-1][1]), 4) for g, c in sorted(res.group_curves.items()) if c},
-    }
-
-
-def _context(settings: GenixerSettings):
-    """(preset, the collected images, the held-out image ids). With the world: its `collect` split
-    (rows with their scene graphs) and the last `val_images` of it. Without: one row per image of
-    the collected samples (no scene) and the last `val_images` of them, at most a fifth."""
-    p = settings.get_preset()
-    if has_world(settings):
-        scenes = settings.read_table("world_scenes")
-        collect = scenes[scenes.split == "collect"]
-        return p, collect, gen.holdout_images(collect.image_id, p.val_images)
-    collect = collected_images(read_samples(settings.table_path("collected_datasets")))
-    return p, collect, gen.holdout_images(collect.image_id, heldout_count(len(collect), p.val_images))
-
-
-def base_path(settings: GenixerSettings, backend: MLLMBackend) -> str:
-    return backend.checkpoint("base") or str(settings.model_dir("base_mllm"))
-
-
-def generator_path(settings: GenixerSettings, backend: MLLMBackend, name: str) -> str:
-    """Where generator `name` (genixer_l / genixer_s) is: its role's checkpoint, or the fine-tune made here."""
-    return backend.checkpoint(name) or str(settings.model_dir(name))
-
-
-def finetune_role(backend: MLLMBackend, role: str, start, records, cfg, out, weights=None):
-    """gen.finetune with the role's device, dtype and automatic LoRA for a large start model."""
-    from resources.models import LORA_ABOVE_PARAMS
-
-    return gen.finetune(start, records, cfg, out, weights, **backend.load_kwargs(role), auto_lora=backend.auto_lora(role),
-                        lora_above_params=LORA_ABOVE_PARAMS)
+from genixer_assets.common import (GPU, base_path, dense_captions, finetune_role, generator_path, md_figure, md_table, run_context,
+                                   train_metadata)
+from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
 
 class BaseConfig(TrainOverrides):
@@ -110,19 +25,7 @@ class BaseConfig(TrainOverrides):
     vision_objective: Optional[str] = Field(None, description="vision pre-stage: 'patch_labels' or 'contrastive' (default: preset)")
 
 
-def _captions(settings: GenixerSettings, collect: pd.DataFrame, samples: list[dict], images: set) -> tuple[list[dict], str]:
-    """Dense captions of the training images and where they came from: the world's scene graphs, or
-    without the world the collected region descriptions of each image (gen.caption_records_free)."""
-    if "scene" in collect.columns:
-        return gen.caption_records(collect[collect.image_id.isin(images)].to_dict("records")), "world scene graphs"
-    phrasings = json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
-    captions = gen.caption_records_free([s for s in samples if s["image_id"] in images], phrasings)
-    if not captions:
-        return [], "none: no world and no REC/REG sample to describe an image (caption share 0)"
-    return captions, "collected region descriptions (REC expressions and REG answers of each image; no world)"
-
-
-@dg.asset(group_name="generators", deps=[collected_datasets, instruction_templates, world_scenes], **GPU)
+@dg.asset(group_name="generators", deps=["collected_datasets", "instruction_templates", "world_scenes"], **GPU)
 def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The stand-in for pretrained LLaVA-1.5 / Shikra: the embedded LLaVA (CLIP vision tower +
     Llama) trained from scratch as a problem solver on all nine collected tasks. With
@@ -130,7 +33,7 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
     Without the world, captions are the collected region descriptions, the vision pre-stage is the
     contrastive one on them (patch labels need scene graphs), and held-out answers are checked
     against the collected answers instead of the oracle."""
-    p, collect, val = _context(settings)
+    p, collect, val = run_context(settings)
     world = "scene" in collect.columns
     collected = read_samples(settings.table_path("collected_datasets"))
     samples = collected[collected.image_path.notna()].to_dict("records")  # text-only rows: no image to train on
@@ -144,7 +47,7 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
         vocab = gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])
         train_ids = set(collect.image_id) - val
         train_images = collect[collect.image_id.isin(train_ids)].to_dict("records")
-        captions, caption_source = _captions(settings, collect, samples, train_ids)
+        captions, caption_source = dense_captions(settings, collect, samples, train_ids)
         share = config.caption_share if config.caption_share is not None else p.caption_share
         meta.update(captions=len(captions), caption_source=caption_source, caption_share_applied=share if captions else 0.0)
         vision_init = None
@@ -157,12 +60,12 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
             pre, scores = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init, objective, val_images,
                                               captions=None if world else captions)
             meta["vision_objective"] = objective
-            meta.update({f"vision_pretrain_{k}": v for k, v in _train_metadata(pre, f"vision pre-stage ({objective})").items()})
+            meta.update({f"vision_pretrain_{k}": v for k, v in train_metadata(pre, f"vision pre-stage ({objective})").items()})
             meta.update({f"vision_heldout_{k}": v for k, v in scores.items()})
         res = gen.train_base_mllm(train_s, captions, share, vocab, p.mllm, config.apply(backend.train_config("base", p.base_train)),
                                   settings.model_dir("base_mllm"),
                                   vision_init=vision_init)
-        meta.update(_train_metadata(res, "base_mllm"))
+        meta.update(train_metadata(res, "base_mllm"))
     model, processor = backend.load(base_path(settings, backend), "base")
     bs = backend.batch_size("base", 32)
     if world:
@@ -234,16 +137,16 @@ def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: t
     if solver_share > 0:
         solver = solver_records(samples)
     if caption_share > 0:
-        captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
+        captions, _ = dense_captions(settings, collect, samples, set(collect.image_id) - val)
     return lambda records: gen.generator_mixture(records, solver, captions, solver_share, caption_share)
 
 
-@dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
+@dg.asset(group_name="generators", deps=["base_mllm", "templated_instructions"], **GPU)
 def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_L: base_mllm fine-tuned to generate Common VQA, Adv VQA, MC VQA and MD data
     (the paper's LLaVA-1.5-based generator). With `backend.genixer_l.checkpoint` set, that
     checkpoint is used instead (and only evaluated)."""
-    p, collect, val = _context(settings)
+    p, collect, val = run_context(settings)
     if backend.checkpoint("genixer_l"):
         meta = {"source": backend.checkpoint("genixer_l")}
     else:
@@ -252,7 +155,7 @@ def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
         mixed, weights, shares = _replay(settings, config, p.l_replay, collect, val)(recs)
         res = finetune_role(backend, "genixer_l", base_path(settings, backend), mixed, config.apply(backend.train_config("genixer_l", p.l_train)),
                             settings.model_dir("genixer_l"), weights)
-        meta = {**_train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares}
+        meta = {**train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares}
     return dg.MaterializeResult(metadata={
         **meta,
         **_generator_eval(settings, backend, "genixer_l", GENERAL_TASKS, p, collect, val),
@@ -260,12 +163,12 @@ def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     })
 
 
-@dg.asset(group_name="generators", deps=[base_mllm, templated_instructions], **GPU)
+@dg.asset(group_name="generators", deps=["base_mllm", "templated_instructions"], **GPU)
 def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_S: base_mllm fine-tuned in two phases (REC+REG; then PointQA, QCA, RD added and
     REC/REG reduced) to generate grounding data (the paper's Shikra-based generator). With
     `backend.genixer_s.checkpoint` set, that checkpoint is used instead (and only evaluated)."""
-    p, collect, val = _context(settings)
+    p, collect, val = run_context(settings)
     if backend.checkpoint("genixer_s"):
         return dg.MaterializeResult(metadata={
             "source": backend.checkpoint("genixer_s"),
@@ -281,9 +184,9 @@ def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     r1 = finetune_role(backend, "genixer_s", base_path(settings, backend), mixed1, config.apply(backend.train_config("genixer_s", p.s_train[0])),
                        out / "phase1", w1)
     r2 = finetune_role(backend, "genixer_s", out / "phase1", mixed2, config.apply(backend.train_config("genixer_s", p.s_train[1])), out, w2)
-    meta1 = _train_metadata(r1, "genixer_s phase 1")
+    meta1 = train_metadata(r1, "genixer_s phase 1")
     return dg.MaterializeResult(metadata={
-        **_train_metadata(r2, "genixer_s phase 2"), "batch_shares": shares,
+        **train_metadata(r2, "genixer_s phase 2"), "batch_shares": shares,
         "phase1_final_loss": meta1["final_loss"], "phase1_steps": meta1["steps"], "phase1_wall_s": meta1["train_wall_s"],
         "phase1_learning_curves": meta1["learning_curves"],
         "records_phase1": len(phase1), "records_phase2": len(phase2),

@@ -13,8 +13,7 @@ from genixer.schema import read_samples
 from genixer.tasks import TASKS
 from genixer.templates import GENERAL_INSTRUCTIONS, build_records, specific_instruction, validate_general
 from genixer.world.grammar import PHRASINGS, validate_phrasings
-from genixer_assets._meta import md_table, table_meta
-from genixer_assets.collection import collected_datasets
+from genixer_assets.common import md_table, table_meta
 from resources import GenixerSettings
 
 
@@ -58,7 +57,7 @@ class RecordsConfig(dg.Config):
     seed: Optional[int] = Field(None, description="sampling seed (default: preset)")
 
 
-@dg.asset(group_name="instructions", kinds={"python", "parquet"}, deps=[collected_datasets, instruction_templates])
+@dg.asset(group_name="instructions", kinds={"python", "parquet"}, deps=["collected_datasets", "instruction_templates"])
 def templated_instructions(config: RecordsConfig, settings: GenixerSettings) -> dg.MaterializeResult:
     """Training records for Genixer_L (general tasks at ratios 0.2/0.2/0.5/0.2) and Genixer_S
     (grounding tasks in two phases): prompt = image + general [+ specific] instruction,

@@ -1,4 +1,5 @@
-"""Partitions: the image corpus is cut into shards, and generation runs one shard per partition.
+"""Partitions: the image corpus is cut into shards, and generation runs one shard per partition; retraining and
+its benchmark predictions run one recipe per partition.
 
 Shards follow the corpus: `corpus_shards` plans them (the world's corpus split cut into the preset's
 `n_shards`; a tar is a shard; a folder is cut into shards of a set size) and registers each new
@@ -10,8 +11,36 @@ file in the table's folder.
 
 import dagster as dg
 
+from genixer.retraining import RECIPES
+from resources import GenixerSettings
+
 CORPUS_SHARDS = "corpus_shards"
 shard_partitions = dg.DynamicPartitionsDefinition(name=CORPUS_SHARDS)
+# One partition per retraining recipe (genixer.retraining.RECIPES): retrained_models and benchmark_predictions.
+recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
+
+# Where the corpus plan lives (corpus_shards writes it, image_corpus and the corpus_inbox sensor read it).
+CORPUS_KINDS = ("folder", "parquet", "webdataset")
+
+
+def corpus_summary_path(settings: GenixerSettings):
+    """corpus_shards' summary: kind, path, shard_size, image_column, shards (and, for the world, its inbox)."""
+    return settings.table_path("corpus_shards").with_suffix(".json")
+
+
+def corpus_manifest_path(settings: GenixerSettings):
+    """plan_shards' manifest of a configured folder / parquet / webdataset corpus."""
+    return settings.path("tables", "corpus_manifest.json")
+
+
+def inbox_manifest_path(settings: GenixerSettings):
+    """plan_shards' manifest of the world's inbox (the inbox sensor plans it, corpus_shards keeps its shards)."""
+    return settings.path("tables", "inbox_manifest.json")
+
+
+def world_inbox(settings: GenixerSettings):
+    """The folder whose new images become shards beside the world's (env GENIXER_INBOX, when set, instead)."""
+    return settings.path("inbox")
 
 
 def partition_keys(pdef: dg.PartitionsDefinition, instance: dg.DagsterInstance | None) -> list[str]:

@@ -14,14 +14,9 @@ from genixer.evaluation import solver_records
 from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture, recipe_records
 from genixer.schema import read_applied, read_samples
 from genixer.world import Scene
-from genixer_assets._meta import table_meta
-from genixer_assets.collection import collected_datasets, world_scenes
-from genixer_assets.filtering import genixer_rec, genixer_vqa, scored_generations_l
-from genixer_assets.generators import GPU, TrainOverrides, _captions, _context, _train_metadata, base_mllm, base_path, finetune_role
-from genixer_assets.partitions import read_shards
-from resources import GenixerSettings, MLLMBackend
-
-recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
+from genixer_assets.common import GPU, base_path, dense_captions, finetune_role, run_context, table_meta, train_metadata
+from genixer_assets.partitions import read_shards, recipe_partitions
+from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
 
 class RetrainConfig(TrainOverrides):
@@ -29,16 +24,10 @@ class RetrainConfig(TrainOverrides):
     generated_epochs: Optional[float] = Field(None, description="passes over the generated rows, on top of the base steps (default: preset)")
 
 
-def seed_dirs(settings: GenixerSettings, recipe: str) -> list:
-    """The model directories of a recipe's seeds, as retrained_models left them."""
-    root = settings.path("models", "retrained", recipe)
-    return sorted(d for d in root.glob("seed_*") if (d / "config.json").is_file())
-
-
 @dg.asset(group_name="retraining", partitions_def=recipe_partitions,
           # every shard of scored_generations_l (the lambda arms re-filter its scores), not the shard named like the recipe
-          deps=[base_mllm, collected_datasets, world_scenes, genixer_vqa, genixer_rec,
-                dg.AssetDep(scored_generations_l, partition_mapping=dg.AllPartitionMapping())], **GPU)
+          deps=["base_mllm", "collected_datasets", "world_scenes", "genixer_vqa", "genixer_rec",
+                dg.AssetDep("scored_generations_l", partition_mapping=dg.AllPartitionMapping())], **GPU)
 def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, settings: GenixerSettings,
                      backend: MLLMBackend) -> dg.MaterializeResult:
     """base_mllm trained one more round on a recipe's mixture (see genixer.retraining): the same
@@ -47,12 +36,12 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     interrupted seed resumes from its last checkpoint. A recipe whose generated data set is
     empty fails, naming the upstream asset."""
     recipe = RECIPES[context.partition_key]
-    p, collect, val = _context(settings)
+    p, collect, val = run_context(settings)
     world = "scene" in collect.columns
     samples = read_samples(settings.table_path("collected_datasets"))
     samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
     collected = solver_records(samples)
-    captions, caption_source = _captions(settings, collect, samples, set(collect.image_id) - val)
+    captions, caption_source = dense_captions(settings, collect, samples, set(collect.image_id) - val)
     if recipe.needs_world and not world:
         raise dg.Failure(description=f"recipe {recipe.name} keeps the rows the world's oracle calls correct: this run has no world "
                                      "(collected_datasets came from published files)")
@@ -90,7 +79,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
                      **{f"share_{n}": v for n, v in shares.items()}, "final_loss": res.final_loss, "train_wall_s": round(res.wall_s, 1),
                      "path": str(out)})
         if k == 0:
-            first = _train_metadata(res, f"retrained {recipe.name} (seed {seed})")
+            first = train_metadata(res, f"retrained {recipe.name} (seed {seed})")
         context.log.info(f"{recipe.name} seed {seed}: {len(records)} records, {steps} steps, shares {shares}, final loss {res.final_loss:.3f}")
     table = pd.DataFrame(rows).assign(recipe=recipe.name)
     for stale in settings.path("models", "retrained", recipe.name).glob("seed_*"):  # seeds of an earlier, larger run

@@ -2,5 +2,6 @@
 
 from resources.models import MLLMBackend, ModelRole
 from resources.settings import SETTINGS, GenixerSettings
+from resources.training import TrainOverrides
 
-__all__ = ["SETTINGS", "GenixerSettings", "MLLMBackend", "ModelRole"]
+__all__ = ["SETTINGS", "GenixerSettings", "MLLMBackend", "ModelRole", "TrainOverrides"]

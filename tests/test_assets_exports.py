@@ -9,8 +9,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from genixer.schema import read_samples, write_samples
-from genixer_assets.checks import dataset_exports_complete
-from genixer_assets.exports import FILE_NAMES, dataset_exports
+from genixer_assets.common import FILE_NAMES
+from genixer_assets.exports import dataset_exports
+from genixer_assets.exports_checks import dataset_exports_complete
 from resources import GenixerSettings
 from tests.conftest import metadata_of
 

@@ -121,7 +121,7 @@ def test_data_and_model_checks_run_per_partition_and_pass_on_the_smoke_graph(bui
     """The checks of the shard- and recipe-partitioned assets ran once in each partition's run (tests/test_checks_fail.py
     shows each one failing on a broken output)."""
     from genixer_assets.partitions import shard_partitions
-    from genixer_assets.retraining import recipe_partitions
+    from genixer_assets.partitions import recipe_partitions
 
     _, results = built
     per_partition = {"image_corpus_valid": shard_partitions, "raw_generations_l_complete": shard_partitions,

@@ -20,7 +20,7 @@ from genixer.retraining import RECIPES
 from genixer.schema import read_applied, read_samples
 from genixer.training import TrainConfig
 from genixer_assets.definitions import defs
-from genixer_assets.retraining import seed_dirs
+from genixer_assets.common import seed_dirs
 from resources import GenixerSettings, MLLMBackend
 from tests.conftest import metadata_of
 

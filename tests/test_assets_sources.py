@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from genixer.schema import read_samples
-from genixer_assets.checks import collected_datasets_valid
+from genixer_assets.collection_checks import collected_datasets_valid
 from genixer_assets.collection import collected_datasets
 from resources import GenixerSettings
 from tests.sources.test_vqav2 import _release as vqav2_release

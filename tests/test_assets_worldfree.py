@@ -15,7 +15,7 @@ from genixer.corruptions import FREE_CORRUPTIONS
 from genixer.generators import holdout_images
 from genixer.schema import read_applied, read_samples, write_samples
 from genixer.sources.common import REC_QUESTION
-from genixer_assets._meta import collected_images, from_world, has_world, heldout_count
+from genixer_assets.common import collected_images, from_world, has_world, heldout_count
 from genixer_assets.collection import collected_datasets
 from genixer_assets.instructions import instruction_templates
 from resources import GenixerSettings, MLLMBackend
@@ -150,7 +150,7 @@ def test_the_world_switch_reads_the_collected_sources(tmp_path):
 # ---- 2. the judge ---------------------------------------------------------------------------------
 
 def test_judge_mllm_without_the_world(tmp_path):
-    from genixer_assets.checks import judge_mllm_separates
+    from genixer_assets.filtering_checks import judge_mllm_separates
     from genixer_assets.filtering import judge_mllm
 
     settings = _settings(tmp_path)
@@ -194,7 +194,7 @@ def _raw_rec_shard(settings, shard, image):
 
 
 def test_region_clip_threshold_modes_and_the_rec_filter_phrasings(tmp_path):
-    from genixer_assets.checks import region_clip_model_valid
+    from genixer_assets.filtering_checks import region_clip_model_valid
     from genixer_assets.filtering import region_clip_model, scored_generations_s
     from genixer_assets.partitions import CORPUS_SHARDS
     from genixer.world.grammar import PHRASINGS
@@ -266,7 +266,7 @@ def test_caption_records_free_from_region_descriptions(tmp_path):
 
 
 def test_base_mllm_without_the_world(tmp_path):
-    from genixer_assets.checks import base_mllm_above_chance, base_mllm_weights_finite
+    from genixer_assets.generators_checks import base_mllm_above_chance, base_mllm_weights_finite
     from genixer_assets.generators import base_mllm
 
     # REC data: captions from its expressions, the contrastive vision pre-stage on them
@@ -327,7 +327,7 @@ def _scored_shards(settings, images: list[str], shards=("shard_000", "shard_001"
 
 
 def test_filtered_recipes_and_generation_quality_without_the_world(tmp_path):
-    from genixer_assets import checks
+    from genixer_assets import filtering_checks as checks
     from genixer_assets.evaluation import generation_quality
     from genixer_assets.filtering import genixer_rec, genixer_vqa
 
@@ -383,28 +383,30 @@ def test_filtered_recipes_and_generation_quality_without_the_world(tmp_path):
 # ---- 7. published benchmarks ----------------------------------------------------------------------
 
 def test_retraining_and_published_benchmarks_without_the_world(tmp_path):
-    from genixer_assets import checks
     from genixer_assets.benchmarks import benchmark_predictions, benchmark_scores
+    from genixer_assets.benchmarks_checks import benchmark_predictions_complete
     from genixer_assets.collection import benchmark_sets
+    from genixer_assets.collection_checks import benchmark_sets_valid
     from genixer_assets.generators import base_mllm
     from genixer_assets.retraining import retrained_models
+    from genixer_assets.retraining_checks import retrained_models_valid
 
     settings = _settings(tmp_path)
     _collect(settings, [vqav2_release(tmp_path / "vqa", n_images=10), aokvqa_release(tmp_path / "aok"),
                         refcoco_release(tmp_path / "ref", n_images=5, sentences=1)])
     res = dg.materialize([base_mllm], resources=_resources(settings))
     assert res.success
-    res = dg.materialize([retrained_models, checks.retrained_models_valid], partition_key="baseline", resources=_resources(settings))
+    res = dg.materialize([retrained_models, retrained_models_valid], partition_key="baseline", resources=_resources(settings))
     assert res.success and _md(res, "retrained_models")["caption_source"].startswith("collected region descriptions")
 
     sources = benchmark_sources(tmp_path)
-    res = dg.materialize([benchmark_sets, checks.benchmark_sets_valid], resources=_resources(settings),
+    res = dg.materialize([benchmark_sets, benchmark_sets_valid], resources=_resources(settings),
                          run_config={"ops": {"benchmark_sets": {"config": {"sources": sources}}}})
     assert res.success and res.get_asset_check_evaluations()[0].passed
     md = _md(res, "benchmark_sets")
     assert md["benchmark_rows"] == 7 and "RefCOCO-testA" in md["by_benchmark"] and "no benchmark" in md["by_benchmark"]
 
-    res = dg.materialize([benchmark_predictions, checks.benchmark_predictions_complete], partition_key="baseline",
+    res = dg.materialize([benchmark_predictions, benchmark_predictions_complete], partition_key="baseline",
                          resources=_resources(settings))
     assert res.success and res.get_asset_check_evaluations()[0].passed
     preds = settings.read_table("benchmark_predictions", "baseline")

@@ -22,8 +22,7 @@ from genixer_assets.automation import (
     build_inbox_sensor,
     daily_corpus_refresh,
 )
-from genixer_assets.collection import world_inbox
-from genixer_assets.partitions import CORPUS_SHARDS
+from genixer_assets.partitions import CORPUS_SHARDS, world_inbox
 from resources import GenixerSettings
 
 CHAIN_KEYS = [dg.AssetKey(a) for a in CHAIN]

@@ -64,7 +64,7 @@ def test_a_real_judge_below_the_run_configs_floor_stops_what_is_downstream(built
     """judge_mllm trained for real on the smoke graph's collected data, with run config `min_heldout_auc: 0.9`: the
     tiny judge does not reach it, the blocking check fails naming the AUC, the asset downstream does not run."""
     from genixer.judge import auc
-    from genixer_assets.checks import judge_mllm_beats_chance
+    from genixer_assets.filtering_checks import judge_mllm_beats_chance
     from genixer_assets.filtering import judge_mllm
 
     settings, _ = built

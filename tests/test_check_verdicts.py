@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from genixer.tasks import GENERAL_TASKS
-from genixer_assets import checks
+from genixer_assets import benchmarks_checks, common, generators_checks
 from resources import GenixerSettings
 
 
@@ -38,15 +38,15 @@ def write_l_eval(settings, correct_per_task: dict[str, int], n: int = 10, agnost
 
 def test_oracle_correctness_passes_when_every_task_is_over_the_aim(settings):
     write_l_eval(settings, {t: 9 for t in GENERAL_TASKS})  # 90% > 80% for each of the four tasks
-    res = run(checks.genixer_l_oracle_correctness, settings)
-    assert res.passed and res.severity == checks.AIM
+    res = run(generators_checks.genixer_l_oracle_correctness, settings)
+    assert res.passed and res.severity == common.AIM
     assert {t: res.metadata[f"correct_{t}"].value for t in GENERAL_TASKS} == {t: 0.9 for t in GENERAL_TASKS}
 
 
 def test_oracle_correctness_misses_when_one_task_is_at_the_aim(settings):
     write_l_eval(settings, {**{t: 10 for t in GENERAL_TASKS}, "md": 8})  # 80% is not over 80%
-    res = run(checks.genixer_l_oracle_correctness, settings)
-    assert not res.passed and res.severity == checks.AIM and res.metadata["correct_md"].value == 0.8
+    res = run(generators_checks.genixer_l_oracle_correctness, settings)
+    assert not res.passed and res.severity == common.AIM and res.metadata["correct_md"].value == 0.8
 
 
 @pytest.mark.parametrize("tasks", [(), ("common_vqa", "adv_vqa", "mc_vqa")], ids=["no_generation", "md_missing"])
@@ -55,9 +55,9 @@ def test_oracle_correctness_is_not_passed_without_generations_for_a_task(setting
     while the others are all correct: the aim cannot be met, and the check says which tasks were not measured.
     Before the fix `(per > 0.8).all()` of an empty (or three-task) series passed."""
     write_l_eval(settings, {t: 10 for t in tasks})
-    res = run(checks.genixer_l_oracle_correctness, settings)
+    res = run(generators_checks.genixer_l_oracle_correctness, settings)
     missing = [t for t in GENERAL_TASKS if t not in tasks]
-    assert not res.passed and res.severity == checks.AIM
+    assert not res.passed and res.severity == common.AIM
     assert res.description == f"not measured: no type-specific generation for {', '.join(missing)}"
     assert res.metadata["unmeasured_tasks"].value == ", ".join(missing)
 
@@ -73,10 +73,10 @@ def write_base_eval(settings, accuracy_by_task: dict[str, float], n: int = 20) -
 def test_base_mllm_above_chance_against_a_known_blind_prior(settings, monkeypatch, accuracy, blind, passed):
     """The blind prior is fixed here (its own computation is read back in tests/test_assets_generators.py against
     the prior_correct column base_mllm writes): the verdict is the one the numbers the test wrote call for."""
-    monkeypatch.setattr(checks, "_blind", lambda _settings: blind)
+    monkeypatch.setattr(generators_checks, "_blind", lambda _settings: blind)
     write_base_eval(settings, {"common_vqa": accuracy, "rec": accuracy})
-    res = run(checks.base_mllm_above_chance, settings)
-    assert res.passed is passed and res.severity == checks.AIM
+    res = run(generators_checks.base_mllm_above_chance, settings)
+    assert res.passed is passed and res.severity == common.AIM
     assert res.metadata["accuracy"].value == pytest.approx(accuracy) and res.metadata["blind_prior"].value == blind
 
 
@@ -98,9 +98,9 @@ def write_scores(settings, prior_verdicts: dict[str, str]) -> None:
 ], ids=["beaten_everywhere", "gqa_within_noise", "no_prior_rows"])
 def test_baseline_beats_blind_prior_on_known_verdicts(settings, verdicts, passed, beaten):
     write_scores(settings, verdicts)
-    res = run(checks.baseline_beats_blind_prior, settings)
+    res = run(benchmarks_checks.baseline_beats_blind_prior, settings)
     assert res.passed is passed
-    assert res.severity == (checks.GUARD if checks.REFERENCE_BLOCKING else checks.AIM)
+    assert res.severity == (common.GUARD if benchmarks_checks.REFERENCE_BLOCKING else common.AIM)
     assert res.metadata["beaten"].value == beaten and res.metadata["of"].value == len(verdicts)
     if verdicts.get("gqa") == "within noise":
         assert res.description == "1 problems; first: gqa: baseline 60.0 vs prior 58.0 (within noise for the prior)"

@@ -86,8 +86,8 @@ def test_executor_switch(monkeypatch, k8s_defs):
     with pytest.raises(ValueError, match="GENIXER_EXECUTOR"):
         k8s.executor_from_env()
 
-    # the other stages import GPU from generators: still there, and the same dict
-    from genixer_assets.generators import GPU
+    # the stages import GPU from the shared module: still there, and the same dict
+    from genixer_assets.common import GPU
     assert GPU is k8s.GPU
 
 

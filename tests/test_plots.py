@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from genixer.plots import MAX_WIDTH_PX, bars_figure, bars_png, curves_figure, curves_png
-from genixer_assets._meta import UI_INLINE_MD_CHARS, md_figure
+from genixer_assets.common import UI_INLINE_MD_CHARS, md_figure
 
 # The demo's deltas figure: 13 benchmarks x 4 recipes (2,808 px wide before), and a wider one still.
 BENCHMARKS = ["vqav2", "vqav2_heldout", "gqa", "vizwiz", "sqa", "textvqa", "pope_adversarial", "pope_popular", "pope_random",
