@@ -18,6 +18,11 @@ class LoraSpec:
     # None: every Linear layer inside the language model (attention + MLP), nothing in vision/projector.
     target_modules: list[str] | None = None
 
+    @classmethod
+    def for_rank(cls, rank: int, targets: list[str] | None = None) -> LoraSpec:
+        """The project's LoRA of a given rank: alpha = 2 x rank (the update scaled by 2), on `targets` (None: as above)."""
+        return cls(rank=rank, alpha=2 * rank, target_modules=targets)
+
 
 @dataclass
 class TrainConfig:
