@@ -2,17 +2,16 @@
 model comes from and how it runs. Empty settings train the embedded models here on the CPU; a role given
 a checkpoint (LLaVA-1.5, Fuyu-8B, OpenCLIP ViT-L/14 ...) loads it instead of training it."""
 
-from dataclasses import replace
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
 from genixer.models.checkpoint import load_model, resolve_device
+from resources.training import MIXED_PRECISION, TrainOverrides
 
 ROLES = ("base", "genixer_l", "genixer_s", "judge", "region_clip", "retraining")
 DTYPES = ("float32", "bfloat16", "float16")
-MIXED_PRECISION = ("no", "bf16", "fp16")
 # A fine-tune starting from a model with more parameters than this trains LoRA adapters unless lora_rank says otherwise.
 LORA_ABOVE_PARAMS = 1_000_000_000
 AUTO_LORA_RANK = 16
@@ -40,6 +39,13 @@ class ModelRole(dg.Config):
         f"0: train all weights; k > 0: LoRA adapters of rank k; unset: LoRA rank {AUTO_LORA_RANK} when the start "
         f"model has over {LORA_ABOVE_PARAMS:,} parameters, all weights otherwise"))
     lora_targets: Optional[list[str]] = Field(None, description="module names LoRA adapts (default: every Linear of the language model)")
+
+    def training(self) -> TrainOverrides:
+        """The role's training settings as the overrides they are (its `train_batch_size` is the TrainConfig's batch_size;
+        `batch_size` here is the inference batch)."""
+        return TrainOverrides(batch_size=self.train_batch_size, grad_accum=self.grad_accum, mixed_precision=self.mixed_precision,
+                              gradient_checkpointing=self.gradient_checkpointing, max_length=self.max_length,
+                              lora_rank=self.lora_rank, lora_targets=self.lora_targets)
 
 
 class MLLMBackend(dg.ConfigurableResource):
@@ -92,16 +98,7 @@ class MLLMBackend(dg.ConfigurableResource):
     def train_config(self, name: str, cfg):
         """A TrainConfig with the role's training settings applied (hardware: batch, accumulation, precision,
         checkpointing, max_length, LoRA); what a run's own config sets is applied after this."""
-        from genixer.training import LoraSpec
-
-        r = self.role(name)
-        kw = {k: v for k, v in {"batch_size": r.train_batch_size, "grad_accum": r.grad_accum, "mixed_precision": r.mixed_precision,
-                                "gradient_checkpointing": r.gradient_checkpointing, "max_length": r.max_length}.items() if v is not None}
-        if r.lora_rank == 0:
-            kw["lora"] = None
-        elif r.lora_rank:
-            kw["lora"] = LoraSpec(rank=r.lora_rank, alpha=2 * r.lora_rank, target_modules=r.lora_targets)
-        return replace(cfg, **kw)
+        return self.role(name).training().apply(cfg)
 
     def auto_lora(self, name: str):
         """The LoRA a fine-tune of this role uses when its start model is large and lora_rank is unset (None: never)."""
@@ -110,7 +107,7 @@ class MLLMBackend(dg.ConfigurableResource):
         r = self.role(name)
         if r.lora_rank is not None:
             return None
-        return LoraSpec(rank=AUTO_LORA_RANK, alpha=2 * AUTO_LORA_RANK, target_modules=r.lora_targets)
+        return LoraSpec.for_rank(AUTO_LORA_RANK, r.lora_targets)
 
     def load_kwargs(self, name: str) -> dict:
         """Device and dtype a fine-tune of this role loads its start model with."""

@@ -182,6 +182,28 @@ def test_generator_fine_tune_replays_the_solver_data(built, tmp_path):
     assert groups & {"common_vqa", "adv_vqa", "mc_vqa", "md"}  # the instruction records, under their own tasks
 
 
+def test_a_roles_training_settings_and_a_runs_are_one_class_with_one_lora_rule():
+    """A model role's training settings (the backend resource) and a run's config reach the TrainConfig through the same
+    TrainOverrides, the role's first: LoRA of rank k has alpha 2k (LoraSpec.for_rank) on the role's targets; rank 0 trains
+    all weights; the automatic LoRA of a large start model follows the same rule."""
+    from genixer.training import LoraSpec, TrainConfig
+    from resources import TrainOverrides
+
+    assert LoraSpec.for_rank(8) == LoraSpec(rank=8, alpha=16) and LoraSpec.for_rank(4, ["q_proj"]).target_modules == ["q_proj"]
+    backend = MLLMBackend(genixer_l=ModelRole(train_batch_size=2, grad_accum=4, mixed_precision="bf16", lora_rank=16,
+                                              lora_targets=["q_proj", "v_proj"]), judge=ModelRole(lora_rank=0))
+    preset = TrainConfig(steps=10, batch_size=32, lora=LoraSpec(rank=4, alpha=8))
+    cfg = backend.train_config("genixer_l", preset)
+    assert (cfg.batch_size, cfg.grad_accum, cfg.mixed_precision, cfg.steps) == (2, 4, "bf16", 10)
+    assert cfg.lora == LoraSpec(rank=16, alpha=32, target_modules=["q_proj", "v_proj"])
+    assert backend.train_config("judge", preset).lora is None  # rank 0: all weights
+    assert backend.train_config("base", preset) == preset  # nothing set: the preset's
+    assert TrainOverrides(lora_rank=8, steps=3).apply(cfg).lora == LoraSpec(rank=8, alpha=16)  # the run's, after the role's
+    assert backend.auto_lora("base") == LoraSpec(rank=16, alpha=32) and backend.auto_lora("genixer_l") is None
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        TrainOverrides(mixed_precision="fp8").apply(preset)
+
+
 def test_train_overrides_reach_the_training_config():
     """Every training knob a run config can set lands in the TrainConfig the asset trains with; unset ones keep the
     preset's; an unknown loss weighting is refused by Dagster's config schema, before any step runs."""
