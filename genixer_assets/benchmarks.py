@@ -1,5 +1,5 @@
-"""Scores (group `evaluation`): every retrained model on the benchmarks, the recipe x benchmark
-table with its noise, and the report beside the paper's claims."""
+"""Scores (group `retraining_and_benchmarks`): every retrained model on the benchmarks, the recipe x benchmark
+table with its noise; and the report beside the paper's claims (group `report`)."""
 
 import json
 
@@ -17,7 +17,8 @@ from genixer_assets.partitions import recipe_partitions
 from resources import GenixerSettings, MLLMBackend
 
 
-@dg.asset(group_name="evaluation", partitions_def=recipe_partitions, deps=["retrained_models", "benchmark_sets", "world_scenes"], **GPU)
+@dg.asset(group_name="retraining_and_benchmarks", partitions_def=recipe_partitions,
+          deps=["retrained_models", "benchmark_sets", "world_scenes"], **GPU)
 def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """Each seed of the recipe answers every benchmark sample (greedy); one row per sample and seed."""
     recipe = context.partition_key
@@ -73,7 +74,8 @@ def _predictions(settings: GenixerSettings) -> tuple[pd.DataFrame, pd.DataFrame,
     return pd.concat([settings.read_table("benchmark_predictions", k) for k in keys] + [refs], ignore_index=True), bench, real
 
 
-@dg.asset(group_name="evaluation", deps=["benchmark_predictions", "benchmark_sets", "collected_datasets", "genixer_vqa"], kinds={"parquet", "csv"})
+@dg.asset(group_name="retraining_and_benchmarks", deps=["benchmark_predictions", "benchmark_sets", "collected_datasets", "genixer_vqa"],
+          kinds={"parquet", "csv"})
 def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     """Recipe x benchmark: mean and seed sd, delta against `baseline` with its 95% paired-bootstrap
     interval (questions and seeds) and the verdict; the reference predictors (always yes, blind
@@ -120,7 +122,7 @@ def _delta_bars(table: pd.DataFrame, recipes: list[str]) -> bytes:
     return bars_png(groups, "delta vs baseline (points; bars: half the 95% interval)", "points")
 
 
-@dg.asset(group_name="evaluation", deps=["benchmark_scores", "generation_quality", "retrained_models"], kinds={"markdown"})
+@dg.asset(group_name="report", deps=["benchmark_scores", "generation_quality", "retrained_models"], kinds={"markdown"})
 def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
     """This run beside the paper: generated-data correctness, filter lift, N of M improved, the
     data-scale and threshold trends, each claim tested at 5%; the reference predictors, the A/A

@@ -1,4 +1,4 @@
-"""Quality of the generated data (evaluation only): measured with the world's oracle when the run has
+"""Quality of the generated data (group `data_quality`; measurement only): measured with the world's oracle when the run has
 the world, else by score statistics and a human review sample (genixer.review)."""
 
 import json
@@ -216,7 +216,7 @@ def _review(settings: GenixerSettings, config: QualityConfig, vqa_raw, vqa, rec_
     return out
 
 
-@dg.asset(group_name="evaluation", deps=["genixer_vqa", "genixer_rec", "collected_datasets"], kinds={"parquet"})
+@dg.asset(group_name="data_quality", deps=["genixer_vqa", "genixer_rec", "collected_datasets"], kinds={"parquet"})
 def generation_quality(context: dg.AssetExecutionContext, config: QualityConfig, settings: GenixerSettings,
                        backend: MLLMBackend) -> dg.MaterializeResult:
     """The paper's Tab. 2 / Tab. 4 analogues. Always: the judge's and the CLIP filter's score

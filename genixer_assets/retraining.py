@@ -1,4 +1,4 @@
-"""Retraining (the paper's Tab. 5-9): base_mllm trained one more round per recipe, with and
+"""Retraining (group `retraining_and_benchmarks`; the paper's Tab. 5-9): base_mllm trained one more round per recipe, with and
 without the generated data, on the same seeds and the same number of steps."""
 
 import shutil
@@ -24,7 +24,7 @@ class RetrainConfig(TrainOverrides):
     generated_epochs: Optional[float] = Field(None, description="passes over the generated rows, on top of the base steps (default: preset)")
 
 
-@dg.asset(group_name="retraining", partitions_def=recipe_partitions,
+@dg.asset(group_name="retraining_and_benchmarks", partitions_def=recipe_partitions,
           # every shard of scored_generations_l (the lambda arms re-filter its scores), not the shard named like the recipe
           deps=["base_mllm", "collected_datasets", "world_scenes", "genixer_vqa", "genixer_rec",
                 dg.AssetDep("scored_generations_l", partition_mapping=dg.AllPartitionMapping())], **GPU)
