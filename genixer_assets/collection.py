@@ -1,8 +1,11 @@
-"""Step (i): the collected, annotated data sets, the unlabeled corpus and the benchmarks."""
+"""Step (i): the collected, annotated data sets, the unlabeled corpus and the benchmarks; the world's scenes with their
+check (world_scenes_valid: the one check that reads scene graphs; the stage's other checks are in collection_checks.py).
+The only asset module that imports the world: it renders and annotates it."""
 
 
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -15,8 +18,8 @@ from genixer.schema import concat_parquet, read_samples, write_samples
 from genixer.sources import collect
 from genixer.sources.corpus import CorpusSpec, plan_shards, read_shard
 from genixer.tasks import TASKS
-from genixer.world import annotate_gqa, annotate_images, annotate_pope, build_split
-from genixer_assets.common import md_counts, md_figure, md_table, sample_preview, table_meta
+from genixer.world import Scene, annotate_gqa, annotate_images, annotate_pope, build_split
+from genixer_assets.common import check_result, md_counts, md_figure, md_table, sample_preview, sha256_of, table_meta
 from genixer_assets.partitions import (CORPUS_KINDS, CORPUS_SHARDS, corpus_manifest_path, corpus_summary_path, inbox_manifest_path,
                                        shard_partitions, world_inbox)
 from resources import GenixerSettings
@@ -59,6 +62,27 @@ def world_scenes(context: dg.AssetExecutionContext, config: WorldScenesConfig, s
         "path": dg.MetadataValue.path(str(settings.table_path("world_scenes"))),
         "preview": md_table(df.drop(columns=["scene"]), 5),
     })
+
+
+@dg.asset_check(asset="world_scenes", blocking=True,
+                description="Guard: every image file exists and its bytes have the sha256 the table records; every object inside "
+                            "its image; the held-out background in the `heldout` split and only there.")
+def world_scenes_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = settings.read_table("world_scenes")
+    problems = []
+    for r in df.itertuples():
+        scene = Scene.from_json(r.scene)
+        if not Path(r.image_path).exists():
+            problems.append(f"{r.image_id}: missing {r.image_path}")
+        elif (got := sha256_of(r.image_path)) != r.sha256:
+            problems.append(f"{r.image_id}: {r.image_path} has sha256 {got[:12]}.., the table records {str(r.sha256)[:12]}..")
+        if any(not (0 <= o.box[0] < o.box[2] <= r.width and 0 <= o.box[1] < o.box[3] <= r.height) for o in scene.objects):
+            problems.append(f"{r.image_id}: object outside the image")
+    held = settings.get_preset().world.heldout_background
+    leaks = int(((df.split != "heldout") & (df.background == held)).sum() + ((df.split == "heldout") & (df.background != held)).sum())
+    if leaks:
+        problems.append(f"{leaks} images break the held-out background rule")
+    return check_result(not problems, problems, images=len(df))
 
 
 class AnnotationConfig(dg.Config):

@@ -1,5 +1,5 @@
-"""The collection stage's checks: the world's scenes, the collected data sets, the benchmarks (no benchmark image is a
-training image) and the corpus shards."""
+"""The collection stage's checks: the collected data sets, the benchmarks (no benchmark image is a training image) and
+the corpus shards (world_scenes_valid, which reads the scene graphs, is beside world_scenes in collection.py)."""
 
 import os
 from collections import defaultdict
@@ -10,38 +10,16 @@ import pandas as pd
 
 from genixer.schema import SAMPLE_COLUMNS, read_samples, sample_problems
 from genixer.tasks import TASKS
-from genixer.world import Scene, check
-from genixer_assets.common import AIM, check_partition_keys, check_result, from_world, has_world, partition_tables, sha256_of
+from genixer.oracle_eval import Oracle
+from genixer_assets.common import AIM, check_partition_keys, check_result, data_source, from_world, partition_tables, sha256_of
 from genixer_assets.partitions import shard_partitions
 from resources import GenixerSettings
 
 
-@dg.asset_check(asset="world_scenes", blocking=True,
-                description="Guard: every image file exists and its bytes have the sha256 the table records; every object inside "
-                            "its image; the held-out background in the `heldout` split and only there.")
-def world_scenes_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
-    df = settings.read_table("world_scenes")
-    problems = []
-    for r in df.itertuples():
-        scene = Scene.from_json(r.scene)
-        if not Path(r.image_path).exists():
-            problems.append(f"{r.image_id}: missing {r.image_path}")
-        elif (got := sha256_of(r.image_path)) != r.sha256:
-            problems.append(f"{r.image_id}: {r.image_path} has sha256 {got[:12]}.., the table records {str(r.sha256)[:12]}..")
-        if any(not (0 <= o.box[0] < o.box[2] <= r.width and 0 <= o.box[1] < o.box[3] <= r.height) for o in scene.objects):
-            problems.append(f"{r.image_id}: object outside the image")
-    held = settings.get_preset().world.heldout_background
-    leaks = int(((df.split != "heldout") & (df.background == held)).sum() + ((df.split == "heldout") & (df.background != held)).sum())
-    if leaks:
-        problems.append(f"{leaks} images break the held-out background rule")
-    return check_result(not problems, problems, images=len(df))
-
-
-def _samples_check(df: pd.DataFrame, scenes: pd.DataFrame | None) -> tuple[list[str], float | None]:
+def _samples_check(df: pd.DataFrame, oracle: Oracle | None) -> tuple[list[str], float | None]:
     """Schema problems, and the share of the world's samples the oracle accepts (None when no row
     comes from the world: a published data set has no oracle)."""
     problems = [f"missing column {c}" for c in SAMPLE_COLUMNS if c not in df.columns]
-    by_id = {r.image_id: Scene.from_json(r.scene) for r in scenes.itertuples()} if scenes is not None else {}
     ok = judged = 0
     for s in df.to_dict("records"):
         if pd.isna(s["image_path"]):  # a text-only record of a published set: no image to check against
@@ -50,7 +28,7 @@ def _samples_check(df: pd.DataFrame, scenes: pd.DataFrame | None) -> tuple[list[
         problems += [f"{s['sample_id']}: {p}" for p in sample_problems(s)]
         if not str(s["source"]).startswith("shapes_world"):
             continue
-        v = check(s, by_id[s["image_id"]])
+        v = oracle.check(s)
         ok += v.ok
         judged += 1
         if not v.ok:
@@ -64,7 +42,7 @@ def _samples_check(df: pd.DataFrame, scenes: pd.DataFrame | None) -> tuple[list[
                             "with every answer (100%).")
 def collected_datasets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     df = read_samples(settings.table_path("collected_datasets"))
-    problems, agree = _samples_check(df, settings.read_table("world_scenes") if has_world(settings) else None)
+    problems, agree = _samples_check(df, data_source(settings).oracle)
     return check_result(not problems and agree in (None, 1.0), problems, oracle_agreement="no oracle (published data)" if agree is None else agree,
                         samples=len(df))
 
@@ -128,7 +106,7 @@ def shared_image_files(bench: set[str], train: set[str]) -> list[tuple[str, str]
 def benchmark_sets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
     df = read_samples(settings.table_path("benchmark_sets"))
     world = from_world(settings, "benchmark_sets")
-    problems, agree = _samples_check(df, settings.read_table("world_scenes") if world else None)  # published: no oracle
+    problems, agree = _samples_check(df, Oracle(settings.read_table("world_scenes")) if world else None)  # published: no oracle
     shared = shared_image_files(set(df.image_path.dropna()), _training_images(settings))
     if shared:  # first: the problem that matters most
         problems.insert(0, f"{len(shared)} benchmark images have the same bytes as a training image (collected data or corpus), "

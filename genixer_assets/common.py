@@ -2,10 +2,12 @@
 upstream by key, and what two stages need lives here or in partitions.py):
 
 - what the Dagster UI shows of an asset without opening a file (md_* helpers, table_meta, sample_preview);
-- the one switch "does this run have the world?" with the collected images it implies;
-- the run context of the model stages (`run_context`), the dense captions (`captions`), a training run's
-  metadata (`train_metadata`), where the base model and the generators are (`base_path`, `generator_path`) and the
-  fine-tune of a role (`finetune_role`); `GPU`, the model steps' pool, kinds and pod GPU request;
+- the run's data source (`data_source`, genixer.datasource.choose: the world's or the collected data's), chosen
+  once from what was collected: captions, the judge's negatives, the REC reading, a solver's evaluation, the blind
+  prior and the oracle (None without the world) are asked of it;
+- the run context of the model stages (`run_context`: the preset and the data source), a training run's metadata
+  (`train_metadata`), where the base model and the generators are (`base_path`, `generator_path`), the fine-tune of
+  a role (`finetune_role`), the question phrasings in use; `GPU`, the model steps' pool, kinds and pod GPU request;
 - the judge's gate (read by judge_mllm, scored_generations_l and the gate's check), the export file names, the
   retrained models' directories;
 - the pieces every asset check uses (guard / aim results, the partitions a check reads, finite weights)."""
@@ -24,13 +26,13 @@ import pyarrow.parquet as pq
 
 from genixer import generators as gen
 from genixer import judge
+from genixer.datasource import WORLD_SOURCE, DataSource
 from genixer.plots import curves_png, smooth
 from genixer.schema import read_samples
 from genixer_assets.k8s import GPU  # noqa: F401  (the model steps' pool, kinds and pod GPU request: `**GPU` on every model asset)
 from genixer_assets.partitions import partition_keys
 from resources import GenixerSettings, MLLMBackend
 
-WORLD_SOURCE = "shapes_world"  # the `source` of every row the shapes world annotates ("shapes_world", "shapes_world:gqa" ...)
 
 
 def md_table(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
@@ -84,7 +86,7 @@ def sample_preview(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
     return md_table(view, n)
 
 
-# ---- the world switch ----------------------------------------------------------------------------
+# ---- the data source: chosen once, from what was collected --------------------------------------
 
 def from_world(settings, name: str = "collected_datasets") -> bool:
     """Whether a sample table's rows came from the shapes world: any row's `source` starts with
@@ -97,26 +99,28 @@ def from_world(settings, name: str = "collected_datasets") -> bool:
     return bool(len(source)) and bool(pc.any(pc.fill_null(pc.starts_with(source, WORLD_SOURCE), False)).as_py())
 
 
-def has_world(settings) -> bool:
-    """THE switch of the graph after collection: this run has the shapes world (its scenes, its
-    oracle) when `collected_datasets` was annotated from it; collected from published files
-    (`collected_datasets` config `sources`), every asset downstream runs without `world_scenes`."""
-    return from_world(settings, "collected_datasets")
+def data_source(settings: GenixerSettings) -> DataSource:
+    """THE data source of this run (genixer.datasource.choose): the shapes world's when `collected_datasets` was
+    annotated from it (its scenes, its oracle, read from `world_scenes`), else the collected data's (published files:
+    captions from their region descriptions, negatives wrong by construction, answers checked against the collected
+    ones, no oracle). Whatever an asset needs from its data beyond the samples is asked of it; nothing downstream of
+    collection forks on the world."""
+    from genixer.datasource import choose
+    from genixer.datasource import from_world as collected_from_world
 
-
-def collected_images(samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per image of collected samples (image_id, image_path, width, height), sorted by
-    image_id; text-only rows (no image) are left out. The world-free counterpart of the world's
-    `collect` split."""
-    pictured = samples[samples.image_path.notna()]
-    cols = ["image_id", "image_path", "width", "height"]
-    return pictured[cols].drop_duplicates("image_id").sort_values("image_id").reset_index(drop=True)
-
-
-def heldout_count(n_images: int, val_images: int) -> int:
-    """Images held out of training without the world: the preset's `val_images`, but never more than
-    a fifth of the images (a small published set keeps most of its images for training)."""
-    return min(val_images, n_images // 5)
+    path = settings.table_path("collected_datasets")
+    if not path.exists():
+        raise dg.Failure(f"collected_datasets has not been materialised: {path} is missing")
+    collected = read_samples(path)
+    world = None
+    if collected_from_world(collected):
+        if not settings.table_path("world_scenes").exists():
+            raise dg.Failure("collected_datasets came from the shapes world, but world_scenes has not been materialised: "
+                             f"{settings.table_path('world_scenes')} is missing")
+        world = settings.read_table("world_scenes")
+    templates = settings.path("tables", "instruction_templates.json")
+    phrasings = json.loads(templates.read_text())["phrasings"] if templates.exists() else None
+    return choose(collected, world, phrasings, settings.get_preset().val_images)
 
 
 def benchmark_rows(settings) -> tuple[pd.DataFrame, bool]:
@@ -162,17 +166,11 @@ def train_metadata(res, title: str) -> dict:
     }
 
 
-def run_context(settings: GenixerSettings):
-    """(preset, the collected images, the held-out image ids). With the world: its `collect` split
-    (rows with their scene graphs) and the last `val_images` of it. Without: one row per image of
-    the collected samples (no scene) and the last `val_images` of them, at most a fifth."""
-    p = settings.get_preset()
-    if has_world(settings):
-        scenes = settings.read_table("world_scenes")
-        collect = scenes[scenes.split == "collect"]
-        return p, collect, gen.holdout_images(collect.image_id, p.val_images)
-    collect = collected_images(read_samples(settings.table_path("collected_datasets")))
-    return p, collect, gen.holdout_images(collect.image_id, heldout_count(len(collect), p.val_images))
+def run_context(settings: GenixerSettings) -> tuple:
+    """(preset, the run's data source): the source's `collect_images` are the images the model stages train and are
+    evaluated on (the world's `collect` split with its scene graphs, or one row per collected image), its `heldout`
+    the image ids held out of every training set (the last `val_images`; without the world at most a fifth)."""
+    return settings.get_preset(), data_source(settings)
 
 
 def base_path(settings: GenixerSettings, backend: MLLMBackend) -> str:
@@ -190,18 +188,6 @@ def finetune_role(backend: MLLMBackend, role: str, start, records, cfg, out, wei
 
     return gen.finetune(start, records, cfg, out, weights, **backend.load_kwargs(role), auto_lora=backend.auto_lora(role),
                         lora_above_params=LORA_ABOVE_PARAMS)
-
-
-def dense_captions(settings: GenixerSettings, collect: pd.DataFrame, samples: list[dict], images: set) -> tuple[list[dict], str]:
-    """Dense captions of the training images and where they came from: the world's scene graphs, or
-    without the world the collected region descriptions of each image (gen.caption_records_free)."""
-    if "scene" in collect.columns:
-        return gen.caption_records(collect[collect.image_id.isin(images)].to_dict("records")), "world scene graphs"
-    phrasings = json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"]
-    captions = gen.caption_records_free([s for s in samples if s["image_id"] in images], phrasings)
-    if not captions:
-        return [], "none: no world and no REC/REG sample to describe an image (caption share 0)"
-    return captions, "collected region descriptions (REC expressions and REG answers of each image; no world)"
 
 
 def question_phrasings(settings: GenixerSettings):

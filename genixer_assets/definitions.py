@@ -15,7 +15,7 @@ from resources import SETTINGS, MLLMBackend
 all_assets = with_code_versions(dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports,
                                                              evaluation, retraining, benchmarks]))
 # Each stage's checks beside it (genixer_assets/<stage>_checks.py).
-all_checks = dg.load_asset_checks_from_modules([collection_checks, instructions_checks, generators_checks, generation_checks,
+all_checks = dg.load_asset_checks_from_modules([collection, collection_checks, instructions_checks, generators_checks, generation_checks,
                                                 filtering_checks, retraining_checks, benchmarks_checks, exports_checks])
 
 # Declarative automation (the eager conditions of scored_generations_*, genixer_vqa, genixer_rec, dataset_exports) is

@@ -1,5 +1,5 @@
-"""Quality of the generated data (group `data_quality`; measurement only): measured with the world's oracle when the run has
-the world, else by score statistics and a human review sample (genixer.review)."""
+"""Quality of the generated data (group `data_quality`; measurement only): measured with the data source's oracle
+when it has one (the world's), else by score statistics and a human review sample (genixer.review)."""
 
 import json
 
@@ -9,10 +9,10 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import datagen, filters, judge, quality, region_clip, review
+from genixer.datasource import DataSource
 from genixer.plots import curves_png
 from genixer.schema import read_applied, read_samples
-from genixer.world import Scene
-from genixer_assets.common import generator_path, has_world, md_counts, md_figure
+from genixer_assets.common import data_source, generator_path, md_counts, md_figure
 from genixer_assets.partitions import read_shards
 from resources import GenixerSettings, MLLMBackend
 
@@ -21,11 +21,12 @@ def _md(df: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=".3f"))
 
 
-def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict[str, Scene], vqa_applied: dict,
+def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, src: DataSource, vqa_applied: dict,
                    rec_applied: dict) -> pd.DataFrame:
     """The paper's Tab. 4 held-out column (Flickr30K): both generators run type-specific on the
     held-out background style, filtered exactly as the corpus was (the λ, hard band and CLIP
-    threshold the filtering assets applied). Measurement only: these rows never reach a training set."""
+    threshold the filtering assets applied), judged by the data source's oracle. Measurement only: these rows never
+    reach a training set."""
     p = settings.get_preset()
     world = settings.read_table("world_scenes")
     images = world[world.split == "heldout"]
@@ -36,8 +37,9 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
         model, processor = backend.load(path, generator)
         reqs = datagen.plan_requests(images, general, task, 1, p.seed + 7)
         df, _ = datagen.generate_shard(model, processor, reqs, generator, datagen.checkpoint_id(path),
-                                       p.gen_sampling, task, task, None, batch_size=backend.batch_size(generator, 32))
-        df = df.assign(oracle=quality.oracle_column(df, scenes))
+                                       p.gen_sampling, task, task, None, batch_size=backend.batch_size(generator, 32),
+                                       task_of=src.task_of)
+        df = df.assign(oracle=src.oracle.column(df))
         ok = df.quarantine_reason.isna()
         if generator == "genixer_l":
             jm, jp = backend.load(backend.checkpoint("judge") or settings.model_dir("judge_mllm"), "judge")
@@ -45,7 +47,8 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
             kept = df.sample_id.isin(filters.select_vqa(df, vqa_applied["judge_lambda"], vqa_applied["hard_band_share"], p.seed).sample_id)
         else:
             cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
-            df = filters.coarse_filter(df, json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"])
+            df = filters.coarse_filter(df, json.loads(settings.path("tables", "instruction_templates.json").read_text())["phrasings"],
+                                       src.rec_reading)
             todo = df[df.filter_reason.isna()]
             scores = np.array([])
             if len(todo):
@@ -54,7 +57,7 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, scenes: dict
                                                  batch_size=backend.batch_size("region_clip", 64))
             df = filters.clip_step(df, scores, rec_applied["clip_threshold"])
             kept = df.filter_reason.isna()
-        rows.append({"domain": "held-out background", "data": generator, **quality.correctness_table(df, df[kept]).iloc[-1].drop("task")})
+        rows.append({"domain": "held-out background", "data": generator, **src.oracle.correctness_table(df, df[kept]).iloc[-1].drop("task")})
     return pd.DataFrame(rows)
 
 
@@ -87,7 +90,7 @@ def _vqa_funnel(raw: pd.DataFrame, kept: pd.DataFrame, lam: float) -> pd.DataFra
     return pd.DataFrame(rows, columns=["task", "raw", "parsed", "scored", "at_lambda", "kept"])
 
 
-def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasings, clip_threshold=None) -> dict:
+def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasings, reading, clip_threshold=None) -> dict:
     """What needs no oracle: the judge's and the CLIP step's score distributions, the yield per lambda,
     the filter funnel per task, and the text and box statistics of Fig. 7 and Fig. 8 against the collected data."""
     out = {}
@@ -110,7 +113,7 @@ def _filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam: float, phrasi
         quality.text_stats(collected[collected.task.isin(["common_vqa", "adv_vqa", "mc_vqa", "md"])], "collected general"),
         quality.text_stats(vqa_raw, "raw Genixer_L"), quality.text_stats(vqa, "genixer_vqa"),
         quality.text_stats(collected[collected.task == "rec"], "collected REC"), quality.text_stats(rec, "genixer_rec")]))
-    coll_rec = filters.coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None), phrasings)
+    coll_rec = filters.coarse_filter(collected[collected.task == "rec"].assign(quarantine_reason=None), phrasings, reading)
     out["box_statistics"] = _md(pd.DataFrame([
         quality.box_stats(coll_rec, "collected REC"),
         quality.box_stats(rec_raw[rec_raw.quarantine_reason.isna()], "raw Genixer_S"), quality.box_stats(rec, "genixer_rec")]))
@@ -134,18 +137,18 @@ def _shares(values, lo: float, hi: float) -> list[tuple[float, float]]:
     return [(x, c / n) for x, c in pts]
 
 
-def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied: dict, rec_applied: dict, raws: dict) -> dict:
+def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, src: DataSource, vqa_applied: dict, rec_applied: dict,
+                    raws: dict) -> dict:
     """With the world: the oracle's correctness of raw and kept rows, the filters against the oracle, and the held-in
     vs held-out domain table, over the world's images (an image put in the corpus inbox has no scene to judge by)."""
-    scenes_df = settings.read_table("world_scenes")
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in scenes_df.itertuples()}
+    oracle = src.oracle
     lam = vqa_applied["judge_lambda"]
     out, tables = {}, {}
     for name, raw_name, kept_name in (("vqa", "scored_generations_l", "genixer_vqa"), ("rec", "scored_generations_s", "genixer_rec")):
-        raw = raws[raw_name][lambda d: d.image_id.isin(scenes.keys())]
-        raw = raw.assign(oracle=quality.oracle_column(raw, scenes))
+        raw = raws[raw_name][lambda d: d.image_id.isin(oracle.scenes.keys())]
+        raw = raw.assign(oracle=oracle.column(raw))
         kept = raw[raw.sample_id.isin(set(read_samples(settings.table_path(kept_name)).sample_id))]
-        tab = quality.correctness_table(raw, kept)
+        tab = oracle.correctness_table(raw, kept)
         tables[name] = tab
         out[f"{name}_correctness"] = _md(tab)
         out[f"{name}_raw_correct"] = float(tab.iloc[-1].raw_correct)
@@ -165,7 +168,7 @@ def _oracle_quality(settings: GenixerSettings, backend: MLLMBackend, vqa_applied
             step = raw.filter_reason.fillna("kept").str.split(":").str[0]
             yields = raw.assign(step=step).groupby(["task", "step"]).size().rename("rows").reset_index()
             out["rec_rows_by_filter_step"] = _md(yields)
-    held = heldout_domain(settings, backend, scenes, vqa_applied, rec_applied)
+    held = heldout_domain(settings, backend, src, vqa_applied, rec_applied)
     held_in = pd.DataFrame([{"domain": "held-in corpus", "data": d, **t.iloc[-1].drop("task")}
                             for d, t in (("genixer_l", tables["vqa"]), ("genixer_s", tables["rec"]))])
     domains = pd.concat([held_in, held], ignore_index=True).assign(judge_lambda=lam, clip_threshold=str(rec_applied["clip_threshold"]))
@@ -227,7 +230,8 @@ def generation_quality(context: dg.AssetExecutionContext, config: QualityConfig,
     (published data), a stratified review sample is written for a person to judge
     (<data root>/<preset>/review/review.csv and .html); once its verdicts are filled in, the
     estimated correctness and filter precision/recall (genixer.review.review_report) are reported."""
-    world = has_world(settings)
+    src = data_source(settings)
+    world = src.oracle is not None  # an oracle measures; without one, statistics and a review sample
     vqa_applied = read_applied(settings.table_path("genixer_vqa"))
     rec_applied = read_applied(settings.table_path("genixer_rec"))
     lam = vqa_applied["judge_lambda"]
@@ -237,9 +241,10 @@ def generation_quality(context: dg.AssetExecutionContext, config: QualityConfig,
     rec_raw, rec = read_shards(context, settings, "scored_generations_s"), read_samples(settings.table_path("genixer_rec"))
     out = {"applied": dg.MetadataValue.json({**vqa_applied, **rec_applied}),
            "measured_with": "the world's oracle" if world else "no oracle (published data): score statistics and a human review sample"}
-    out.update(_filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam, phrasings, rec_applied.get("clip_threshold")))
+    out.update(_filter_statistics(collected, vqa_raw, vqa, rec_raw, rec, lam, phrasings, src.rec_reading,
+                                  rec_applied.get("clip_threshold")))
     if world:
-        out.update(_oracle_quality(settings, backend, vqa_applied, rec_applied,
+        out.update(_oracle_quality(settings, backend, src, vqa_applied, rec_applied,
                                    {"scored_generations_l": vqa_raw, "scored_generations_s": rec_raw}))
     else:
         out.update(_review(settings, config, vqa_raw, vqa, rec_raw, settings.get_preset().seed))

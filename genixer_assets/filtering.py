@@ -3,7 +3,6 @@ the scored shards and the two filtered recipes, Genixer-915K (`genixer_vqa`) and
 Genixer-350K (`genixer_rec`)."""
 
 import json
-import random
 from typing import Optional
 
 import dagster as dg
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from genixer import corruptions, filters, judge, region_clip
+from genixer import filters, judge, region_clip
 from genixer.datagen import checkpoint_id
 from genixer.generation import score_yes_no
 from genixer.generators import vocabulary_texts
@@ -19,30 +18,19 @@ from genixer.plots import curves_png
 from genixer.preview import preview_png
 from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
-from genixer.world import Scene
-from genixer_assets.common import (GATE_FILE, GPU, judge_auc_floor, judge_gate, md_counts, md_figure, question_phrasings,
-                                   run_context, sample_preview, table_meta, train_metadata)
+from genixer_assets.common import (GATE_FILE, GPU, data_source, judge_auc_floor, judge_gate, md_counts, md_figure,
+                                   question_phrasings, run_context, sample_preview, table_meta, train_metadata)
 from genixer_assets.partitions import held_shards, read_shards, shard_partitions
 from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
 
 def _collected(settings: GenixerSettings):
-    """(preset, collected images, held-out image ids, collected samples with an image, scenes by image id
-    or None without the world). Text-only rows (no image) are left out: the judge and the region CLIP
-    read an image."""
-    p, collect, val = run_context(settings)
+    """(preset, the data source, the collected samples with an image). Text-only rows (no image) are left out: the
+    judge and the region CLIP read an image."""
+    p, src = run_context(settings)
     samples = read_samples(settings.table_path("collected_datasets"))
     samples = samples[samples.image_path.notna()].to_dict("records")
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()} if "scene" in collect.columns else None
-    return p, collect, val, samples, scenes
-
-
-def _judge_records(samples: list[dict], seed: int, scenes, pool) -> list[dict]:
-    """Verification records: the world's (corruptions checked by the oracle) or, without the world,
-    corruptions.verification_records_free (wrong by construction, from the collected data's own answers/boxes)."""
-    if scenes is not None:
-        return judge.verification_records(samples, random.Random(seed), scenes)
-    return corruptions.verification_records_free(samples, random.Random(seed), pool)
+    return p, src, samples
 
 
 class JudgeConfig(TrainOverrides):
@@ -56,24 +44,23 @@ class JudgeConfig(TrainOverrides):
 def judge_mllm(config: JudgeConfig, settings: GenixerSettings, backend: MLLMBackend) -> dg.MaterializeResult:
     """The third-party judge (Fuyu-8B in the paper): a Fuyu model of a different architecture
     from the generators, trained to say Yes to true question/answer pairs and No to corrupted
-    ones. With the world, the corruptions come from its grammar and the oracle confirms them; from
-    published data (no world), they are wrong by construction (genixer.corruptions: another answer of
-    the same question kind, another MC option, yes/no flipped, a box moved or another object's box),
-    held-out records from held-out images. With `backend.judge.checkpoint` set, that checkpoint is
+    ones, the records the data source gives (its judge_records): with the world, the corruptions come from its
+    grammar and the oracle confirms them; from published data (no world), they are wrong by construction
+    (genixer.sources.negatives: another answer of the same question kind, another MC option, yes/no flipped, a box
+    moved or another object's box), held-out records from held-out images. With `backend.judge.checkpoint` set, that checkpoint is
     used instead. Before anything is filtered, the blocking check judge_mllm_beats_chance requires its held-out AUC
     to reach `min_heldout_auc` (JudgeConfig; the floor applied is written to judge_mllm_gate.json)."""
-    p, collect, val, samples, scenes = _collected(settings)
+    p, src, samples = _collected(settings)
+    val = src.heldout
     train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
     val_s = [s for s in samples if s["image_id"] in val and s["task"] in GENERAL_TASKS]
-    pool = corruptions.build_pool(samples) if scenes is None else None  # distractors from all collected data
-    meta = {"records_from": "world grammar, oracle-checked" if scenes is not None else "collected data, wrong by construction (no world)",
-            "heldout_images": len(val)}
+    meta = {"records_from": src.judge_records_from, "heldout_images": len(val)}
     path = backend.checkpoint("judge") or str(settings.model_dir("judge_mllm"))
     if backend.checkpoint("judge"):
         meta["source"] = path
     else:
         templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
-        records = _judge_records(train_s, p.seed, scenes, pool)
+        records = src.judge_records(train_s, p.seed)
         if not records:
             raise dg.Failure(description=f"no judge training record: none of the {len(train_s)} training samples of the general "
                                          f"tasks {GENERAL_TASKS} has a corruption")
@@ -82,7 +69,7 @@ def judge_mllm(config: JudgeConfig, settings: GenixerSettings, backend: MLLMBack
         rec = pd.DataFrame(records)
         meta.update(train_metadata(res, "judge_mllm"), records=len(records), yes_share=float((rec.target == judge.YES).mean()),
                     corruptions=md_counts(rec, "corruption"))
-    held = pd.DataFrame(_judge_records(val_s, p.seed + 1, scenes, pool))
+    held = pd.DataFrame(src.judge_records(val_s, p.seed + 1))
     if held.empty:
         held = pd.DataFrame(columns=["image_path", "prompt", "target", "corruption", "p_yes", "label"])
         meta["heldout"] = f"no held-out record ({len(val_s)} held-out samples of the general tasks): nothing to evaluate"
@@ -131,7 +118,8 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
     paper's 0.6); auto falls back to it, with a warning, when held-out pairs are too few."""
     if config.clip_threshold_mode not in CLIP_THRESHOLD_MODES:
         raise dg.Failure(f"clip_threshold_mode must be one of {CLIP_THRESHOLD_MODES}, not {config.clip_threshold_mode!r}")
-    p, collect, val, samples, scenes = _collected(settings)
+    p, src, samples = _collected(settings)
+    val = src.heldout
     phrasings = question_phrasings(settings)
     out = settings.model_dir("region_clip")
     meta = {}
@@ -141,23 +129,23 @@ def region_clip_model(config: RegionClipConfig, settings: GenixerSettings, backe
         out, meta["source"] = role.checkpoint, role.checkpoint + (f" + {weights}" if weights else "")
     else:
         weights = None
-        pairs = region_clip.region_pairs([s for s in samples if s["image_id"] not in val], phrasings)
+        pairs = region_clip.region_pairs([s for s in samples if s["image_id"] not in val], phrasings, reading=src.rec_reading)
         if not pairs:
             raise dg.Failure(description="no (region, expression) pair in the collected training data: the region CLIP needs REC or REG samples")
         res = region_clip.train_region_clip(pairs, p.clip, config.apply(backend.train_config("region_clip", p.clip_train)), out)
         meta.update(train_metadata(res, "region_clip"), pairs=len(pairs))
     model, preprocess, tokenizer = region_clip.load_region_clip(out, device=str(backend.torch_device("region_clip")), weights=weights)
     held = [s for s in samples if s["image_id"] in val]
-    pos = region_clip.region_pairs(held, phrasings)
-    # negatives: other objects of the same image (the world's scene, or the held-out samples' own pairs), shifted boxes
-    neg = region_clip.negative_pairs(pos, collect[collect.image_id.isin(val)].to_dict("records") if scenes is not None
-                                     else [s for s in held if s["task"] in ("rec", "reg")], p.seed)
+    pos = region_clip.region_pairs(held, phrasings, reading=src.rec_reading)
+    # negatives: other objects of the same image (the data source's candidates: the world's scene, or the held-out samples'
+    # own pairs), shifted boxes
+    neg = region_clip.negative_pairs(pos, src.region_candidates(held), p.seed)
     sp = region_clip.score_pairs(model, preprocess, tokenizer, pos) if pos else np.array([])
     sn = region_clip.score_pairs(model, preprocess, tokenizer, neg) if neg else np.array([])
     mode, warning = config.clip_threshold_mode, None
     if mode == "auto":
         enough = len(sp) >= config.min_calibration_pairs and len(sn) >= config.min_calibration_pairs
-        mode = "calibrate" if scenes is not None or enough else "fixed"
+        mode = "calibrate" if src.oracle is not None or enough else "fixed"  # the world's scenes: always calibrated
         if mode == "fixed":
             warning = (f"only {len(sp)} held-out true pairs and {len(sn)} negatives (< {config.min_calibration_pairs}): "
                        f"the fixed threshold {config.clip_threshold_value} is applied, not a calibrated one; its scale may not "
@@ -293,7 +281,8 @@ def scored_generations_s(context: dg.AssetExecutionContext, config: RecFilterCon
     cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
     threshold = config.clip_threshold if config.clip_threshold is not None else cal["threshold"]
     mode = "config" if config.clip_threshold is not None else cal.get("mode", "calibrate")
-    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)), question_phrasings(settings))
+    rows = filters.coarse_filter(read_samples(settings.table_path("raw_generations_s", shard)), question_phrasings(settings),
+                                 data_source(settings).rec_reading)
     todo = rows[rows.filter_reason.isna()]
     scores = np.array([])
     if len(todo):

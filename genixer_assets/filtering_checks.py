@@ -9,23 +9,19 @@ import pandas as pd
 
 from genixer.schema import read_samples
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
-from genixer.world import Scene
-from genixer_assets.common import (AIM, GUARD, NO_ORACLE, aim_result, check_partition_keys, check_result, finite_weights, has_world,
+from genixer_assets.common import (AIM, GUARD, NO_ORACLE, aim_result, check_partition_keys, check_result, data_source, finite_weights,
                                    judge_gate, not_measured, partition_tables, weights_check)
 from genixer_assets.partitions import read_shards, shard_partitions
 from resources import GenixerSettings
 
 
-def _filter_test(context, settings: GenixerSettings, name: str, raw_name: str) -> dict:
+def _filter_test(context, settings: GenixerSettings, oracle, name: str, raw_name: str) -> dict:
     """The oracle's correctness of the parsed raw rows (of the shards the instance holds, as the filter reads them) and
     of the kept rows, with the exact test."""
-    from genixer.quality import correctness_table, oracle_column
-
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
     raw = read_shards(context, settings, raw_name)
-    raw = raw.assign(oracle=oracle_column(raw, scenes))
+    raw = raw.assign(oracle=oracle.column(raw))
     kept = raw[raw.sample_id.isin(set(read_samples(settings.table_path(name)).sample_id))]
-    row = correctness_table(raw, kept).iloc[-1]
+    row = oracle.correctness_table(raw, kept).iloc[-1]
     return {k: (v if isinstance(v, str) else float(v)) for k, v in row.drop("task").items()}
 
 
@@ -90,9 +86,10 @@ def _filtered_checks(name: str, raw_name: str, tasks):
         "below that of all reviewed rows. With neither (no world, no filled sheet, or a sheet of older rows): not measured, "
         "reported as a failed check with WARN severity, a warning in the UI, never a pass; it stops nothing."))
     def not_worse(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
-        if not has_world(settings):
+        oracle = data_source(settings).oracle
+        if oracle is None:
             return _review_gate(settings, name, raw_name, tasks)
-        t = _filter_test(context, settings, name, raw_name)
+        t = _filter_test(context, settings, oracle, name, raw_name)
         worse = t["filter_verdict"] == "no"
         return dg.AssetCheckResult(passed=not worse, severity=GUARD, metadata=t, description=(
             f"the kept rows are correct less often than a random subset of the parsed raw rows (exact test p = {t['p_worse']:.2g})"
@@ -102,9 +99,10 @@ def _filtered_checks(name: str, raw_name: str, tasks):
                     description="Aim: the kept rows are more often correct than the parsed raw rows, beyond chance "
                                 "(exact hypergeometric test at 5%, two-sided; cannot pass when raw correctness is 0).")
     def better(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
-        if not has_world(settings):
+        oracle = data_source(settings).oracle
+        if oracle is None:
             return not_measured()
-        t = _filter_test(context, settings, name, raw_name)
+        t = _filter_test(context, settings, oracle, name, raw_name)
         return aim_result(t["filter_verdict"] == "yes", t)
 
     return not_empty, not_worse, better
@@ -118,13 +116,11 @@ genixer_rec_not_empty, genixer_rec_not_worse_than_raw, genixer_rec_better_than_r
 
 @dg.asset_check(asset="genixer_vqa", description="Aim: over 90% of genixer_vqa rows are correct by the oracle.")
 def genixer_vqa_correctness_aim(settings: GenixerSettings) -> dg.AssetCheckResult:
-    from genixer.quality import oracle_column
-
-    if not has_world(settings):
+    oracle = data_source(settings).oracle
+    if oracle is None:
         return not_measured()
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in settings.read_table("world_scenes").itertuples()}
     kept = read_samples(settings.table_path("genixer_vqa"))
-    kc = float((oracle_column(kept, scenes) == "correct").mean()) if len(kept) else 0.0
+    kc = float((oracle.column(kept) == "correct").mean()) if len(kept) else 0.0
     return aim_result(kc >= 0.9, {"filtered_correct": kc, "required": 0.9})
 
 

@@ -13,7 +13,7 @@ from genixer import datagen
 from genixer.generation import Sampling
 from genixer.schema import read_samples, write_samples
 from genixer.tasks import TASKS
-from genixer_assets.common import GPU, generator_path, md_counts, md_table, table_meta
+from genixer_assets.common import GPU, data_source, generator_path, md_counts, md_table, table_meta
 from genixer_assets.partitions import shard_partitions
 from resources import GenixerSettings, MLLMBackend
 
@@ -51,10 +51,12 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     found = [f for f in [out_path, *parts] if f.exists()]
     cache = pd.concat([read_samples(f) for f in found], ignore_index=True) if found else None
     count = itertools.count(len(parts))
+    task_of = data_source(settings).task_of  # each parsed row's task: the data source's reading of its turns
     model, processor = backend.load(model_dir, generator)
     df, reused = datagen.generate_shard(
         model, processor, requests, generator, datagen.checkpoint_id(model_dir), sampling, task, default_task, cache,
-        save=lambda d: write_samples(d, partial / f"part-{next(count):05d}.parquet", lineage=True), batch_size=config.batch_size or backend.batch_size(generator, 32))
+        save=lambda d: write_samples(d, partial / f"part-{next(count):05d}.parquet", lineage=True), batch_size=config.batch_size or backend.batch_size(generator, 32),
+        task_of=task_of)
     write_samples(df, out_path, lineage=True)
     shutil.rmtree(partial, ignore_errors=True)
     quarantined = df[df.quarantine_reason.notna()]

@@ -9,14 +9,11 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import generators as gen
-from genixer.evaluation import (evaluate_generator, evaluate_solver, evaluate_solver_free, generator_summary, prior_baseline,
-                                prior_baseline_free, solver_records)
+from genixer.evaluation import generator_summary, solver_records
 from genixer.preview import preview_png
 from genixer.schema import read_samples
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
-from genixer.world import Scene
-from genixer_assets.common import (GPU, base_path, dense_captions, finetune_role, generator_path, md_figure, md_table, run_context,
-                                   train_metadata)
+from genixer_assets.common import GPU, base_path, finetune_role, generator_path, md_figure, md_table, run_context, train_metadata
 from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
 
@@ -33,13 +30,13 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
     Without the world, captions are the collected region descriptions, the vision pre-stage is the
     contrastive one on them (patch labels need scene graphs), and held-out answers are checked
     against the collected answers instead of the oracle."""
-    p, collect, val = run_context(settings)
-    world = "scene" in collect.columns
+    p, src = run_context(settings)
+    collect, val = src.collect_images, src.heldout
     collected = read_samples(settings.table_path("collected_datasets"))
     samples = collected[collected.image_path.notna()].to_dict("records")  # text-only rows: no image to train on
     train_s = [s for s in samples if s["image_id"] not in val]
     val_s = [s for s in samples if s["image_id"] in val]
-    meta = {"text_only_left_out": int(collected.image_path.isna().sum())} if not world else {}
+    meta = {"text_only_left_out": int(collected.image_path.isna().sum())}
     if backend.checkpoint("base"):
         meta["source"] = backend.checkpoint("base")
     else:
@@ -47,18 +44,20 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
         vocab = gen.vocabulary_texts(samples, templates["general"], templates["phrasings"])
         train_ids = set(collect.image_id) - val
         train_images = collect[collect.image_id.isin(train_ids)].to_dict("records")
-        captions, caption_source = dense_captions(settings, collect, samples, train_ids)
+        captions, caption_source = src.captions(samples, train_ids)
         share = config.caption_share if config.caption_share is not None else p.caption_share
         meta.update(captions=len(captions), caption_source=caption_source, caption_share_applied=share if captions else 0.0)
         vision_init = None
         objective = config.vision_objective or p.vision_objective
-        if p.vision_pretrain is not None and not world and (objective != "contrastive" or not captions):
+        # patch labels need the source's labeller (the world's scene graphs), the contrastive objective its captions
+        missing = not captions if objective == "contrastive" else src.patch_labels is None
+        if p.vision_pretrain is not None and missing:
             meta["vision_objective"] = f"none: {objective} needs " + ("the world's scene graphs" if objective != "contrastive" else "captions")
         elif p.vision_pretrain is not None:
             vision_init = settings.model_dir("base_mllm_vision") / objective
             val_images = collect[collect.image_id.isin(val)].to_dict("records")
             pre, scores = gen.vision_pretrain(train_images, p.mllm, p.vision_pretrain, vision_init, objective, val_images,
-                                              captions=None if world else captions)
+                                              captions=captions, patch_labels=src.patch_labels)
             meta["vision_objective"] = objective
             meta.update({f"vision_pretrain_{k}": v for k, v in train_metadata(pre, f"vision pre-stage ({objective})").items()})
             meta.update({f"vision_heldout_{k}": v for k, v in scores.items()})
@@ -68,12 +67,8 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
         meta.update(train_metadata(res, "base_mllm"))
     model, processor = backend.load(base_path(settings, backend), "base")
     bs = backend.batch_size("base", 32)
-    if world:
-        scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-        ev, prior = evaluate_solver(model, processor, val_s, scenes, batch_size=bs), prior_baseline(train_s, val_s, scenes)
-    else:
-        ev, prior = evaluate_solver_free(model, processor, val_s, batch_size=bs), prior_baseline_free(train_s, val_s)
-        meta["checked_against"] = "the collected answers (no world, no oracle)"
+    ev, prior = src.evaluate_solver(model, processor, val_s, batch_size=bs), src.prior_baseline(train_s, val_s)
+    meta["checked_against"] = src.checked_against
     if len(prior) != len(ev):
         raise dg.Failure(description=f"base_mllm evaluation: {len(ev)} answers but {len(prior)} blind-prior answers")
     # The blind prior's verdict on the same question, row by row: the report's margin over the prior.
@@ -90,17 +85,20 @@ def base_mllm(config: BaseConfig, settings: GenixerSettings, backend: MLLMBacken
     })
 
 
-def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dict:
-    """Generate on held-out collect images, type-specific and type-agnostic; the oracle judges."""
+def _generator_eval(settings, backend, name: str, tasks, p, src) -> dict:
+    """Generate on held-out collect images, type-specific and type-agnostic; the data source judges (the oracle; without
+    the world, parsed and typed only)."""
+    collect, val = src.collect_images, src.heldout
     model, processor = backend.load(generator_path(settings, backend, name), name)
     bs = backend.batch_size(name, 32)
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
     images = collect[collect.image_id.isin(val)].to_dict("records")
     if not images:
         raise dg.Failure(description=f"no held-out image to evaluate {name} on ({len(collect)} collected images)")
-    spec = evaluate_generator(model, processor, images, list(tasks), templates["general"], True, p.eval_sampling, seed=p.seed, batch_size=bs)
-    agn = evaluate_generator(model, processor, images, list(tasks), templates["general"], False, p.eval_sampling, seed=p.seed + 1,
-                             batch_size=bs)
+    spec = src.evaluate_generator(model, processor, images, list(tasks), templates["general"], True, p.eval_sampling, seed=p.seed,
+                                  batch_size=bs)
+    agn = src.evaluate_generator(model, processor, images, list(tasks), templates["general"], False, p.eval_sampling, seed=p.seed + 1,
+                                 batch_size=bs)
     ev = pd.concat([spec.assign(mode="type_specific"), agn.assign(mode="type_agnostic")], ignore_index=True)
     ev.drop(columns=["turns"]).to_parquet(settings.table_path(f"{name}_eval"), index=False)
     summary = generator_summary(ev)
@@ -112,7 +110,7 @@ def _generator_eval(settings, backend, name: str, tasks, p, collect, val) -> dic
     return {
         "parse_rate": summary["parse_rate"],
         "type_accuracy": summary.get("type_accuracy", 0.0),
-        "correct_share_type_specific": float((spec.oracle == "correct").mean()) if "scene" in collect.columns else "no oracle (no world)",
+        "correct_share_type_specific": float((spec.oracle == "correct").mean()) if src.oracle is not None else "no oracle (no world)",
         "per_task": dg.MetadataValue.md(summary["per_task"].to_markdown(index=False, floatfmt=".3f")),
         "type_agnostic_mix": dg.MetadataValue.md(pd.Series(agn_mix, name="outputs").rename_axis("task").reset_index().to_markdown(index=False)),
         "generations": md_table(ev[["mode", "requested_task", "text", "oracle"]].groupby(["mode", "requested_task"]).head(1), 12),
@@ -126,18 +124,19 @@ class GeneratorConfig(TrainOverrides):
     replay_caption_share: Optional[float] = Field(None, description="share of batches replaying base_mllm's dense captions (default: preset)")
 
 
-def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: tuple[float, float], collect, val):
+def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: tuple[float, float], src):
     """A function mixing a fine-tune's instruction records with the replay of the solver's own data
     (collected question -> answer records and captions, training images only), read once."""
     solver_share = preset_replay[0] if config.replay_solver_share is None else config.replay_solver_share
     caption_share = preset_replay[1] if config.replay_caption_share is None else config.replay_caption_share
     solver = captions = []
+    collect, val = src.collect_images, src.heldout
     samples = read_samples(settings.table_path("collected_datasets"))
     samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
     if solver_share > 0:
         solver = solver_records(samples)
     if caption_share > 0:
-        captions, _ = dense_captions(settings, collect, samples, set(collect.image_id) - val)
+        captions, _ = src.captions(samples, set(collect.image_id) - val)
     return lambda records: gen.generator_mixture(records, solver, captions, solver_share, caption_share)
 
 
@@ -146,19 +145,20 @@ def genixer_l(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     """Genixer_L: base_mllm fine-tuned to generate Common VQA, Adv VQA, MC VQA and MD data
     (the paper's LLaVA-1.5-based generator). With `backend.genixer_l.checkpoint` set, that
     checkpoint is used instead (and only evaluated)."""
-    p, collect, val = run_context(settings)
+    p, src = run_context(settings)
+    val = src.heldout
     if backend.checkpoint("genixer_l"):
         meta = {"source": backend.checkpoint("genixer_l")}
     else:
         recs = settings.read_table("templated_instructions")
         recs = recs[(recs.generator == "genixer_l") & ~recs.image_id.isin(val) & recs.image_path.notna()].to_dict("records")  # text-only: no image
-        mixed, weights, shares = _replay(settings, config, p.l_replay, collect, val)(recs)
+        mixed, weights, shares = _replay(settings, config, p.l_replay, src)(recs)
         res = finetune_role(backend, "genixer_l", base_path(settings, backend), mixed, config.apply(backend.train_config("genixer_l", p.l_train)),
                             settings.model_dir("genixer_l"), weights)
         meta = {**train_metadata(res, "genixer_l"), "records": len(recs), "batch_shares": shares}
     return dg.MaterializeResult(metadata={
         **meta,
-        **_generator_eval(settings, backend, "genixer_l", GENERAL_TASKS, p, collect, val),
+        **_generator_eval(settings, backend, "genixer_l", GENERAL_TASKS, p, src),
         "path": dg.MetadataValue.path(generator_path(settings, backend, "genixer_l")),
     })
 
@@ -168,18 +168,19 @@ def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
     """Genixer_S: base_mllm fine-tuned in two phases (REC+REG; then PointQA, QCA, RD added and
     REC/REG reduced) to generate grounding data (the paper's Shikra-based generator). With
     `backend.genixer_s.checkpoint` set, that checkpoint is used instead (and only evaluated)."""
-    p, collect, val = run_context(settings)
+    p, src = run_context(settings)
+    val = src.heldout
     if backend.checkpoint("genixer_s"):
         return dg.MaterializeResult(metadata={
             "source": backend.checkpoint("genixer_s"),
-            **_generator_eval(settings, backend, "genixer_s", GROUNDING_TASKS, p, collect, val),
+            **_generator_eval(settings, backend, "genixer_s", GROUNDING_TASKS, p, src),
             "path": dg.MetadataValue.path(backend.checkpoint("genixer_s")),
         })
     recs = settings.read_table("templated_instructions")
     recs = recs[(recs.generator == "genixer_s") & ~recs.image_id.isin(val) & recs.image_path.notna()]
     phase1, phase2 = (recs[recs.phase == k].to_dict("records") for k in (1, 2))
     out = settings.model_dir("genixer_s")
-    mix = _replay(settings, config, p.s_replay, collect, val)
+    mix = _replay(settings, config, p.s_replay, src)
     (mixed1, w1, shares), (mixed2, w2, _) = mix(phase1), mix(phase2)
     r1 = finetune_role(backend, "genixer_s", base_path(settings, backend), mixed1, config.apply(backend.train_config("genixer_s", p.s_train[0])),
                        out / "phase1", w1)
@@ -190,6 +191,6 @@ def genixer_s(config: GeneratorConfig, settings: GenixerSettings, backend: MLLMB
         "phase1_final_loss": meta1["final_loss"], "phase1_steps": meta1["steps"], "phase1_wall_s": meta1["train_wall_s"],
         "phase1_learning_curves": meta1["learning_curves"],
         "records_phase1": len(phase1), "records_phase2": len(phase2),
-        **_generator_eval(settings, backend, "genixer_s", GROUNDING_TASKS, p, collect, val),
+        **_generator_eval(settings, backend, "genixer_s", GROUNDING_TASKS, p, src),
         "path": dg.MetadataValue.path(str(out)),
     })

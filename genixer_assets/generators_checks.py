@@ -4,8 +4,7 @@ generators' parse rate, type accuracy and (with the world) oracle correctness.""
 import dagster as dg
 
 from genixer.schema import read_samples
-from genixer.world import Scene
-from genixer_assets.common import AIM, aim_result, collected_images, has_world, heldout_count, not_measured, weights_check
+from genixer_assets.common import AIM, aim_result, data_source, not_measured, weights_check
 from resources import GenixerSettings
 
 
@@ -24,21 +23,13 @@ def base_mllm_above_chance(settings: GenixerSettings) -> dg.AssetCheckResult:
 
 
 def _blind(settings: GenixerSettings) -> float:
-    from genixer.evaluation import prior_baseline, prior_baseline_free
-    from genixer.generators import holdout_images
-
+    """The blind prior's accuracy on the held-out images base_mllm used, its answers checked as the data source checks
+    base_mllm's (the oracle; without the world, the collected answers)."""
+    src = data_source(settings)
     s = read_samples(settings.table_path("collected_datasets"))
-    if not has_world(settings):  # the held-out images base_mllm used, answers checked against the collected ones
-        images = collected_images(s)
-        val = holdout_images(images.image_id, heldout_count(len(images), settings.get_preset().val_images))
-        s = s[s.image_path.notna()].to_dict("records")
-        return float(prior_baseline_free([x for x in s if x["image_id"] not in val], [x for x in s if x["image_id"] in val]).correct.mean())
-    s = s.to_dict("records")
-    scenes = settings.read_table("world_scenes")
-    collect = scenes[scenes.split == "collect"]
-    val = holdout_images(collect.image_id, settings.get_preset().val_images)
-    by = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
-    return float(prior_baseline([x for x in s if x["image_id"] not in val], [x for x in s if x["image_id"] in val], by).correct.mean())
+    s = s[s.image_path.notna()].to_dict("records")  # as base_mllm: text-only rows left out (the world's all have an image)
+    val = src.heldout
+    return float(src.prior_baseline([x for x in s if x["image_id"] not in val], [x for x in s if x["image_id"] in val]).correct.mean())
 
 
 def _generator_checks(name: str, correctness_aim: float | None):
@@ -66,7 +57,7 @@ def _generator_checks(name: str, correctness_aim: float | None):
         @dg.asset_check(asset=name, name=f"{name}_oracle_correctness",
                         description=f"Aim: over {correctness_aim:.0%} of type-specific generations are correct for every task (the paper's Tab. 2).")
         def correctness(settings: GenixerSettings) -> dg.AssetCheckResult:
-            if not has_world(settings):
+            if data_source(settings).oracle is None:
                 return not_measured()
             from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
 

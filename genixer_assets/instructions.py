@@ -9,10 +9,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from genixer.datasource import default_phrasings, validate_phrasings
 from genixer.schema import read_samples
 from genixer.tasks import TASKS
 from genixer.templates import GENERAL_INSTRUCTIONS, build_records, specific_instruction, validate_general
-from genixer.world.grammar import PHRASINGS, validate_phrasings
 from genixer_assets.common import md_table, table_meta
 from resources import GenixerSettings
 
@@ -28,7 +28,7 @@ def instruction_templates(config: TemplatesConfig, settings: GenixerSettings) ->
     """The two-level templates: general instructions (the official code's list of 58
     phrasings), the specific instruction of each task ("This is a Common VQA task."), and the
     question phrasings per kind (the REC `<expr>` / REG `<objs>` templates)."""
-    general, phrasings = GENERAL_INSTRUCTIONS, PHRASINGS
+    general, phrasings = GENERAL_INSTRUCTIONS, default_phrasings()
     if config.templates_file:
         user = json.loads(open(config.templates_file).read())
         general = user.get("general", general)

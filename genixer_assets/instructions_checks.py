@@ -4,10 +4,10 @@ import json
 
 import dagster as dg
 
+from genixer.datasource import validate_phrasings
 from genixer.schema import read_samples
 from genixer.tasks import TASKS
 from genixer.templates import ParseError, parse_generation, validate_general
-from genixer.world.grammar import validate_phrasings
 from genixer_assets.common import check_result
 from resources import GenixerSettings
 

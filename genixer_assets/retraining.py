@@ -9,12 +9,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from genixer import quality
 from genixer.evaluation import solver_records
 from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture, recipe_records
 from genixer.schema import read_applied, read_samples
-from genixer.world import Scene
-from genixer_assets.common import GPU, base_path, dense_captions, finetune_role, run_context, table_meta, train_metadata
+from genixer_assets.common import GPU, base_path, finetune_role, run_context, table_meta, train_metadata
 from genixer_assets.partitions import read_shards, recipe_partitions
 from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
@@ -36,13 +34,13 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     interrupted seed resumes from its last checkpoint. A recipe whose generated data set is
     empty fails, naming the upstream asset."""
     recipe = RECIPES[context.partition_key]
-    p, collect, val = run_context(settings)
-    world = "scene" in collect.columns
+    p, src = run_context(settings)
+    collect, val, oracle = src.collect_images, src.heldout, src.oracle
     samples = read_samples(settings.table_path("collected_datasets"))
     samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
     collected = solver_records(samples)
-    captions, caption_source = dense_captions(settings, collect, samples, set(collect.image_id) - val)
-    if recipe.needs_world and not world:
+    captions, caption_source = src.captions(samples, set(collect.image_id) - val)
+    if recipe.needs_world and oracle is None:
         raise dg.Failure(description=f"recipe {recipe.name} keeps the rows the world's oracle calls correct: this run has no world "
                                      "(collected_datasets came from published files)")
     scored = read_shards(context, settings, "scored_generations_l") if recipe.added in ("vqa", "raw_vqa", "oracle_vqa") else None
@@ -52,12 +50,8 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
     rec_rows = read_samples(settings.table_path("genixer_rec")) if recipe.added == "rec" else None
     n_seeds = config.seeds or (p.ablation_seeds if recipe.ablation else p.retrain_seeds)
     epochs = config.generated_epochs if config.generated_epochs is not None else p.generated_epochs
-    scenes = None
-    if world:
-        scenes_df = settings.read_table("world_scenes")
-        scenes = {r.image_id: Scene.from_json(r.scene) for r in scenes_df[scenes_df.split == "corpus"].itertuples()}
-    if recipe.added == "oracle_vqa":
-        scored = scored.assign(oracle_correct=quality.oracle_column(scored, scenes) == "correct")
+    if recipe.added == "oracle_vqa":  # generated rows are on corpus images: the oracle judges them by their scenes
+        scored = scored.assign(oracle_correct=oracle.column(scored) == "correct")
     rows, first, upstream = [], {}, ""
     start = backend.checkpoint("retraining") or base_path(settings, backend)
     for k in range(n_seeds):
@@ -72,7 +66,7 @@ def retrained_models(context: dg.AssetExecutionContext, config: RetrainConfig, s
         out = settings.model_dir(f"retrained/{recipe.name}/seed_{k}")
         res = finetune_role(backend, "retraining", start, records, replace(cfg, steps=steps), out, weights)
         added = pd.concat([s1, s2]) if len(s1) + len(s2) else pd.DataFrame()
-        correct = float((quality.oracle_column(added, scenes) == "correct").mean()) if len(added) and world else float("nan")
+        correct = float((oracle.column(added) == "correct").mean()) if len(added) and oracle is not None else float("nan")
         rows.append({"seed": seed, "judge_lambda": round(applied["judge_lambda"] + recipe.lambda_offset, 3) if applied else None,
                      "stage1_rows": len(s1), "stage2_rows": len(s2), "added_oracle_correct": correct, "steps": steps,
                      "base_steps": cfg.steps, "generated_epochs": epochs if len(added) else 0.0,

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from genixer.boxes import box_to_text
-from genixer.corruptions import FREE_CORRUPTIONS
-from genixer.generators import holdout_images
+from genixer.datasource import holdout_images
 from genixer.schema import read_applied, read_samples, write_samples
+from genixer.sources.collected import collected_images, heldout_count
 from genixer.sources.common import REC_QUESTION
-from genixer_assets.common import collected_images, from_world, has_world, heldout_count
+from genixer.sources.negatives import CORRUPTIONS
+from genixer_assets.common import data_source, from_world
 from genixer_assets.collection import collected_datasets
 from genixer_assets.instructions import instruction_templates
 from resources import GenixerSettings, MLLMBackend
@@ -132,15 +133,19 @@ def _no_world(settings):
     assert not settings.table_path("world_scenes").exists() and not settings.path("world").exists()
 
 
-# ---- 1. the switch ------------------------------------------------------------------------------
+# ---- 1. the data source ---------------------------------------------------------------------------
 
-def test_the_world_switch_reads_the_collected_sources(tmp_path):
+def test_the_data_source_is_chosen_from_the_collected_sources(tmp_path):
     settings = _settings(tmp_path)
     _collect(settings, [vqav2_release(tmp_path / "vqa", n_images=3)])
-    assert not has_world(settings) and not from_world(settings, "collected_datasets")
+    src = data_source(settings)
+    assert src.name == "collected" and src.oracle is None and src.patch_labels is None
+    assert not from_world(settings, "collected_datasets")
     df = read_samples(settings.table_path("collected_datasets"))
     write_samples(df.assign(source="shapes_world"), settings.table_path("collected_datasets"))
-    assert has_world(settings)
+    assert from_world(settings, "collected_datasets")
+    with pytest.raises(dg.Failure, match="collected_datasets came from the shapes world, but world_scenes has not been materialised"):
+        data_source(settings)  # the world's rows need its scenes
     with pytest.raises(dg.Failure, match="benchmark_sets has not been materialised"):
         from_world(settings, "benchmark_sets")
     images = collected_images(df)
@@ -171,7 +176,7 @@ def test_judge_mllm_without_the_world(tmp_path):
     val = holdout_images(images.image_id, heldout_count(len(images), settings.get_preset().val_images))
     assert len(ev) > 0 and set(ev.image_id) <= val and md["heldout_images"] == len(val) == 4
     assert ev.label.mean() == 0.5 and (ev.corruption == "none").sum() == (ev.corruption != "none").sum()
-    assert set(ev.corruption) - {"none"} <= set(FREE_CORRUPTIONS) and ev.p_yes.between(0, 1).all()
+    assert set(ev.corruption) - {"none"} <= set(CORRUPTIONS) and ev.p_yes.between(0, 1).all()
     assert {"option_swapped", "flipped_yes_no"} <= set(ev.corruption) and (ev.corruption == "option_swapped").sum() == 3
     assert md["heldout_records"] == len(ev) and "auc_vs_true" in md["auc_by_corruption"]
     for kind in set(ev.corruption) - {"none"}:
@@ -252,17 +257,19 @@ def test_region_clip_threshold_modes_and_the_rec_filter_phrasings(tmp_path):
 
 # ---- 5. captions from the collected data -----------------------------------------------------------
 
-def test_caption_records_free_from_region_descriptions(tmp_path):
-    from genixer.generators import caption_records_free
-
+def test_the_collected_sources_captions_are_its_region_descriptions(tmp_path):
     settings = _settings(tmp_path)
     _collect(settings, [refcoco_release(tmp_path / "ref", n_images=2, sentences=1), vqav2_release(tmp_path / "vqa", n_images=2)])
     samples = read_samples(settings.table_path("collected_datasets")).to_dict("records")
-    caps = caption_records_free(samples)
+    src = data_source(settings)
+    caps, where = src.captions(samples, {s["image_id"] for s in samples})
     assert [c["image_id"] for c in caps] == ["COCO_train2014_000000000100.jpg", "COCO_train2014_000000000101.jpg"]
     assert caps[0]["target"] == "the red person on the left; the green person on the middle; the blue person on the right."
-    assert caps[0]["prompt"] == "Describe the image." and caps[0]["task"] == "caption"
-    assert caption_records_free([s for s in samples if s["task"] == "common_vqa"]) == []
+    assert caps[0]["prompt"] == "Describe the image." and caps[0]["task"] == "caption" and where.startswith("collected region")
+    assert src.captions(samples, {"COCO_train2014_000000000101.jpg"})[0] == caps[1:]
+    vqa = [s for s in samples if s["task"] == "common_vqa"]
+    assert src.captions(vqa, {s["image_id"] for s in vqa}) == ([], "none: no world and no REC/REG sample to describe an image "
+                                                                     "(caption share 0)")
 
 
 def test_base_mllm_without_the_world(tmp_path):

@@ -25,11 +25,23 @@ def run(check, settings) -> dg.AssetCheckResult:
 
 # ---- genixer_l_oracle_correctness: over 80% correct for every general task --------------------
 
+def write_world(settings) -> None:
+    """A run with the world, whose data source has the oracle: two collect images rendered and annotated
+    (world_scenes, collected_datasets)."""
+    from genixer.schema import write_samples
+    from genixer.world import annotate_images, build_split
+
+    p = settings.get_preset()
+    images = build_split("collect", 2, settings.path("world"), p.world, base_seed=p.seed)
+    pd.DataFrame(images).to_parquet(settings.table_path("world_scenes"), index=False)
+    write_samples(pd.DataFrame(annotate_images(images, per_image=1, seed=p.seed)), settings.table_path("collected_datasets"))
+
+
 def write_l_eval(settings, correct_per_task: dict[str, int], n: int = 10, agnostic: int = 4) -> None:
     """genixer_l_eval as genixer_l writes it: n type-specific generations per task, `correct_per_task[t]` of them
     correct by the oracle, and `agnostic` type-agnostic rows (all correct: they must not count). The run has the
-    world (collected_datasets' source is the shapes world)."""
-    pd.DataFrame({"source": ["shapes_world"]}).to_parquet(settings.table_path("collected_datasets"), index=False)
+    world (collected_datasets annotated from it)."""
+    write_world(settings)
     rows = [{"mode": "type_specific", "requested_task": t, "oracle": "correct" if i < k else "incorrect"}
             for t, k in correct_per_task.items() for i in range(n)]
     rows += [{"mode": "type_agnostic", "requested_task": "", "oracle": "correct"}] * agnostic

@@ -21,7 +21,7 @@ from genixer.presets import get_preset
 from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
 from genixer.schema import read_samples, write_samples
 from genixer.world import Scene
-from genixer_assets import (benchmarks_checks, collection_checks, exports_checks, filtering_checks, generation_checks, generators_checks,
+from genixer_assets import (benchmarks_checks, collection, collection_checks, exports_checks, filtering_checks, generation_checks, generators_checks,
                             instructions_checks, retraining_checks)
 from genixer_assets.partitions import recipe_partitions, shard_partitions
 from resources import GenixerSettings
@@ -737,7 +737,7 @@ WORLD_BREAKS = {
 def test_world_scenes_check_passes_on_the_smoke_graphs_scenes(graph):
     _, dst, copy = graph
     copy("tables/world_scenes.parquet")
-    ev, downstream_ran = guard_run(collection_checks.world_scenes_valid, dst)
+    ev, downstream_ran = guard_run(collection.world_scenes_valid, dst)
     assert ev.passed and downstream_ran and md(ev, "images") == len(dst.read_table("world_scenes"))
 
 
@@ -748,7 +748,7 @@ def test_world_scenes_check_fails_on_broken_scenes(graph, broken):
     copy("tables/world_scenes.parquet")
     breaker, message = WORLD_BREAKS[broken]
     rewrite(dst.table_path("world_scenes"), lambda df: breaker(dst, df))
-    assert_stopped(collection_checks.world_scenes_valid, dst, message)
+    assert_stopped(collection.world_scenes_valid, dst, message)
 
 
 # collected_datasets -------------------------------------------------------------------------------
