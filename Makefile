@@ -51,13 +51,13 @@ dev: install gpu-pool
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 bench-train: install
-	$(PY) bench/train.py
+	$(PY) -m bench.train
 
 bench-sources: install
-	$(PY) bench/sources.py
+	$(PY) -m bench.sources
 
 clean:
 	rm -rf data $(DAGSTER_HOME)/history $(DAGSTER_HOME)/schedules $(DAGSTER_HOME)/storage

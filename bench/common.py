@@ -1,4 +1,6 @@
-"""Shared set-up of the benchmarks: a small world and models at the demo preset's sizes."""
+"""Shared set-up of the benchmarks: a small world and models at the demo preset's sizes. The benchmarks run on the
+shapes world, rendered and annotated here (the one bench module that imports it), and read its REC questions the
+world's way (REC_READING)."""
 
 import resource
 import tempfile
@@ -12,6 +14,7 @@ from genixer.presets import get_preset
 from genixer.templates import GENERAL_INSTRUCTIONS
 from genixer.world import annotate_images, build_split
 from genixer.world.grammar import PHRASINGS
+from genixer.world.regions import WORLD_REC_READING as REC_READING  # noqa: F401  (bench.run's region pairs)
 
 
 def world(n: int = 64):

@@ -5,18 +5,14 @@ refusing an image over the pixel limit costs against decoding one (tests/test_im
 decoder runs; the time is measured here, not asserted in a test)."""
 
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import timed, world  # noqa: E402
-
-from genixer import judge, region_clip  # noqa: E402
-from genixer.generation import Sampling, generate, score_yes_no  # noqa: E402
-from genixer.models.embedded import build_embedded_judge, build_embedded_mllm  # noqa: E402
-from genixer.models.tokenizer import build_tokenizer  # noqa: E402
-from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction  # noqa: E402
+from bench.common import REC_READING, timed, world
+from genixer import judge, region_clip
+from genixer.generation import Sampling, generate, score_yes_no
+from genixer.models.embedded import build_embedded_judge, build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction
 
 
 def row(name: str, n: int, fast: float, slow: float) -> None:
@@ -126,7 +122,7 @@ def main() -> None:
     row("judge (pairs): P(Yes) vs sampled", len(jpaths), fast, slow)
 
     cm, pre, tok = region_clip.build_region_clip(p.clip)
-    pairs = region_clip.region_pairs(samples)
+    pairs = region_clip.region_pairs(samples, reading=REC_READING)
     args = ([q["image_path"] for q in pairs], [q["box"] for q in pairs], [q["expression"] for q in pairs])
     _, fast = timed(lambda: region_clip.clip_scores(cm, pre, tok, *args, batch_size=64))
     _, slow = timed(lambda: region_clip.clip_scores_single(cm, pre, tok, *args))

@@ -2,7 +2,7 @@
 ~1 GB): a synthetic LLaVA JSON with a few hundred small images reused (so every image resolves) and
 some text-only records, read in a subprocess whose peak RSS is printed next to the file size.
 
-    .venv/bin/python bench/sources.py [--records N]
+    .venv/bin/python -m bench.sources [--records N]
 """
 
 import argparse

@@ -2,19 +2,14 @@
 print tokens/s, peak resident memory, and achieved FLOP/s as a share of measured matmul FLOP/s."""
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
+from dataclasses import replace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import matmul_flops, peak_rss_gb, world  # noqa: E402
-
-from genixer.evaluation import solver_records  # noqa: E402
-from genixer.models.embedded import build_embedded_mllm  # noqa: E402
-from genixer.models.tokenizer import build_tokenizer  # noqa: E402
-from genixer.training import train  # noqa: E402
-from dataclasses import replace  # noqa: E402
+from bench.common import matmul_flops, peak_rss_gb, world
+from genixer.evaluation import solver_records
+from genixer.models.embedded import build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.training import train
 
 
 def main() -> None:

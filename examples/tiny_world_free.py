@@ -1,6 +1,6 @@
 """A world-free run this machine can do in about a minute: published-format files and tiny checkpoints.
 
-    .venv/bin/python examples/tiny_world_free.py /tmp/tiny            # writes data, checkpoints and /tmp/tiny/run.yaml
+    .venv/bin/python -m examples.tiny_world_free /tmp/tiny            # writes data, checkpoints and /tmp/tiny/run.yaml
     .venv/bin/python -m genixer_assets.demo --config /tmp/tiny/run.yaml
 
 It writes small releases in the published formats (VQAv2, A-OKVQA, RefCOCO; benchmarks VQAv2 val, POPE,
@@ -11,14 +11,11 @@ the run config that points the graph at them. The run config also sets the run's
 /tmp/tiny/data (resources.settings.config.data_dir), which wins over GENIXER_DATA_DIR (the demo's first line
 says so); remove data_dir from run.yaml to use GENIXER_DATA_DIR. The models are random: the run shows the
 plumbing, not quality. The release writers are the test suite's fixtures (tests/), so this runs from a clone of
-the repo.
+the repo, as a module from its root (`-m examples.tiny_world_free`: the root is then on the import path).
 """
 
 import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def build(root: str | Path) -> dict:

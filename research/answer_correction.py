@@ -3,26 +3,20 @@ greedy) and compare the oracle's correctness of the generated rows before and af
 (judge_mllm's P(Yes) >= the preset's lambda) of each. Greedy answers to the same
 question do not change, so one pass is the fixed point of "regenerate until it stops changing".
 
-    python probes/answer_correction.py DATA_DIR [--preset demo]
+    python -m research.answer_correction DATA_DIR [--preset demo]
 
 DATA_DIR: a demo's data root (after `make demo`: data). Reads raw_generations_l, models/base_mllm and judge_mllm.
 """
 import argparse
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from genixer.generation import Sampling, generate  # noqa: E402
-from genixer.judge import score_samples  # noqa: E402
-from genixer.models.checkpoint import load_model  # noqa: E402
-from genixer.quality import oracle_column  # noqa: E402
-from genixer.world import check  # noqa: E402
-from genixer.world.scene import Scene  # noqa: E402
-from resources import GenixerSettings  # noqa: E402
+from genixer.generation import Sampling, generate
+from genixer.judge import score_samples
+from genixer.models.checkpoint import load_model
+from genixer.oracle_eval import Oracle
+from resources import GenixerSettings
 
 
 def main() -> None:
@@ -34,7 +28,7 @@ def main() -> None:
     shards = sorted(settings.path("tables", "raw_generations_l").glob("*.parquet"))
     raw = pd.concat([pd.read_parquet(f) for f in shards])
     raw = raw[raw.quarantine_reason.isna()].reset_index(drop=True)
-    scenes = {r.image_id: Scene.from_json(r.scene) for r in pd.read_parquet(settings.table_path("world_scenes")).itertuples()}
+    oracle = Oracle(pd.read_parquet(settings.table_path("world_scenes")))  # the world's scenes, every split
     model, processor = load_model(settings.model_dir("base_mllm"))
     turns = [(i, j, t["question"], r.image_path) for i, r in enumerate(raw.itertuples()) for j, t in enumerate(r.turns)]
     answers = generate(model, processor, [t[3] for t in turns], [t[2] for t in turns], Sampling(max_new_tokens=48),
@@ -43,7 +37,7 @@ def main() -> None:
     for (i, j, _, _), out in zip(turns, answers):
         corrected[i][j]["answer"] = out[0].strip()
     cor = raw.assign(turns=corrected)
-    raw["oracle"], cor["oracle"] = oracle_column(raw, scenes), oracle_column(cor, scenes)
+    raw["oracle"], cor["oracle"] = oracle.column(raw), oracle.column(cor)
     cor["changed"] = [any(x["answer"] != y["answer"] for x, y in zip(c, list(r))) for c, r in zip(corrected, raw.turns)]
     right = lambda s: (s == "correct").mean()  # noqa: E731
     table = pd.DataFrame({"rows": raw.groupby("task").size(), "raw": raw.groupby("task").oracle.apply(right),
@@ -55,7 +49,7 @@ def main() -> None:
     for name, df in (("raw", raw), ("corrected", cor)):
         kept = df[score_samples(judge, judge_processor, df, batch_size=64) >= lam]
         print(f"{name} kept by the judge at lambda {lam}: {len(kept)} rows, {right(kept.oracle):.3f} correct")
-    wrong = Counter(check({"task": r.task, "turns": list(r.turns)}, scenes[r.image_id]).reason.split(" (")[0][:60]
+    wrong = Counter(oracle.check({"task": r.task, "turns": list(r.turns), "image_id": r.image_id}).reason.split(" (")[0][:60]
                     for r in cor[cor.oracle == "incorrect"].itertuples())
     print("most frequent reasons after correction:", wrong.most_common(6))
 

@@ -2,38 +2,36 @@
 embedded LLaVA class (the pre-stage's trained tower, frozen, as base_mllm reads it) instead of the
 from-scratch Fuyu. Held-out AUC overall and by corruption, as judge_mllm reports it.
 
-    python probes/judge_probes.py DATA_DIR llava            # the judge prompt after the image, as LLaVA reads it
-    python probes/judge_probes.py DATA_DIR llava_question_first  # the prompt before the image tokens
-    python probes/judge_probes.py DATA_DIR from_base [--steps N] [--lr X]  # base_mllm itself fine-tuned as the judge
-    python probes/judge_probes.py DATA_DIR llava_replay     # llava, with the solver's question -> answer records and captions
-                                                            # replayed at 20% + 20% of the batches (Genixer_L's recipe)
-    python probes/judge_probes.py DATA_DIR fuyu --lr 3e-4   # the demo's judge (Fuyu from scratch, judge_train) at another rate
-    python probes/judge_probes.py DATA_DIR llava_objects    # llava reading one token per object (solver_probes.py's
-                                                            # object_tokens: region features) instead of 64 patches
+    python -m research.judge_probes DATA_DIR llava            # the judge prompt after the image, as LLaVA reads it
+    python -m research.judge_probes DATA_DIR llava_question_first  # the prompt before the image tokens
+    python -m research.judge_probes DATA_DIR from_base [--steps N] [--lr X]  # base_mllm itself fine-tuned as the judge
+    python -m research.judge_probes DATA_DIR llava_replay     # llava, with the solver's question -> answer records and captions
+                                                              # replayed at 20% + 20% of the batches (Genixer_L's recipe)
+    python -m research.judge_probes DATA_DIR fuyu --lr 3e-4   # the demo's judge (Fuyu from scratch, judge_train) at another rate
+    python -m research.judge_probes DATA_DIR llava_objects    # llava reading one token per object (solver_probes.py's
+                                                              # object_tokens: region features) instead of 64 patches
 
 DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/judge_<variant>_<steps>_<lr>/.
 """
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from genixer import generators as gen  # noqa: E402
-from genixer import judge  # noqa: E402
-from genixer.generation import score_yes_no  # noqa: E402
-from genixer.models.checkpoint import load_model  # noqa: E402
-from genixer.models.embedded import build_embedded_mllm  # noqa: E402
-from genixer.models.tokenizer import build_tokenizer  # noqa: E402
-from genixer.tasks import GENERAL_TASKS  # noqa: E402
-from genixer.training import train  # noqa: E402
-from genixer_assets.filtering import _collected, _judge_records  # noqa: E402
-from resources import GenixerSettings  # noqa: E402
+from genixer import generators as gen
+from genixer import judge
+from genixer.generation import score_yes_no
+from genixer.models.checkpoint import load_model
+from genixer.models.embedded import build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.schema import read_samples
+from genixer.tasks import GENERAL_TASKS
+from genixer.training import train
+from genixer_assets.common import run_context
+from resources import GenixerSettings
 
 
 def main() -> None:
@@ -45,12 +43,15 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's judge lr)")
     a = ap.parse_args()
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
-    p, collect, val, samples, scenes = _collected(settings)
+    p, src = run_context(settings)  # the run's data source: its judge records, as judge_mllm's
+    collect, val = src.collect_images, src.heldout
+    samples = read_samples(settings.table_path("collected_datasets"))
+    samples = samples[samples.image_path.notna()].to_dict("records")
     train_s = [s for s in samples if s["image_id"] not in val and s["task"] in GENERAL_TASKS]
     val_s = [s for s in samples if s["image_id"] in val and s["task"] in GENERAL_TASKS]
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
-    records = _judge_records(train_s, p.seed, scenes, None)
-    held = pd.DataFrame(_judge_records(val_s, p.seed + 1, scenes, None))
+    records = src.judge_records(train_s, p.seed)
+    held = pd.DataFrame(src.judge_records(val_s, p.seed + 1))
     if a.variant == "llava_question_first":  # every image token sees the question and the proposed answer
         from genixer.models import inputs
         inputs.prompt_text = lambda proc, prompt: prompt + "\n" + proc.image_token
@@ -66,16 +67,15 @@ def main() -> None:
         model, processor = build_embedded_mllm(build_tokenizer(vocab), p.mllm)
         gen.init_vision_tower(model, settings.model_dir("base_mllm_vision") / p.vision_objective)
         if a.variant == "llava_objects":
-            from solver_probes import object_tokens
+            from research.solver_probes import object_tokens
             object_tokens(model, processor, p, collect[~collect.image_id.isin(val)], collect[collect.image_id.isin(val)])
     cfg = replace(p.judge_train, freeze_vision_tower=True, **({"steps": a.steps} if a.steps else {}),
                   **({"lr": a.lr} if a.lr else {}))
     weights = None
     if a.variant == "llava_replay":
         from genixer.retraining import solver_records
-        from genixer_assets.generators import _captions
         train_ids = set(collect.image_id) - val
-        captions, _ = _captions(settings, collect, samples, train_ids)
+        captions, _ = src.captions(samples, train_ids)
         solver = solver_records([s for s in samples if s["image_id"] in train_ids])
         records, weights, shares = gen.generator_mixture(records, solver, captions, 0.2, 0.2)
         print(f"replay: {len(solver)} solver records, {len(captions)} captions; shares {shares}", flush=True)

@@ -2,26 +2,26 @@
 as the demo (same data, vision pre-stage tower, 850 solver steps with the tower frozen, held-out evaluation by the
 oracle). Baseline: the demo's base_mllm (35.4% held-out since fd7f0c8, blind prior 27.3%). README "Learnability" has the results.
 
-    python probes/solver_probes.py DATA_DIR stage1 [STEPS]      # LLaVA's stage 1: only the projector, on captions
-    python probes/solver_probes.py DATA_DIR curriculum [STEPS]  # first the images with one or two objects only
-    python probes/solver_probes.py DATA_DIR coords              # one token per coordinate value (0.000 .. 1.000)
-    python probes/solver_probes.py DATA_DIR question_first      # the prompt before the image tokens
-    python probes/solver_probes.py DATA_DIR coords_ordered      # coordinate tokens whose embeddings and output rows are
-                                                                # a place code (nearby values alike), not unrelated classes
-    python probes/solver_probes.py DATA_DIR sample_loss         # every record weighs the same in the loss (TrainConfig.loss_per)
-    python probes/solver_probes.py DATA_DIR word_aligned [STEPS] # the projector first learns to write each patch as the sum of
-                                                                # the LM's embeddings of its object's words ("small", "yellow", "circle")
-    python probes/solver_probes.py DATA_DIR lm_deep             # the language model at about the same parameters and FLOPs:
-    python probes/solver_probes.py DATA_DIR lm_wide             # 8 layers x 136 wide, or 2 layers x 272 (the demo: 4 x 192)
-    python probes/solver_probes.py DATA_DIR none --seed 1       # no change (the demo's solver), e.g. another seed
-    python probes/solver_probes.py DATA_DIR text_first [STEPS]  # the language model first learns the tasks as text (no image):
-                                                                # the image's dense caption, then the question -> the answer
-    python probes/solver_probes.py DATA_DIR text_aligned [STEPS] # text_first, then word_aligned's projector (300 steps)
-    python probes/solver_probes.py DATA_DIR text_first 2000 --text-only --fresh 30000
-                                                                # the text stage alone, on the text of 30,000 new scenes
-                                                                # (sampled, not rendered) instead of the training images'
-    python probes/solver_probes.py DATA_DIR objects             # one image token per object (region features pooled from the
-                                                                # tower's own patch predictions; 6 slots) instead of 64 patches
+    python -m research.solver_probes DATA_DIR stage1 [STEPS]      # LLaVA's stage 1: only the projector, on captions
+    python -m research.solver_probes DATA_DIR curriculum [STEPS]  # first the images with one or two objects only
+    python -m research.solver_probes DATA_DIR coords              # one token per coordinate value (0.000 .. 1.000)
+    python -m research.solver_probes DATA_DIR question_first      # the prompt before the image tokens
+    python -m research.solver_probes DATA_DIR coords_ordered      # coordinate tokens whose embeddings and output rows are
+                                                                  # a place code (nearby values alike), not unrelated classes
+    python -m research.solver_probes DATA_DIR sample_loss         # every record weighs the same in the loss (TrainConfig.loss_per)
+    python -m research.solver_probes DATA_DIR word_aligned [STEPS] # the projector first learns to write each patch as the sum of
+                                                                  # the LM's embeddings of its object's words ("small", "yellow", "circle")
+    python -m research.solver_probes DATA_DIR lm_deep             # the language model at about the same parameters and FLOPs:
+    python -m research.solver_probes DATA_DIR lm_wide             # 8 layers x 136 wide, or 2 layers x 272 (the demo: 4 x 192)
+    python -m research.solver_probes DATA_DIR none --seed 1       # no change (the demo's solver), e.g. another seed
+    python -m research.solver_probes DATA_DIR text_first [STEPS]  # the language model first learns the tasks as text (no image):
+                                                                  # the image's dense caption, then the question -> the answer
+    python -m research.solver_probes DATA_DIR text_aligned [STEPS] # text_first, then word_aligned's projector (300 steps)
+    python -m research.solver_probes DATA_DIR text_first 2000 --text-only --fresh 30000
+                                                                  # the text stage alone, on the text of 30,000 new scenes
+                                                                  # (sampled, not rendered) instead of the training images'
+    python -m research.solver_probes DATA_DIR objects             # one image token per object (region features pooled from the
+                                                                  # tower's own patch predictions; 6 slots) instead of 64 patches
 
 Any variant takes --seed, --lr, --batch, --group (batches grouped by length) and --solver-steps for the solver's own
 training (default: the preset's), --only TASKS and --caption-share X for the solver's mixture, --dense K for K more of
@@ -34,27 +34,23 @@ DATA_DIR: a demo's data root (after `make demo`: data). Models go to /tmp/probe/
 """
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from genixer import generators as gen  # noqa: E402
-from genixer.evaluation import evaluate_solver, prior_baseline  # noqa: E402
-from genixer.models.embedded import build_embedded_mllm  # noqa: E402
-from genixer.models.tokenizer import build_tokenizer  # noqa: E402
-from genixer.retraining import solver_records  # noqa: E402
-from genixer.schema import read_samples  # noqa: E402
-from genixer.tasks import TASKS  # noqa: E402
-from genixer.training import train, weighted_pools  # noqa: E402
-from genixer.world import annotate_images  # noqa: E402
-from genixer.world.scene import Scene  # noqa: E402
-from genixer_assets.generators import _captions, _context  # noqa: E402
-from resources import GenixerSettings  # noqa: E402
+from genixer import generators as gen
+from genixer.models.embedded import build_embedded_mllm
+from genixer.models.tokenizer import build_tokenizer
+from genixer.retraining import solver_records
+from genixer.schema import read_samples
+from genixer.tasks import TASKS
+from genixer.training import train, weighted_pools
+from genixer.world import annotate_images
+from genixer.world.scene import Scene
+from genixer_assets.common import run_context
+from resources import GenixerSettings
 
 
 def place_code(model, tokenizer, dims: int = 64, width: float = 0.03) -> None:
@@ -85,7 +81,7 @@ def word_align(model, processor, p, images, steps: int, batch: int = 64) -> None
     from genixer.models.embedded import feature_layer
     from genixer.models.inputs import open_images
     from genixer.models.tokenizer import SPACE
-    from genixer.patch_labels import HEADS, patch_labels
+    from genixer.world.patch_labels import HEADS, patch_labels
 
     grid = p.mllm.image_size // p.mllm.patch_size
     tower, proj = model.model.vision_tower, model.model.multi_modal_projector
@@ -128,7 +124,7 @@ def object_tokens(model, processor, p, images, val_images, slots: int = 6) -> No
     import torch
     from torchvision.ops import box_iou
     from transformers.modeling_outputs import BaseModelOutputWithPooling
-    from tower_readout import fit_heads, tower_features
+    from research.tower_readout import fit_heads, tower_features
     from genixer.models.embedded import feature_layer
 
     grid = p.mllm.image_size // p.mllm.patch_size
@@ -241,7 +237,7 @@ def fresh_text(n: int, p) -> list[dict]:
     """Text records of `n` new scenes of the preset's world (sampled with seeds of a split no image uses, never
     rendered): each scene's dense caption and one sample of each task whose turns hold no box or point."""
     import random
-    from genixer.generators import caption_records
+    from genixer.world.captions import caption_records
     from genixer.world import scene_seed
     from genixer.world.annotate import annotate
     from genixer.world.scene import sample_scene
@@ -301,7 +297,8 @@ def main() -> None:
     steps = a.steps if a.steps is not None else {"stage1": 200, "curriculum": 300, "word_aligned": 300, "text_first": 400,
                                                                  "text_aligned": 400}.get(a.variant, 0)
     settings = GenixerSettings(preset=a.preset, data_dir=a.data_dir)
-    p, collect, val = _context(settings)
+    p, src = run_context(settings)  # the world's data source: these probes study the world's solver
+    collect, val = src.collect_images, src.heldout
     solver = {k: v for k, v in (("seed", a.seed), ("batch_size", a.batch), ("steps", a.solver_steps), ("group_by_length", a.group), ("lr", a.lr)) if v is not None}
     p = replace(p, base_train=replace(p.base_train, **solver))
     collected = read_samples(settings.table_path("collected_datasets"))
@@ -309,7 +306,7 @@ def main() -> None:
     train_s = [s for s in samples if s["image_id"] not in val]
     val_s = [s for s in samples if s["image_id"] in val]
     templates = json.loads(settings.path("tables", "instruction_templates.json").read_text())
-    captions, _ = _captions(settings, collect, samples, set(collect.image_id) - val)
+    captions, _ = src.captions(samples, set(collect.image_id) - val)
     scenes = {r.image_id: Scene.from_json(r.scene) for r in collect.itertuples()}
     tags = {"textlr": a.text_lr, "only": a.only, "dense": a.dense or None, "boost": a.boost and f"{a.boost[0]}{a.boost[1]:g}",
             "cap": a.caption_share, "fresh": a.fresh or None, "patch": a.patch}
@@ -359,7 +356,7 @@ def main() -> None:
         print(f"text stage: {steps} steps on {len(text)} text records, final loss {r1.final_loss:.3f}, {time.time() - t:.0f}s; "
               f"e.g. {text[0]['prompt']!r} -> {text[0]['target']!r}", flush=True)
         model.eval()
-        held_text = text_records(solver_records(val_s), _captions(settings, collect, samples, val)[0])
+        held_text = text_records(solver_records(val_s), src.captions(samples, val)[0])
         print(f"text stage, held-out text records (all answer tokens right): {text_accuracy(model, processor.tokenizer, held_text)}",
               flush=True)
         model.train()
@@ -392,8 +389,8 @@ def main() -> None:
     r2 = train(model, processor, records, cfg, out / "s2", sample_weights=weights)
     print(f"solver: final loss {r2.final_loss:.3f}, {time.time() - t:.0f}s ({r2.steps} steps)", flush=True)
     model.eval()
-    ev = evaluate_solver(model, processor, val_s, scenes, batch_size=32)
-    prior = prior_baseline(train_s, val_s, scenes)
+    ev = src.evaluate_solver(model, processor, val_s, batch_size=32)
+    prior = src.prior_baseline(train_s, val_s)
     print(f"held-out accuracy {ev.correct.mean():.4f} (blind prior {prior.correct.mean():.4f}); {time.time() - t:.0f}s")
     print(pd.DataFrame({"acc": ev.groupby("task").correct.mean(), "prior": prior.groupby("task").correct.mean()}).round(3).to_string())
 

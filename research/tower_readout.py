@@ -7,28 +7,25 @@ on the demo's training images; then on the held-out collect images:
   regressed box, written in the box format and checked by the oracle (IoU >= 0.5).
 A fixed readout, not a model of the graph: it says how much of the solver's gap lies above the tower.
 
-    python probes/tower_readout.py DATA_DIR        # a demo's data root (after `make demo`: data)
+    python -m research.tower_readout DATA_DIR        # a demo's data root (after `make demo`: data)
 """
 import re
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from transformers import CLIPVisionModel
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from transformers import CLIPVisionModel  # noqa: E402
-
-from genixer.boxes import box_to_text  # noqa: E402
-from genixer.judge import auc  # noqa: E402
-from genixer.models.embedded import feature_layer, image_processor  # noqa: E402
-from genixer.models.inputs import open_images  # noqa: E402
-from genixer.patch_labels import HEADS, patch_labels  # noqa: E402
-from genixer.schema import read_samples  # noqa: E402
-from genixer.world import Scene  # noqa: E402
-from genixer.world.oracle import check_turn  # noqa: E402
-from genixer_assets.generators import _context  # noqa: E402
-from resources import GenixerSettings  # noqa: E402
+from genixer.boxes import box_to_text
+from genixer.judge import auc
+from genixer.models.embedded import feature_layer, image_processor
+from genixer.models.inputs import open_images
+from genixer.schema import read_samples
+from genixer.world import Scene
+from genixer.world.oracle import check_turn
+from genixer.world.patch_labels import HEADS, patch_labels
+from genixer_assets.common import run_context
+from resources import GenixerSettings
 
 torch.manual_seed(0)
 ATTRIBUTES = ("colour", "shape", "size")
@@ -76,7 +73,8 @@ def match(probs: dict[str, torch.Tensor], question: str) -> torch.Tensor:
 
 def main() -> None:
     settings = GenixerSettings(preset="demo", data_dir=sys.argv[1])
-    p, collect, val = _context(settings)
+    p, src = run_context(settings)
+    collect, val = src.collect_images, src.heldout
     size = p.mllm
     grid = size.image_size // size.patch_size
     tower = CLIPVisionModel.from_pretrained(settings.model_dir("base_mllm_vision") / p.vision_objective).eval()
