@@ -1,6 +1,6 @@
 """Shared set-up of the benchmarks: a small world and models at the demo preset's sizes. The benchmarks run on the
 shapes world, rendered and annotated here (the one bench module that imports it), and read its REC questions the
-world's way (REC_READING)."""
+world's way (REC_READING, task_of)."""
 
 import resource
 import tempfile
@@ -14,6 +14,7 @@ from genixer.presets import get_preset
 from genixer.templates import GENERAL_INSTRUCTIONS
 from genixer.world import annotate_images, build_split
 from genixer.world.grammar import PHRASINGS
+from genixer.world.oracle import task_of  # noqa: F401  (bench.run's generated rows: their task, the world's reading)
 from genixer.world.regions import WORLD_REC_READING as REC_READING  # noqa: F401  (bench.run's region pairs)
 
 

@@ -7,7 +7,7 @@ decoder runs; the time is measured here, not asserted in a test)."""
 import statistics
 from pathlib import Path
 
-from bench.common import REC_READING, timed, world
+from bench.common import REC_READING, task_of, timed, world
 from genixer import judge, region_clip
 from genixer.generation import Sampling, generate, score_yes_no
 from genixer.models.embedded import build_embedded_judge, build_embedded_mllm
@@ -41,12 +41,12 @@ def resume_cost(model, processor, images, sampling, root) -> None:
     def generate_shard():
         rows, _ = datagen.generate_shard(model, processor, reqs, "genixer_l", "g", sampling, "common_vqa", "common_vqa", None,
                                          save=lambda d: write_samples(d, parts / f"part-{next(count):05d}.parquet", lineage=True),
-                                         batch_size=32)
+                                         batch_size=32, task_of=task_of)
         write_samples(rows, out, lineage=True)
 
     def resume():
         rows, reused = datagen.generate_shard(model, processor, reqs, "genixer_l", "g", sampling, "common_vqa", "common_vqa",
-                                              read_samples(out), batch_size=32)
+                                              read_samples(out), batch_size=32, task_of=task_of)
         write_samples(rows, out, lineage=True)
         return reused
 

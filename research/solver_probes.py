@@ -322,8 +322,10 @@ def main() -> None:
     if a.patch:  # another patch size: the vision pre-stage again, at that size, on the same images and steps
         p = replace(p, mllm=replace(p.mllm, patch_size=a.patch))
         tower = out / "vision"
-        pre, scores = gen.vision_pretrain(collect[~collect.image_id.isin(val)].to_dict("records"), p.mllm, p.vision_pretrain, tower,
-                                          p.vision_objective, collect[collect.image_id.isin(val)].to_dict("records"))
+        train_rows = collect[~collect.image_id.isin(val)]
+        pre, scores = gen.vision_pretrain(train_rows.to_dict("records"), p.mllm, p.vision_pretrain, tower, p.vision_objective,
+                                          collect[collect.image_id.isin(val)].to_dict("records"),
+                                          captions=src.captions(samples, set(train_rows.image_id))[0], patch_labels=src.patch_labels)
         print(f"vision pre-stage, patch {a.patch}: {pre.steps} steps, final loss {pre.final_loss:.3f}, {time.time() - t:.0f}s; "
               f"held-out {json.dumps({k: round(v, 3) for k, v in scores.items()})}", flush=True)
         t = time.time()
