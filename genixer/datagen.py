@@ -76,12 +76,9 @@ def plan_requests(images: pd.DataFrame, general: list[str], task: str | None, pe
     return out
 
 
-def parse_row(text: str, width: int, height: int, fallback_task: str,
-              task_of: Callable[[list[dict]], str | None] | None = None) -> dict:
+def parse_row(text: str, width: int, height: int, fallback_task: str, task_of: Callable[[list[dict]], str | None]) -> dict:
     """Generated text -> sample fields, or the reason it cannot be one. ``task_of``: the data source's classifier
     of a sample's turns (``DataSource.task_of``); a sample it cannot type gets ``fallback_task``."""
-    if task_of is None:  # TEMPORARY (issue 30): until every caller passes its data source's classifier
-        from genixer.world.oracle import task_of
     try:
         turns = parse_generation(text)
     except ParseError as e:
@@ -107,8 +104,8 @@ def _unreadable(base: dict, fallback_task: str, why: str) -> dict:
 
 def generate_shard(model, processor, requests: list[dict], generator: str, generator_id: str, sampling: Sampling,
                    requested_task: str | None, fallback_task: str, cache: pd.DataFrame | None,
-                   save: Callable[[pd.DataFrame], None] | None = None, batch_size: int = 32,
-                   task_of: Callable[[list[dict]], str | None] | None = None) -> tuple[pd.DataFrame, int]:
+                   save: Callable[[pd.DataFrame], None] | None = None, batch_size: int = 32, *,
+                   task_of: Callable[[list[dict]], str | None]) -> tuple[pd.DataFrame, int]:
     """Run the generator over `requests`; returns (rows, number of rows reused from `cache`). Each parsed row's task
     is ``task_of`` of its turns (the data source's classifier, :func:`parse_row`).
 

@@ -52,12 +52,10 @@ def unchecked_generation(text: str, task_of: Callable[[list[dict]], str | None])
 
 
 def evaluate_generator(model, processor, images: list[dict], tasks: list[str], general: list[str], type_specific: bool,
-                       sampling: Sampling, seed: int = 0, batch_size: int = 32,
-                       judge: Callable[[str, dict], dict] | None = None) -> pd.DataFrame:
+                       sampling: Sampling, seed: int = 0, batch_size: int = 32, *,
+                       judge: Callable[[str, dict], dict]) -> pd.DataFrame:
     """One generation per (image, task); parse rate, type accuracy and correctness rows. ``judge`` (the data
     source's ``judge_generation``: text, image row -> the row's parse, task and oracle fields) checks each."""
-    if judge is None:  # TEMPORARY (issue 30): until every caller passes its data source's judge
-        from genixer.oracle_eval import judge_image_generation as judge
     rng = random.Random(seed)
     reqs = [(img, t) for img in images for t in (tasks if type_specific else [""])]
     prompts = generation_prompts([t for _, t in reqs], general, type_specific, rng)
@@ -83,21 +81,3 @@ def generator_summary(df: pd.DataFrame) -> dict:
     if len(agn):
         out["agnostic_mix"] = dict(Counter(agn.task_of.fillna("unparsed")))
     return out
-
-
-_MOVED = {  # TEMPORARY (issue 30): old names, until the asset layer asks its data source
-    "evaluate_solver": ("genixer.oracle_eval", "evaluate_solver"), "prior_baseline": ("genixer.oracle_eval", "prior_baseline"),
-    "judge_generation": ("genixer.oracle_eval", "judge_generation"),
-    "evaluate_solver_free": ("genixer.sources.collected", "evaluate_solver"),
-    "prior_baseline_free": ("genixer.sources.collected", "prior_baseline"),
-    "answer_correct": ("genixer.sources.collected", "answer_correct"),
-}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        module, attr = _MOVED[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

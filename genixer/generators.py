@@ -50,10 +50,8 @@ def vision_pretrain(images: list[dict], size: EmbeddedSize, cfg: TrainConfig, ou
     clip_size = RegionClipSize(image_size=size.image_size, patch_size=size.patch_size, vision_width=size.vision_hidden,
                                vision_layers=size.vision_layers, vision_heads=size.vision_heads, text_width=size.vision_hidden,
                                text_layers=2, text_heads=size.vision_heads, context_length=48, embed_dim=size.vision_hidden)
-    if captions is None:  # TEMPORARY (issue 30): until every caller passes its data source's captions
-        from genixer.world.captions import caption_records
-
-        captions = caption_records(images)
+    if captions is None:
+        raise ValueError("the contrastive vision pre-stage trains on dense captions: pass the data source's captions of the images")
     by_id = {img["image_id"]: img for img in images}
     pairs = [{"image_path": c["image_path"], "box": [0.0, 0.0, float(img["width"]), float(img["height"])], "expression": c["target"],
               "sample_id": c["record_id"], "image_id": img["image_id"], "task": "caption"}
@@ -114,20 +112,4 @@ def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_d
             and sum(p.numel() for p in model.parameters()) > lora_above_params:
         cfg = replace(cfg, lora=auto_lora)
     return train(model, processor, records, cfg, out_dir, sample_weights=sample_weights)
-
-
-_MOVED = {  # TEMPORARY (issue 30): old names, until the asset layer asks its data source
-    "caption_records": ("genixer.world.captions", "caption_records"),
-    "caption_records_free": ("genixer.sources.collected", "caption_records"),
-    "holdout_images": ("genixer.datasource", "holdout_images"),
-}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        module, attr = _MOVED[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -200,14 +200,3 @@ def auc_by_corruption(held: pd.DataFrame) -> pd.DataFrame:
         rows.append({"corruption": kind, "n": len(g), "mean_p_yes": float(g.p_yes.mean()), "auc_vs_true": auc(both.p_yes, both.label)})
     return pd.DataFrame(rows)
 
-
-_MOVED = {"CORRUPTIONS", "corrupt_pair", "verification_records"}  # TEMPORARY (issue 30): now in genixer.world.negatives
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from genixer.world import negatives
-
-        return getattr(negatives, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

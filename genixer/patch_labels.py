@@ -100,7 +100,9 @@ def pretrain_tower(size: EmbeddedSize, images: list[dict], cfg: TrainConfig, out
     world's scene graphs) and save it to `out_dir` (the heads are thrown away). Returns the training result
     and, on `val_images`, each head's accuracy over the patches an object covers (``box_l1``: mean absolute
     error of the regressed box coordinates there)."""
-    labels = _default_labels() if labels is None else labels
+    if labels is None:
+        raise ValueError("the patch-label pre-stage needs the data source's labeller (the world's, from its scene graphs); "
+                         "data without scene graphs has none: use the contrastive objective")
     torch.manual_seed(cfg.seed)
     tower = CLIPVisionModel(vision_config(size))
     grid = size.image_size // size.patch_size
@@ -125,18 +127,4 @@ def load_tower_into(llava, path: str | Path) -> None:
     """Copy a saved pre-stage tower into `llava`'s vision tower (shapes must agree; mismatches raise)."""
     tower = CLIPVisionModel.from_pretrained(path)
     llava.model.vision_tower.load_state_dict(tower.state_dict(), strict=True)
-
-
-def _default_labels() -> PatchLabels:  # TEMPORARY (issue 30): until every caller passes its data source's labeller
-    from genixer.world.patch_labels import PATCH_LABELS
-
-    return PATCH_LABELS
-
-
-def __getattr__(name: str):  # TEMPORARY (issue 30): HEADS and patch_labels moved to the world's patch_labels module
-    if name in ("HEADS", "patch_labels"):
-        from genixer.world import patch_labels
-
-        return getattr(patch_labels, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -71,11 +71,3 @@ def box_values(df: pd.DataFrame) -> tuple[list[float], list[float], list[int]]:
             e.append(len(expr.split()))
     return w, h, e
 
-
-def __getattr__(name: str):  # TEMPORARY (issue 30): the oracle's column and tables moved to genixer.oracle_eval
-    if name in ("NO_SCENE", "oracle_column", "correctness_table"):
-        from genixer import oracle_eval
-
-        return getattr(oracle_eval, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

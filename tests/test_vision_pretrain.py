@@ -79,3 +79,10 @@ def test_contrastive_objective_still_initialises_the_tower(images, tmp_path):
     clip = load_region_clip(tmp_path / "clip")[0]
     after = llava.model.vision_tower.embeddings.patch_embedding.weight
     assert torch.equal(after, clip.visual.conv1.weight) and not torch.equal(after, before)
+
+
+def test_each_objective_needs_what_the_data_source_gives(images, tmp_path):
+    with pytest.raises(ValueError, match="labeller"):
+        vision_pretrain(images, SIZE, TrainConfig(steps=1), tmp_path / "t", "patch_labels")  # no labeller: no scene graphs
+    with pytest.raises(ValueError, match="captions"):
+        vision_pretrain(images, SIZE, TrainConfig(steps=1), tmp_path / "c", "contrastive")

@@ -167,10 +167,6 @@ class CollectedSource:
 
         return sample_candidates([s for s in held_samples if s["task"] in ("rec", "reg")], reading=self.rec_reading)
 
-    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:  # TEMPORARY (issue 30): region_candidates
-        """What the region CLIP's swap negatives draw other objects from: the held-out REC/REG samples' own pairs."""
-        return [s for s in held_samples if s["task"] in ("rec", "reg")]
-
     def evaluate_solver(self, model, processor, samples: list[dict], batch_size: int = 32) -> pd.DataFrame:
         return evaluate_solver(model, processor, samples, batch_size=batch_size)
 

@@ -265,7 +265,7 @@ def verification_records(samples, rng: random.Random | int, pool: Pool | None = 
     corrupted version of it (:func:`corrupt_pair`, read by judge_pairs the same way) -> "No", so the
     set is exactly 50/50. The collected pairs are taken as true (there is no oracle); a pair with no
     corruption contributes neither record. ``pool``: default :func:`build_pool` of ``samples`` (pass one
-    built from more data for more distractors). Same record shape as ``judge.verification_records``;
+    built from more data for more distractors). Same record shape as the world's (both made by ``judge.verification_pair``);
     records are shuffled with ``rng``."""
     rng = rng if isinstance(rng, random.Random) else random.Random(rng)
     samples = _rows(samples)

@@ -59,12 +59,6 @@ class WorldSource:
         collect = self.collect_images
         return scene_candidates(collect[collect.image_id.isin(self.heldout)].to_dict("records"))
 
-    def region_negative_rows(self, held_samples: list[dict]) -> list[dict]:  # TEMPORARY (issue 30): region_candidates
-        """What the region CLIP's swap negatives draw other objects from: the held-out images' scene rows (every
-        object with its shortest unique description)."""
-        collect = self.collect_images
-        return collect[collect.image_id.isin(self.heldout)].to_dict("records")
-
     def evaluate_solver(self, model, processor, samples: list[dict], batch_size: int = 32) -> pd.DataFrame:
         return oracle_eval.evaluate_solver(model, processor, samples, self.collect_scenes, batch_size=batch_size)
 
