@@ -34,7 +34,6 @@ from genixer_assets.partitions import partition_keys
 from resources import GenixerSettings, MLLMBackend
 
 
-
 def md_table(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.head(n).to_markdown(index=False))
 
@@ -131,7 +130,6 @@ def benchmark_rows(settings) -> tuple[pd.DataFrame, bool]:
     splits, REG rows) and rows without an image are left out."""
     from genixer.benchmarks import benchmark_samples
     from genixer.real_benchmarks import benchmark_of
-    from genixer.schema import read_samples
 
     bench = read_samples(settings.table_path("benchmark_sets"))
     if from_world(settings, "benchmark_sets"):
@@ -143,7 +141,7 @@ def benchmark_rows(settings) -> tuple[pd.DataFrame, bool]:
     return out[keep].reset_index(drop=True), True
 
 
-# ---- the model stages: run context, captions, training metadata, where the models are -------------
+# ---- the model stages: run context, training metadata, where the models are, the phrasings in use -----
 
 def train_metadata(res, title: str) -> dict:
     """What a training run shows in the UI: sizes, steps, losses, throughput, truncation, the learning curves."""
