@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from genixer.generators import vocabulary_texts
+from genixer.finetune import vocabulary_texts
 from genixer.presets import get_preset
 from genixer.templates import GENERAL_INSTRUCTIONS
 from genixer.world import annotate_images, build_split

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.common import REC_READING, task_of, timed, world
 from genixer import judge, region_clip
-from genixer.generation import Sampling, generate, score_yes_no
+from genixer.decoding import Sampling, generate, score_yes_no
 from genixer.models.embedded import build_embedded_judge, build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
 from genixer.templates import GENERAL_INSTRUCTIONS, specific_instruction
@@ -26,26 +26,26 @@ def resume_cost(model, processor, images, sampling, root) -> None:
 
     import pandas as pd
 
-    from genixer import datagen
+    from genixer import corpus_generation
     from genixer.schema import read_samples, write_samples
 
     df = pd.DataFrame(images)
     if "sha256" not in df:
         df["sha256"] = [hashlib.sha256(Path(x).read_bytes()).hexdigest() for x in df.image_path]
-    reqs = datagen.plan_requests(df, list(GENERAL_INSTRUCTIONS), "common_vqa", 1, 0)
+    reqs = corpus_generation.plan_requests(df, list(GENERAL_INSTRUCTIONS), "common_vqa", 1, 0)
     out = Path(root) / "shard.parquet"
     parts = Path(root) / "parts"
     parts.mkdir(exist_ok=True)
     count = iter(range(10**6))
 
     def generate_shard():
-        rows, _ = datagen.generate_shard(model, processor, reqs, "genixer_l", "g", sampling, "common_vqa", "common_vqa", None,
+        rows, _ = corpus_generation.generate_shard(model, processor, reqs, "genixer_l", "g", sampling, "common_vqa", "common_vqa", None,
                                          save=lambda d: write_samples(d, parts / f"part-{next(count):05d}.parquet", lineage=True),
                                          batch_size=32, task_of=task_of)
         write_samples(rows, out, lineage=True)
 
     def resume():
-        rows, reused = datagen.generate_shard(model, processor, reqs, "genixer_l", "g", sampling, "common_vqa", "common_vqa",
+        rows, reused = corpus_generation.generate_shard(model, processor, reqs, "genixer_l", "g", sampling, "common_vqa", "common_vqa",
                                               read_samples(out), batch_size=32, task_of=task_of)
         write_samples(rows, out, lineage=True)
         return reused

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.templates import ParseError, parse_generation, specific_instruction
 
 

@@ -4,7 +4,7 @@ The judge reads ``Question: <q> Answer: <a>`` with the image and answers Yes or 
 probability of "Yes" at the answer position, softmax over the Yes/No logits (one forward pass per
 pair, no sampling; "Yes" and "No" as the judge's tokenizer writes them after the prompt, and where either
 takes several tokens, the probabilities of the two whole continuations normalised between them, see
-``genixer.generation.score_yes_no``): unlike the official code, which samples an answer with top-p and keeps the
+``genixer.decoding.score_yes_no``): unlike the official code, which samples an answer with top-p and keeps the
 geometric mean of the sampled tokens' probabilities whatever the answer was.
 
 Turning samples into judge pairs (``judge_pairs``):
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genixer.generation import Sampling, generate, score_yes_no
+from genixer.decoding import Sampling, generate, score_yes_no
 from genixer.models.embedded import EmbeddedSize, build_embedded_judge
 from genixer.models.tokenizer import build_tokenizer
 from genixer.training import TrainConfig, TrainResult, train

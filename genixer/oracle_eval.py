@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from genixer.evaluation import UNCHECKED, evaluate_generator as _evaluate_generator
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.quality import filter_test
 from genixer.templates import ParseError, parse_generation
 from genixer.world import Scene, check

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from genixer.generation import Sampling
+from genixer.decoding import Sampling
 from genixer.models.embedded import EmbeddedSize
 from genixer.region_clip import RegionClipSize
 from genixer.templates import RecordConfig

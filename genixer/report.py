@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genixer.benchmarks import BENCHMARKS, BY_NAME, REFERENCES, Bootstrap, benchmark_order, contrast, headline, headline_lines, kind_of
-from genixer.real_benchmarks import SCORING_NOTES
+from genixer.world_benchmarks import BENCHMARKS, BY_NAME, REFERENCES, benchmark_order, kind_of
+from genixer.noise_test import Bootstrap, contrast, headline, headline_lines
+from genixer.published_benchmarks import SCORING_NOTES
 from genixer.retraining import RECIPES
 
 VERDICT_WORDS = {"better": "yes", "worse": "no", "within noise": "within noise", "no noise estimate": "no noise estimate",
@@ -19,7 +20,7 @@ def _pct(x: float) -> str:
 
 
 def kind_benchmarks(kind: str, names=()) -> list[str]:
-    """The world's benchmarks of a kind, then the published ones among `names` (genixer.benchmarks.kind_of)."""
+    """The world's benchmarks of a kind, then the published ones among `names` (genixer.world_benchmarks.kind_of)."""
     world = [b.name for b in BENCHMARKS if b.kind == kind]
     return world + sorted({n for n in names if n not in world and n not in BY_NAME and kind_of(n) == kind},
                           key=lambda n: benchmark_order([n]).get(n))

@@ -7,9 +7,9 @@ import dagster as dg
 import pandas as pd
 
 from genixer import report
-from genixer.benchmarks import (aa_false_alarms, bootstrap, compare, headline_lines, per_question, predict, reference_predictions,
-                                score)
-from genixer.real_benchmarks import per_question_real, score_real
+from genixer.world_benchmarks import per_question, predict, reference_predictions, score
+from genixer.noise_test import aa_false_alarms, bootstrap, compare, headline_lines
+from genixer.published_benchmarks import per_question_real, score_real
 from genixer.plots import bars_png, curves_png
 from genixer.schema import read_applied, read_samples
 from genixer_assets.common import GATE_FILE, GPU, benchmark_rows, md_figure, seed_dirs, table_meta
@@ -50,8 +50,8 @@ def benchmark_predictions(context: dg.AssetExecutionContext, settings: GenixerSe
 
 def _score(bench: pd.DataFrame, pred: pd.DataFrame, real: bool) -> pd.DataFrame:
     """One model's (or every recipe and seed's) scores per benchmark, `value` the headline metric: the
-    world's benchmarks by genixer.benchmarks.score, published ones as their official scripts score them
-    (genixer.real_benchmarks.score_real)."""
+    world's benchmarks by genixer.world_benchmarks.score, published ones as their official scripts score them
+    (genixer.published_benchmarks.score_real)."""
     if not real:
         return score(pred)
     out = score_real(bench, pred[["sample_id", "prediction"] + [c for c in ("recipe", "seed") if c in pred.columns]])

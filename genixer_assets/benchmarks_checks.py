@@ -42,7 +42,7 @@ def benchmark_predictions_complete(context: dg.AssetCheckExecutionContext, setti
                 description="Guard: every main recipe is scored on every benchmark (the world's, or each published benchmark "
                             "benchmark_sets holds) with finite values and at least the preset's seeds.")
 def benchmark_scores_complete(settings: GenixerSettings) -> dg.AssetCheckResult:
-    from genixer.benchmarks import BENCHMARKS
+    from genixer.world_benchmarks import BENCHMARKS
     from genixer.retraining import MAIN_RECIPES
 
     t = pd.read_parquet(settings.table_path("benchmark_scores"))
@@ -64,7 +64,7 @@ def _improves_check(recipe: str, kind: str, what: str):
     @dg.asset_check(asset="benchmark_scores", name=f"{recipe}_improves_most_{kind}",
                     description=f"Aim: {recipe} beats baseline beyond the noise (95% paired bootstrap) on most {what}.")
     def _check(settings: GenixerSettings) -> dg.AssetCheckResult:
-        from genixer.benchmarks import headline
+        from genixer.noise_test import headline
 
         n, m, d = headline(pd.read_parquet(settings.table_path("benchmark_scores")), recipe, kind)
         return aim_result(m > 0 and n > m / 2, {"improved": n, "of": m, "required": f"more than {m / 2:g}", "mean_delta": d})

@@ -166,7 +166,7 @@ class BenchmarkConfig(AnnotationConfig):
 
 
 def _by_benchmark(df: pd.DataFrame) -> dict:
-    from genixer.real_benchmarks import benchmark_of
+    from genixer.published_benchmarks import benchmark_of
 
     names = pd.Series([benchmark_of(r) for r in df.to_dict("records")], name="benchmark", dtype=object)
     counts = names.replace("", "(no benchmark: left out)").value_counts().rename("rows").rename_axis("benchmark").reset_index()
@@ -180,7 +180,7 @@ def benchmark_sets(context: dg.AssetExecutionContext, config: BenchmarkConfig, s
     compositional question (relation or count) per `bench` image. POPE is built as POPE is:
     per image one present and, per split, one absent object, so each split is 50% "yes".
     With `sources`, the published benchmarks instead, read by their readers (each row's benchmark
-    from its source, task and split: genixer.real_benchmarks.benchmark_of)."""
+    from its source, task and split: genixer.published_benchmarks.benchmark_of)."""
     if config.sources:
         return _collect_files(context, config, settings, "benchmark_sets", "benchmark_quarantine", "_benchmark_sources", _by_benchmark)
     if not settings.table_path("world_scenes").exists():

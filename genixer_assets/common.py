@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genixer import generators as gen
+from genixer import finetune as gen
 from genixer import judge
 from genixer.datasource import WORLD_SOURCE, DataSource
 from genixer.plots import curves_png, smooth
@@ -126,10 +126,10 @@ def benchmark_rows(settings) -> tuple[pd.DataFrame, bool]:
     """The `benchmark_sets` samples that belong to a benchmark, each with its `benchmarks` list, and
     whether they are published benchmarks (True) or the world's (False). The world's membership
     needs its scenes (object counts split RefCOCO testA/testB); a published row's benchmark comes
-    from its source, task and split (genixer.real_benchmarks.benchmark_of); rows of none (training
+    from its source, task and split (genixer.published_benchmarks.benchmark_of); rows of none (training
     splits, REG rows) and rows without an image are left out."""
-    from genixer.benchmarks import benchmark_samples
-    from genixer.real_benchmarks import benchmark_of
+    from genixer.world_benchmarks import benchmark_samples
+    from genixer.published_benchmarks import benchmark_of
 
     bench = read_samples(settings.table_path("benchmark_sets"))
     if from_world(settings, "benchmark_sets"):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from genixer import datagen, filters, judge, quality, region_clip, review
+from genixer import corpus_generation, filters, judge, quality, region_clip, review
 from genixer.datasource import DataSource
 from genixer.plots import curves_png
 from genixer.schema import read_applied, read_samples
@@ -35,8 +35,8 @@ def heldout_domain(settings: GenixerSettings, backend: MLLMBackend, src: DataSou
     for generator, task in (("genixer_l", "common_vqa"), ("genixer_s", "rec")):
         path = generator_path(settings, backend, generator)
         model, processor = backend.load(path, generator)
-        reqs = datagen.plan_requests(images, general, task, 1, p.seed + 7)
-        df, _ = datagen.generate_shard(model, processor, reqs, generator, datagen.checkpoint_id(path),
+        reqs = corpus_generation.plan_requests(images, general, task, 1, p.seed + 7)
+        df, _ = corpus_generation.generate_shard(model, processor, reqs, generator, corpus_generation.checkpoint_id(path),
                                        p.gen_sampling, task, task, None, batch_size=backend.batch_size(generator, 32),
                                        task_of=src.task_of)
         df = df.assign(oracle=src.oracle.column(df))

@@ -11,9 +11,9 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import filters, judge, region_clip
-from genixer.datagen import checkpoint_id
-from genixer.generation import score_yes_no
-from genixer.generators import vocabulary_texts
+from genixer.corpus_generation import checkpoint_id
+from genixer.decoding import score_yes_no
+from genixer.finetune import vocabulary_texts
 from genixer.plots import curves_png
 from genixer.preview import preview_png
 from genixer.schema import read_applied, read_samples, write_samples

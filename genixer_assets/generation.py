@@ -9,8 +9,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from genixer import datagen
-from genixer.generation import Sampling
+from genixer import corpus_generation
+from genixer.decoding import Sampling
 from genixer.schema import read_samples, write_samples
 from genixer.tasks import TASKS
 from genixer_assets.common import GPU, data_source, generator_path, md_counts, md_table, table_meta
@@ -42,7 +42,7 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     task = (config.task or default_task) if config.mode == "type_specific" else None
     images = settings.read_table("image_corpus", shard)
     general = json.loads(settings.path("tables", "instruction_templates.json").read_text())["general"]
-    requests = datagen.plan_requests(images, general, task, config.samples_per_image or p.gen_per_image, p.seed)
+    requests = corpus_generation.plan_requests(images, general, task, config.samples_per_image or p.gen_per_image, p.seed)
     model_dir = generator_path(settings, backend, generator)
     out_path = settings.table_path(name, shard)
     # An interrupted run's batches, one part file each (appended, never rewritten), and any finished output.
@@ -53,8 +53,8 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     count = itertools.count(len(parts))
     task_of = data_source(settings).task_of  # each parsed row's task: the data source's reading of its turns
     model, processor = backend.load(model_dir, generator)
-    df, reused = datagen.generate_shard(
-        model, processor, requests, generator, datagen.checkpoint_id(model_dir), sampling, task, default_task, cache,
+    df, reused = corpus_generation.generate_shard(
+        model, processor, requests, generator, corpus_generation.checkpoint_id(model_dir), sampling, task, default_task, cache,
         save=lambda d: write_samples(d, partial / f"part-{next(count):05d}.parquet", lineage=True), batch_size=config.batch_size or backend.batch_size(generator, 32),
         task_of=task_of)
     write_samples(df, out_path, lineage=True)

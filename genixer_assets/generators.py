@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from genixer import generators as gen
+from genixer import finetune as gen
 from genixer.evaluation import generator_summary, solver_records
 from genixer.preview import preview_png
 from genixer.schema import read_samples

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pandas as pd
 
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.judge import score_samples
 from genixer.models.checkpoint import load_model
 from genixer.oracle_eval import Oracle

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from genixer import generators as gen
+from genixer import finetune as gen
 from genixer import judge
-from genixer.generation import score_yes_no
+from genixer.decoding import score_yes_no
 from genixer.models.checkpoint import load_model
 from genixer.models.embedded import build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer

@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 import torch
 
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.models.checkpoint import CheckpointError
 from genixer.models.embedded import build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer

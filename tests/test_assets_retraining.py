@@ -12,8 +12,8 @@ import pytest
 from safetensors.torch import load_file
 
 from genixer import judge
-from genixer.benchmarks import BENCHMARKS, REFERENCES, score
-from genixer.generators import finetune
+from genixer.world_benchmarks import BENCHMARKS, REFERENCES, score
+from genixer.finetune import finetune
 from genixer.metrics import normalize_answer
 from genixer.models.checkpoint import load_model
 from genixer.retraining import RECIPES

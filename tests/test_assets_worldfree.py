@@ -435,7 +435,7 @@ def test_retraining_and_published_benchmarks_without_the_world(tmp_path):
     assert base.loc["VQAv2", "kind"] == "vqa"
     by_seed = pd.read_parquet(settings.table_path("benchmark_scores_by_seed"))
     # the per-seed scores are the official scripts' (real_benchmarks.score_real) on the predictions
-    from genixer.real_benchmarks import score_real
+    from genixer.published_benchmarks import score_real
 
     bench = read_samples(settings.table_path("benchmark_sets"))
     mine = score_real(bench, preds[["recipe", "seed", "sample_id", "prediction"]])

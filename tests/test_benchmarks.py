@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from genixer.benchmarks import (aa_false_alarms, benchmark_samples, bootstrap, compare, headline_lines, memberships, question_kind,
-                                reference_predictions, score)
+from genixer.world_benchmarks import benchmark_samples, memberships, question_kind, reference_predictions, score
+from genixer.noise_test import aa_false_alarms, bootstrap, compare, headline_lines
 from genixer.oracle_eval import correctness_table
 from genixer.quality import filter_test
 from genixer.report import claims, contrasts, pivot

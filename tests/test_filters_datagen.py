@@ -5,37 +5,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genixer import datagen, filters
-from genixer.generation import Sampling
+from genixer import corpus_generation, filters
+from genixer.decoding import Sampling
 from genixer.world.grammar import PHRASINGS
 from genixer.world.oracle import task_of
 from genixer.world.regions import WORLD_REC_READING
 
 
 def test_parse_row_quarantines_with_reasons():
-    ok = datagen.parse_row("Question: Where is the red circle? Answer: [0.100,0.200,0.300,0.400]", 100, 50, "rec", task_of)
+    ok = corpus_generation.parse_row("Question: Where is the red circle? Answer: [0.100,0.200,0.300,0.400]", 100, 50, "rec", task_of)
     assert ok["quarantine_reason"] is None and ok["task"] == "rec"
     assert ok["boxes"] == [[pytest.approx(10), pytest.approx(10), pytest.approx(30), pytest.approx(20)]]
-    assert datagen.parse_row("", 100, 100, "rec", task_of)["quarantine_reason"].startswith("parse: empty")
-    assert datagen.parse_row("Where is it? [0.1,0.2,0.3,0.4]", 100, 100, "rec", task_of)["quarantine_reason"].startswith("parse:")
-    inverted = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,0.300,0.400]", 100, 100, "rec", task_of)
+    assert corpus_generation.parse_row("", 100, 100, "rec", task_of)["quarantine_reason"].startswith("parse: empty")
+    assert corpus_generation.parse_row("Where is it? [0.1,0.2,0.3,0.4]", 100, 100, "rec", task_of)["quarantine_reason"].startswith("parse:")
+    inverted = corpus_generation.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,0.300,0.400]", 100, 100, "rec", task_of)
     assert inverted["quarantine_reason"].startswith("box:") and "x1<=x0" in inverted["quarantine_reason"]
-    outside = datagen.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,1.300,0.400]", 100, 100, "rec", task_of)
+    outside = corpus_generation.parse_row("Question: Where is the red circle? Answer: [0.500,0.200,1.300,0.400]", 100, 100, "rec", task_of)
     assert outside["quarantine_reason"].startswith("box:")
 
 
 def test_points_are_parsed_separately_from_boxes():
-    r = datagen.parse_row("Question: What colour is the object at [0.500,0.250]? Answer: red", 200, 100, "pointqa", task_of)
+    r = corpus_generation.parse_row("Question: What colour is the object at [0.500,0.250]? Answer: red", 200, 100, "pointqa", task_of)
     assert r["points"] == [[pytest.approx(100), pytest.approx(25)]] and r["boxes"] == [] and r["task"] == "pointqa"
 
 
 def test_request_key_changes_with_each_part():
     s = Sampling(temperature=0.7, top_p=0.9)
-    k = datagen.request_key("abc", "p", "g", s, 1)
-    assert k == datagen.request_key("abc", "p", "g", Sampling(temperature=0.7, top_p=0.9), 1)
-    others = [datagen.request_key("abd", "p", "g", s, 1), datagen.request_key("abc", "q", "g", s, 1),
-              datagen.request_key("abc", "p", "h", s, 1), datagen.request_key("abc", "p", "g", Sampling(temperature=0.5, top_p=0.9), 1),
-              datagen.request_key("abc", "p", "g", s, 2)]
+    k = corpus_generation.request_key("abc", "p", "g", s, 1)
+    assert k == corpus_generation.request_key("abc", "p", "g", Sampling(temperature=0.7, top_p=0.9), 1)
+    others = [corpus_generation.request_key("abd", "p", "g", s, 1), corpus_generation.request_key("abc", "q", "g", s, 1),
+              corpus_generation.request_key("abc", "p", "h", s, 1), corpus_generation.request_key("abc", "p", "g", Sampling(temperature=0.5, top_p=0.9), 1),
+              corpus_generation.request_key("abc", "p", "g", s, 2)]
     assert k not in others and len(set(others)) == len(others)
 
 
@@ -43,7 +43,7 @@ def test_unreadable_image_is_quarantined_without_calling_the_model(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     req = {"image_id": "x", "image_path": str(bad), "width": 10, "height": 10, "sha256": "00", "seed": 1, "prompt": "p", "template_id": "t"}
-    df, reused = datagen.generate_shard(None, None, [req], "genixer_l", "gid", Sampling(), "common_vqa", "common_vqa", None,
+    df, reused = corpus_generation.generate_shard(None, None, [req], "genixer_l", "gid", Sampling(), "common_vqa", "common_vqa", None,
                                         task_of=task_of)
     assert reused == 0 and len(df) == 1 and df.quarantine_reason[0].startswith("unreadable image")
 
@@ -61,8 +61,8 @@ def test_generate_shard_samples_each_row_with_its_recorded_seed(tmp_path, monkey
         calls.append((list(prompts), list(seeds), s))
         return [[f"seed {x}"] for x in seeds]
 
-    monkeypatch.setattr(datagen, "generate", fake_generate)
-    df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", sampling, None, "common_vqa", None, batch_size=2, task_of=task_of)
+    monkeypatch.setattr(corpus_generation, "generate", fake_generate)
+    df, _ = corpus_generation.generate_shard(None, None, reqs, "genixer_l", "gid", sampling, None, "common_vqa", None, batch_size=2, task_of=task_of)
     assert len(calls) == 3 and all(s == sampling for *_, s in calls)
     used = {p: x for prompts, seeds, _ in calls for p, x in zip(prompts, seeds)}
     assert all(used[r.prompt] == r.seed for r in df.itertuples()) and list(df.seed) == [100, 101, 102, 103, 104]
@@ -70,7 +70,7 @@ def test_generate_shard_samples_each_row_with_its_recorded_seed(tmp_path, monkey
 
 
 def test_unreadable_check():
-    assert datagen.readable("/nonexistent.png").startswith("unreadable image")
+    assert corpus_generation.readable("/nonexistent.png").startswith("unreadable image")
 
 
 def _row(q, a, w=128, h=128, boxes=None, quarantine=None):
@@ -136,10 +136,10 @@ def test_generate_shard_streams_batches_and_decodes_each_image_once(tmp_path, mo
     reqs = [{"image_id": f"x{i}", "image_path": str(truncated if i == 2 else good), "width": 8, "height": 8, "sha256": "00",
              "seed": i, "prompt": f"p{i}", "template_id": "t"} for i in range(5)]
     opened, saved = [], []
-    real_open = datagen.open_rgb
-    monkeypatch.setattr(datagen, "open_rgb", lambda p: (opened.append(p), real_open(p))[1])
-    monkeypatch.setattr(datagen, "generate", lambda m, pr, images, prompts, s, batch_size=16, seeds=None: [["Question: q Answer: a"]] * len(images))
-    df, _ = datagen.generate_shard(None, None, reqs, "genixer_l", "gid", Sampling(), None, "common_vqa", None,
+    real_open = corpus_generation.open_rgb
+    monkeypatch.setattr(corpus_generation, "open_rgb", lambda p: (opened.append(p), real_open(p))[1])
+    monkeypatch.setattr(corpus_generation, "generate", lambda m, pr, images, prompts, s, batch_size=16, seeds=None: [["Question: q Answer: a"]] * len(images))
+    df, _ = corpus_generation.generate_shard(None, None, reqs, "genixer_l", "gid", Sampling(), None, "common_vqa", None,
                                    save=lambda d: saved.append(list(d.seed)), batch_size=2, task_of=task_of)
     assert saved == [[0, 1], [2, 3], [4]] and sorted(df.seed) == [0, 1, 2, 3, 4]  # batch 2: row 2 quarantined, row 3 generated
     bad = df[df.seed == 2].iloc[0]

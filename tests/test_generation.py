@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genixer.generation import Sampling, generate, score_yes_no
+from genixer.decoding import Sampling, generate, score_yes_no
 from genixer.models.embedded import EmbeddedSize, build_embedded_judge, build_embedded_mllm
 from genixer.models.inputs import prompt_text
 from genixer.models.tokenizer import build_tokenizer

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from genixer.generation import score_yes_no
-from genixer.generators import vocabulary_texts
+from genixer.decoding import score_yes_no
+from genixer.finetune import vocabulary_texts
 from genixer.judge import (
     NONE, NO, YES, auc, judge_pair_prompts, judge_pairs, judge_prompt, sampled_judgement, score_samples, split_options,
     train_judge,

@@ -14,7 +14,7 @@ from transformers import (
     LlavaProcessor,
 )
 
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.models.checkpoint import CheckpointError, load_model, save_model
 from genixer.models.embedded import EmbeddedSize, build_embedded_judge, build_embedded_mllm
 from genixer.models.inputs import prompt_text

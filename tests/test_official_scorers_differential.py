@@ -1,4 +1,4 @@
-"""The project's scorers of published benchmarks (genixer.real_benchmarks, genixer.metrics) against a second
+"""The project's scorers of published benchmarks (genixer.published_benchmarks, genixer.metrics) against a second
 implementation of each official script, written here from the scripts themselves and sharing no code with
 genixer, on thousands of seeded random answers (every contraction, number word, article and punctuation mark of
 the VQA tables among them).
@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from genixer.metrics import pope_official_says_yes, vqa_normalize, vqa_official_accuracy
-from genixer.real_benchmarks import per_question_real, score_real
+from genixer.published_benchmarks import per_question_real, score_real
 
 # ---- VQA: the tables of vqaEval.py's VQAEval.__init__, verbatim (a013f00) -------------------------------------
 

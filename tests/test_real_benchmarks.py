@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genixer.benchmarks import bootstrap
+from genixer.noise_test import bootstrap
 from genixer.metrics import (
     pope_official_says_yes,
     vqa_normalize,
     vqa_official_accuracy,
     vqa_process_punctuation,
 )
-from genixer.real_benchmarks import SCORING_NOTES, benchmark_of, per_question_real, score_real
+from genixer.published_benchmarks import SCORING_NOTES, benchmark_of, per_question_real, score_real
 from genixer.report import pivot
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from genixer.generation import (
+from genixer.decoding import (
     Sampling,
     _batch_inputs,
     answer_ids,

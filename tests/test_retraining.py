@@ -110,7 +110,7 @@ def test_weighted_pools_rejects_shares_that_do_not_sum_to_one():
 
 
 def test_generator_mixture_replays_solver_data_at_its_shares():
-    from genixer.generators import generator_mixture
+    from genixer.finetune import generator_mixture
 
     inst, sol, caps = ([{**r, "task": "t"} for r in _recs(n, tag)] for n, tag in ((40, "inst"), (100, "sol"), (10, "cap")))
     recs, w, shares = generator_mixture(inst, sol, caps, solver_share=0.2, caption_share=0.1)

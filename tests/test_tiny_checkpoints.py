@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from genixer.generation import Sampling, generate, score_yes_no
+from genixer.decoding import Sampling, generate, score_yes_no
 from genixer.models import tiny
 from genixer.models.checkpoint import load_model
 from genixer.models.inputs import (

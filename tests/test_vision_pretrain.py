@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from genixer.generators import init_vision_tower, vision_pretrain
+from genixer.finetune import init_vision_tower, vision_pretrain
 from genixer.models.embedded import EmbeddedSize, build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
 from genixer.training import TrainConfig

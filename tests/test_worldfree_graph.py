@@ -24,7 +24,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from genixer.datagen import checkpoint_id
+from genixer.corpus_generation import checkpoint_id
 from genixer.retraining import MAIN_RECIPES, RECIPES
 from genixer.schema import read_applied, read_samples
 from tests.conftest import metadata_of

@@ -17,7 +17,7 @@ from functools import cached_property
 
 import pandas as pd
 
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.task_form import task_by_form
 from genixer.templates import CAPTION_PROMPT
 
@@ -101,7 +101,7 @@ def evaluate_solver(model, processor, samples: list[dict], batch_size: int = 32)
 def prior_baseline(train_samples: list[dict], val_samples: list[dict]) -> pd.DataFrame:
     """The blind prior without the world: per question kind (the task and the question's first
     two words, benchmarks.question_kind) the most common training answer, checked by :func:`answer_correct`."""
-    from genixer.benchmarks import question_kind
+    from genixer.world_benchmarks import question_kind
 
     common: dict[str, Counter] = {}
     for s in train_samples:

@@ -6,7 +6,7 @@ a grammar nor an oracle, so the corruptions here only swap in an answer that is 
 taken from the collected data itself:
 
 - ``answer_from_same_kind``: the answer of another question of the same kind (kind = the task and the
-  question's first two words, :func:`genixer.benchmarks.question_kind`: "what color", "how many"), so the
+  question's first two words, :func:`genixer.world_benchmarks.question_kind`: "what color", "how many"), so the
   false answer is plausible for the question. It must differ from the true answer after VQA normalisation
   and from every answer the sample itself accepts (``accepted_answers``: VQAv2's ten annotator answers,
   A-OKVQA's direct answers), so an answer that is also right is never used.
@@ -42,7 +42,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from genixer.benchmarks import question_kind
+from genixer.world_benchmarks import question_kind
 from genixer.boxes import BoxFormatError, answer_box, box_to_text, inside, iou
 from genixer.judge import judge_pairs, mc_pair, verification_pair
 from genixer.metrics import normalize_answer

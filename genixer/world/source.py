@@ -12,7 +12,7 @@ import pandas as pd
 
 from genixer import oracle_eval
 from genixer.datasource import holdout_images
-from genixer.generation import Sampling
+from genixer.decoding import Sampling
 from genixer.world.captions import caption_records
 from genixer.world.negatives import verification_records
 from genixer.world.oracle import task_of

@@ -18,7 +18,7 @@ from typing import Callable
 import pandas as pd
 
 from genixer.boxes import BoxFormatError, find_box_groups, parse_boxes, parse_point, POINT_RE
-from genixer.generation import Sampling, generate
+from genixer.decoding import Sampling, generate
 from genixer.images import ImageError, image_size, open_rgb
 from genixer.templates import ParseError, parse_generation, specific_instruction
 from genixer.progress import progress
