@@ -77,7 +77,7 @@ def _raw_generations(context, config: GenerationConfig, settings: GenixerSetting
     })
 
 
-@dg.asset(group_name="generation", partitions_def=shard_partitions, deps=["image_corpus", "genixer_l"], **GPU)
+@dg.asset(group_name="corpus_generation", partitions_def=shard_partitions, deps=["image_corpus", "genixer_l"], **GPU)
 def raw_generations_l(context: dg.AssetExecutionContext, config: GenerationConfig, settings: GenixerSettings,
                       backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_L's raw generations on one corpus shard (the paper's 1.4M raw general samples
@@ -85,7 +85,7 @@ def raw_generations_l(context: dg.AssetExecutionContext, config: GenerationConfi
     return _raw_generations(context, config, settings, backend, "raw_generations_l", "genixer_l", "common_vqa")
 
 
-@dg.asset(group_name="generation", partitions_def=shard_partitions, deps=["image_corpus", "genixer_s"], **GPU)
+@dg.asset(group_name="corpus_generation", partitions_def=shard_partitions, deps=["image_corpus", "genixer_s"], **GPU)
 def raw_generations_s(context: dg.AssetExecutionContext, config: GenerationConfig, settings: GenixerSettings,
                       backend: MLLMBackend) -> dg.MaterializeResult:
     """Genixer_S's raw generations on one corpus shard (the paper's raw REC data before the

@@ -3,20 +3,20 @@
 
 import dagster as dg
 
-from genixer_assets import (automation, benchmarks, benchmarks_checks, collection, collection_checks, evaluation, exports,
-                            exports_checks, filtering, filtering_checks, generation, generation_checks, generators, generators_checks,
-                            instructions, instructions_checks, retraining, retraining_checks)
+from genixer_assets import (automation, benchmarks, benchmarks_checks, collection, collection_checks, corpus_generation,
+                            corpus_generation_checks, data_quality, exports, exports_checks, filtering, filtering_checks,
+                            generators, generators_checks, instructions, instructions_checks, retraining, retraining_checks)
 from genixer_assets.k8s import executor_from_env
 from genixer_assets.resume import with_code_versions
 from resources import SETTINGS, MLLMBackend
 
 # Each asset's code version is a hash of its module's source and every project module it imports (resume.py): a
 # materialisation records the code it was made with, and `make demo` reuses only what the current code would make.
-all_assets = with_code_versions(dg.load_assets_from_modules([collection, instructions, generators, generation, filtering, exports,
-                                                             evaluation, retraining, benchmarks]))
+all_assets = with_code_versions(dg.load_assets_from_modules([collection, instructions, generators, corpus_generation, filtering,
+                                                             exports, data_quality, retraining, benchmarks]))
 # Each stage's checks beside it (genixer_assets/<stage>_checks.py).
-all_checks = dg.load_asset_checks_from_modules([collection, collection_checks, instructions_checks, generators_checks, generation_checks,
-                                                filtering_checks, retraining_checks, benchmarks_checks, exports_checks])
+all_checks = dg.load_asset_checks_from_modules([collection, collection_checks, instructions_checks, generators_checks,
+                                                corpus_generation_checks, filtering_checks, retraining_checks, benchmarks_checks, exports_checks])
 
 # Declarative automation (the eager conditions of scored_generations_*, genixer_vqa, genixer_rec, dataset_exports) is
 # evaluated by a sensor under the daemon. Dagster's own default_automation_condition_sensor is created stopped; this
@@ -33,7 +33,7 @@ automation_conditions = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    sensors=[automation.corpus_inbox,  # new corpus files -> new shards and their generation (genixer_assets/automation.py)
+    sensors=[automation.corpus_inbox,  # new corpus files -> new shards and their corpus_generation (genixer_assets/automation.py)
              automation_conditions],  # the eager refresh of the scored and filtered sets, on by default
     schedules=[automation.daily_corpus_refresh],  # daily, stopped by default: pending shards, then the filtered sets
     resources={"settings": SETTINGS, "backend": MLLMBackend()},  # the settings the shard partitions were sized from

@@ -6,15 +6,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSET_MODULES = ("collection", "instructions", "generators", "generation", "filtering", "exports", "evaluation", "retraining",
-                 "benchmarks")
+ASSET_MODULES = ("collection", "instructions", "generators", "corpus_generation", "filtering", "exports", "data_quality",
+                 "retraining", "benchmarks")
 SHARED = ("common", "partitions", "k8s")  # what the asset modules and their checks may import from genixer_assets
 
 GROUPS = {
     "collection": {"world_scenes", "collected_datasets", "benchmark_sets", "corpus_shards", "image_corpus"},
     "instructions": {"instruction_templates", "templated_instructions"},
     "generators": {"base_mllm", "genixer_l", "genixer_s"},
-    "generation": {"raw_generations_l", "raw_generations_s"},
+    "corpus_generation": {"raw_generations_l", "raw_generations_s"},
     "filtering": {"judge_mllm", "region_clip_model", "scored_generations_l", "scored_generations_s", "genixer_vqa", "genixer_rec"},
     "exports": {"dataset_exports"},
     "data_quality": {"generation_quality"},

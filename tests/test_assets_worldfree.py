@@ -335,7 +335,7 @@ def _scored_shards(settings, images: list[str], shards=("shard_000", "shard_001"
 
 def test_filtered_recipes_and_generation_quality_without_the_world(tmp_path):
     from genixer_assets import filtering_checks as checks
-    from genixer_assets.evaluation import generation_quality
+    from genixer_assets.data_quality import generation_quality
     from genixer_assets.filtering import genixer_rec, genixer_vqa
 
     settings = _settings(tmp_path)

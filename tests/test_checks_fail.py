@@ -21,7 +21,7 @@ from genixer.presets import get_preset
 from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
 from genixer.schema import read_samples, write_samples
 from genixer.world import Scene
-from genixer_assets import (benchmarks_checks, collection, collection_checks, exports_checks, filtering_checks, generation_checks, generators_checks,
+from genixer_assets import (benchmarks_checks, collection, collection_checks, exports_checks, filtering_checks, corpus_generation_checks, generators_checks,
                             instructions_checks, retraining_checks)
 from genixer_assets.partitions import recipe_partitions, shard_partitions
 from resources import GenixerSettings
@@ -227,7 +227,7 @@ RAW_BREAKS = {
 @pytest.mark.parametrize("name,generator", [("raw_generations_l", "genixer_l"), ("raw_generations_s", "genixer_s")])
 def test_raw_generations_check_passes_on_good_shards(settings, name, generator):
     write_raw(settings, name, generator)
-    check = getattr(generation_checks, f"{name}_complete")
+    check = getattr(corpus_generation_checks, f"{name}_complete")
     assert direct(check, settings).passed
     ev, _ = in_run(check, settings, "shard_001")
     assert ev.passed and md(ev, "rows") == 2 * settings.get_preset().gen_per_image
@@ -241,7 +241,7 @@ def test_raw_generations_check_fails_on_a_broken_shard(settings, name, generator
     rows = write_raw(settings, name, generator)
     breaker, message = RAW_BREAKS[broken]
     write_samples(breaker(rows["shard_001"]), settings.table_path(name, "shard_001"), lineage=True)
-    check = getattr(generation_checks, f"{name}_complete")
+    check = getattr(corpus_generation_checks, f"{name}_complete")
     ev, downstream_ran = in_run(check, settings, "shard_001", downstream=True)
     assert not ev.passed and message in problems_of(ev)
     assert not downstream_ran  # blocking: the broken shard is not scored
@@ -251,7 +251,7 @@ def test_raw_generations_check_fails_on_a_broken_shard(settings, name, generator
 def test_raw_generations_check_fails_when_the_shard_is_missing(settings):
     write_raw(settings, "raw_generations_l", "genixer_l")
     settings.table_path("raw_generations_l", "shard_000").unlink()
-    res = direct(generation_checks.raw_generations_l_complete, settings)
+    res = direct(corpus_generation_checks.raw_generations_l_complete, settings)
     assert not res.passed and "raw_generations_l[shard_000] has not been materialised" in problems_of(res)
 
 
@@ -1007,7 +1007,7 @@ def _review_sheet(dst, name: str) -> pd.DataFrame:
     """generation_quality's review sheet of the scored rows (genixer.review), its verdicts filled in: the rows of this
     filter alternately correct and incorrect; returns the filled sheet."""
     from genixer import review
-    from genixer_assets.evaluation import REVIEW_COLUMNS
+    from genixer_assets.data_quality import REVIEW_COLUMNS
 
     vqa, rec = dst.read_table("scored_generations_l"), dst.read_table("scored_generations_s")
     population = pd.concat([vqa.assign(kept=vqa.sample_id.isin(set(read_samples(dst.table_path("genixer_vqa")).sample_id)))[REVIEW_COLUMNS],
