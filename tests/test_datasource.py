@@ -60,7 +60,7 @@ def test_published_data_gets_the_collected_source(world):
     recs = [dict(s) for s in samples]
     assert src.judge_records(recs, 3) == collected_negatives.verification_records(
         recs, random.Random(3), collected_negatives.build_pool(recs))
-    assert src.captions(recs, {s["image_id"] for s in recs})[0] == collected_captions(recs)
+    assert src.captions(recs, {s["image_id"] for s in recs})[0] == collected_captions(recs, reading=src.rec_reading)
     row = src.judge_generation("Question: What colour is the circle? Answer: red", {})
     assert row["oracle"] == "unchecked" and row["task_of"] == "common_vqa"
 

@@ -15,13 +15,12 @@ and the expression; the official code's unnormalised dot product times 60 is not
   question, read by :func:`locate_ref` with the REC phrasings in use: the given ones or the data source's
   ``locate`` phrasings, plus ``REC_QUESTION`` of published data) and REG samples (the answer). What the
   source's words are is a :class:`RecReading` the caller passes (the world's:
-  ``genixer.world.regions.WORLD_REC_READING``); this package does not import the world (but for a
-  temporary bridge: ``reading=None`` still means the world's, see :mod:`~genixer.region_clip.phrasings`).
+  ``WORLD_REC_READING`` in ``genixer/world/regions.py``); this package does not import the world.
 * Training: :class:`ClipAdapter` plugs contrastive training (open_clip's ``ClipLoss``) into the project's
   one training loop (:func:`genixer.training.train`).
 * Calibration: :func:`negative_pairs` builds negatives in the same images (another object's expression,
   or the box shifted to IoU < 0.5), the other objects given by the data source (the world's scenes,
-  ``genixer.world.regions.scene_candidates``, or collected REC/REG samples alone, :func:`sample_candidates`);
+  ``scene_candidates`` in ``genixer/world/regions.py``, or collected REC/REG samples alone, :func:`sample_candidates`);
   :func:`calibrate_threshold` picks the threshold maximising F1; :func:`fixed_threshold` is the paper's
   fixed cosine 0.6 instead (see its caveat).
 

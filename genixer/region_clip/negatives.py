@@ -11,7 +11,7 @@ import numpy as np
 
 from genixer.boxes import iou
 from genixer.images import image_size
-from genixer.region_clip.phrasings import RecReading, as_rows, has_size, norm_expr, region_pairs
+from genixer.region_clip.phrasings import RecReading, has_size, norm_expr, region_pairs
 
 Candidates = dict[str, list[tuple[list[float], str]]]  # image_path -> [(box, expression)] of the objects known in it
 
@@ -20,25 +20,10 @@ def sample_candidates(samples, phrasings=None, reading: RecReading | None = None
     """The swap candidates of data without a scene (collected data read from files): the (expression, box) pairs of
     REC/REG samples (:func:`region_pairs` with ``phrasings`` and ``reading``), by image, in the samples' order. That
     presumes, as RefCOCO's expressions are written to, that an expression fits only its own object. (The world's
-    candidates are its scenes': ``genixer.world.regions.scene_candidates``.)"""
+    candidates are its scenes': ``scene_candidates`` in ``genixer/world/regions.py``.)"""
     out: Candidates = {}
     for p in region_pairs(samples, phrasings, reading):
         out.setdefault(p["image_path"], []).append((p["box"], p["expression"]))
-    return out
-
-
-def _candidates_bridge(scenes_or_samples) -> Candidates:
-    """TEMPORARY bridge (issue 30): negative_pairs' old argument (image rows with a ``scene``, REC/REG samples, or
-    both) read as it was, the scenes through the world imported lazily, until the data sources pass candidates
-    (/work/notes/region_clip_api.md)."""
-    from genixer.world.regions import scene_candidates
-
-    rows = as_rows(scenes_or_samples)
-    scene_rows = [r for r in rows if isinstance(r, dict) and "scene" in r]
-    out = scene_candidates(scene_rows)
-    sample_rows = [r for r in rows if not (isinstance(r, dict) and "scene" in r)]
-    for image_path, found in (sample_candidates(sample_rows) if sample_rows else {}).items():
-        out.setdefault(image_path, []).extend(found)
     return out
 
 
@@ -49,7 +34,7 @@ def negative_pairs(pairs: list[dict], candidates: Mapping[str, list[tuple[list[f
     * ``swap``: the pair's box with the expression of another object of the same image (an object whose
       box has IoU < ``max_iou`` with it and whose expression differs), taken from ``candidates``: image_path ->
       [(box, expression)] of the objects known in that image, the data source's (the world's scenes,
-      ``genixer.world.regions.scene_candidates``; without a scene, the held-out REC/REG samples' own pairs,
+      ``scene_candidates`` in ``genixer/world/regions.py``; without a scene, the held-out REC/REG samples' own pairs,
       :func:`sample_candidates`).
     * ``shift``: the pair's expression with its box moved (same size, inside the image) to IoU < ``max_iou``;
       the image size is the pair's width/height when it has them (pairs of samples), else read from the file.
@@ -71,8 +56,9 @@ def negative_pairs(pairs: list[dict], candidates: Mapping[str, list[tuple[list[f
         cands = {}
     elif isinstance(candidates, Mapping):
         cands = candidates
-    else:  # TEMPORARY bridge: scene rows and/or samples, as before
-        cands = _candidates_bridge(candidates)
+    else:
+        raise TypeError(f"negative_pairs takes candidates {{image_path: [(box, expression)]}} (DataSource.region_candidates), "
+                        f"got {type(candidates).__name__}")
     sizes: dict[str, tuple[int, int]] = {}
     out = []
     for p in pairs:

@@ -5,9 +5,8 @@
 samples (the answer). The captions of the collected data and the REC filter read expressions the same way.
 
 What a data source's words are (the expressions it knows, its REG phrasings, how a phrasing compiles) is a
-:class:`RecReading` its caller passes in: the world's is ``genixer.world.regions.WORLD_REC_READING``; this
-package does not import the world. (Until the data sources pass one, ``reading=None`` still means the world's:
-a temporary bridge, listed in /work/notes/region_clip_api.md.)"""
+:class:`RecReading` its caller passes in: the world's is ``WORLD_REC_READING`` in ``genixer/world/regions.py``; this
+package does not import the world, and there is no default reading (``DataSource.rec_reading``)."""
 
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ def norm_expr(text: str) -> str:
 @dataclass(frozen=True)
 class RecReading:
     """The grammar REC and REG questions are read with, beside the phrasings in use (a data source's; the world's
-    is ``genixer.world.regions.WORLD_REC_READING``).
+    is ``WORLD_REC_READING`` in ``genixer/world/regions.py``).
 
     ``locate``: the REC phrasings used when the caller gives none. ``describe``: the REG question patterns, each
     with a ``box`` group (a question none of them fits is read as any question holding exactly one box).
@@ -52,13 +51,11 @@ class RecReading:
 
 
 def _reading(reading: RecReading | None) -> RecReading:
-    """TEMPORARY bridge (issue 30): ``reading=None`` is the world's, imported lazily, until the data sources pass
-    theirs (/work/notes/region_clip_api.md lists the callers); then every ``reading`` becomes required."""
-    if reading is not None:
-        return reading
-    from genixer.world.regions import WORLD_REC_READING
-
-    return WORLD_REC_READING
+    """The caller's reading; there is no default (the data source gives one: ``DataSource.rec_reading``)."""
+    if reading is None:
+        raise ValueError("REC questions are read with a data source's RecReading: pass reading= "
+                         "(genixer.datasource.choose(...).rec_reading)")
+    return reading
 
 
 # The {ref} slot read freely (any words): no "?" (it would swallow a following sentence), no leading or
