@@ -124,13 +124,15 @@ def object_tokens(model, processor, p, images, val_images, slots: int = 6) -> No
     import torch
     from torchvision.ops import box_iou
     from transformers.modeling_outputs import BaseModelOutputWithPooling
-    from research.tower_readout import fit_heads, tower_features
+
     from genixer.models.embedded import feature_layer
+    from genixer.world.patch_labels import PATCH_LABELS
+    from research.tower_readout import fit_heads, tower_features
 
     grid = p.mllm.image_size // p.mllm.patch_size
     tower, proj, layer = model.model.vision_tower, model.model.multi_modal_projector, feature_layer(p.mllm)
     rows = list(images.itertuples())[:1200]
-    heads = fit_heads(tower_features(tower, processor.image_processor, layer, rows), [Scene.from_json(r.scene) for r in rows], grid)
+    heads = fit_heads(tower_features(tower, processor.image_processor, layer, rows), rows, grid, PATCH_LABELS)
 
     def groups(feats: torch.Tensor) -> list[list[torch.Tensor]]:
         conf = 1 - heads["colour"](feats).softmax(-1)[..., 0]

@@ -5,7 +5,8 @@ on the demo's training images; then on the held-out collect images:
 - existence ("is there a <colour> <shape>?", adv_vqa): yes if the max over patches of P(colour) * P(shape) > 0.5;
 - REC: the patch that best matches the expression's words (product of their probabilities), and that patch's
   regressed box, written in the box format and checked by the oracle (IoU >= 0.5).
-A fixed readout, not a model of the graph: it says how much of the solver's gap lies above the tower.
+A fixed readout, not a model of the graph: it says how much of the solver's gap lies above the tower. The labels,
+heads and oracle are the run's data source's (the world's: its patch labeller and its oracle).
 
     python -m research.tower_readout DATA_DIR        # a demo's data root (after `make demo`: data)
 """
@@ -21,16 +22,17 @@ from genixer.judge import auc
 from genixer.models.embedded import feature_layer, image_processor
 from genixer.models.inputs import open_images
 from genixer.schema import read_samples
-from genixer.world import Scene
-from genixer.world.oracle import check_turn
-from genixer.world.patch_labels import HEADS, patch_labels
 from genixer_assets.common import run_context
 from resources import GenixerSettings
 
 torch.manual_seed(0)
 ATTRIBUTES = ("colour", "shape", "size")
-WORD_HEAD = {w: k for k in ATTRIBUTES for w in HEADS[k][1:]}  # "yellow" -> "colour", ...
-WORD_RE = re.compile(r"\b(" + "|".join(WORD_HEAD) + r")\b")
+
+
+def attribute_words(heads: dict[str, tuple[str, ...]]) -> tuple[dict[str, str], re.Pattern]:
+    """Each attribute word of the labeller's heads with its head ("yellow" -> "colour", ...), and a pattern finding them."""
+    word_head = {w: k for k in ATTRIBUTES for w in heads[k][1:]}
+    return word_head, re.compile(r"\b(" + "|".join(word_head) + r")\b")
 
 
 def tower_features(tower, processor, layer: int, rows, batch: int = 64) -> torch.Tensor:
@@ -43,10 +45,12 @@ def tower_features(tower, processor, layer: int, rows, batch: int = 64) -> torch
     return torch.cat(out)
 
 
-def fit_heads(feats: torch.Tensor, scenes: list[Scene], grid: int, steps: int = 600) -> dict[str, torch.nn.Linear]:
-    """Linear per-patch heads (colour, shape, size classes; the covering object's box) on frozen features."""
-    lab = {k: torch.tensor(np.stack([patch_labels(sc, grid)[k] for sc in scenes])) for k in (*ATTRIBUTES, "box")}
-    heads = {k: torch.nn.Linear(feats.shape[-1], len(HEADS[k])) for k in ATTRIBUTES} | {"box": torch.nn.Linear(feats.shape[-1], 4)}
+def fit_heads(feats: torch.Tensor, rows, grid: int, labeller, steps: int = 600) -> dict[str, torch.nn.Linear]:
+    """Linear per-patch heads (colour, shape, size classes; the covering object's box) on frozen features, trained on
+    the labels `labeller` (the data source's patch labeller) gives each image row."""
+    labels = [labeller(r._asdict(), grid) for r in rows]
+    lab = {k: torch.tensor(np.stack([x[k] for x in labels])) for k in (*ATTRIBUTES, "box")}
+    heads = {k: torch.nn.Linear(feats.shape[-1], len(labeller.heads[k])) for k in ATTRIBUTES} | {"box": torch.nn.Linear(feats.shape[-1], 4)}
     opt = torch.optim.Adam([q for h in heads.values() for q in h.parameters()], lr=1e-2)
     inside = ~lab["box"].isnan().any(-1)
     for _ in range(steps):
@@ -59,22 +63,23 @@ def fit_heads(feats: torch.Tensor, scenes: list[Scene], grid: int, steps: int = 
     return heads
 
 
-def match(probs: dict[str, torch.Tensor], question: str) -> torch.Tensor:
+def match(probs: dict[str, torch.Tensor], question: str, heads: dict[str, tuple[str, ...]]) -> torch.Tensor:
     """Per patch, the product of the probabilities of the attribute words the question names
     (no word, as in "the object": the probability that some object covers the patch)."""
-    words = WORD_RE.findall(question)
+    word_head, word_re = attribute_words(heads)
+    words = word_re.findall(question)
     if not words:
         return 1 - probs["colour"][:, 0]
     score = torch.ones(probs["colour"].shape[0])
     for w in words:
-        score = score * probs[WORD_HEAD[w]][:, HEADS[WORD_HEAD[w]].index(w)]
+        score = score * probs[word_head[w]][:, heads[word_head[w]].index(w)]
     return score
 
 
 def main() -> None:
     settings = GenixerSettings(preset="demo", data_dir=sys.argv[1])
-    p, src = run_context(settings)
-    collect, val = src.collect_images, src.heldout
+    p, source = run_context(settings)  # the world's: its patch labeller and its oracle
+    collect, val, labeller = source.collect_images, source.heldout, source.patch_labels
     size = p.mllm
     grid = size.image_size // size.patch_size
     tower = CLIPVisionModel.from_pretrained(settings.model_dir("base_mllm_vision") / p.vision_objective).eval()
@@ -85,12 +90,12 @@ def main() -> None:
     def feats(rs):
         return tower_features(tower, image_processor(size), feature_layer(size), rs)
 
-    heads = fit_heads(feats(train_rows), [Scene.from_json(r.scene) for r in train_rows], grid)
+    heads = fit_heads(feats(train_rows), train_rows, grid, labeller)
     with torch.no_grad():
         f = feats(val_rows)
         probs = {k: heads[k](f).softmax(-1) for k in ATTRIBUTES}
         boxes = heads["box"](f).sigmoid()
-    at = {r.image_id: (i, Scene.from_json(r.scene)) for i, r in enumerate(val_rows)}
+    at = {r.image_id: (i, r) for i, r in enumerate(val_rows)}
     collected = read_samples(settings.table_path("collected_datasets"))
     held = collected[collected.image_id.isin(val)]
 
@@ -98,7 +103,7 @@ def main() -> None:
     scores, labels, sources = [], [], []
     for s in held[held.task == "adv_vqa"].itertuples():
         i, _ = at[s.image_id]
-        scores.append(match({k: v[i] for k, v in probs.items()}, s.turns[0]["question"]).max().item())
+        scores.append(match({k: v[i] for k, v in probs.items()}, s.turns[0]["question"], labeller.heads).max().item())
         labels.append(s.turns[0]["answer"] == "yes")
         sources.append(s.source)
     scores, labels, sources = np.array(scores), np.array(labels), np.array(sources)
@@ -110,12 +115,13 @@ def main() -> None:
     # REC: the box regressed at the patch that best matches the expression, checked by the oracle
     ok = []
     for s in held[held.task == "rec"].itertuples():
-        i, scene = at[s.image_id]
+        i, row = at[s.image_id]
         q = s.turns[0]["question"]
-        j = int(match({k: v[i] for k, v in probs.items()}, q).argmax())
+        j = int(match({k: v[i] for k, v in probs.items()}, q, labeller.heads).argmax())
         x0, y0, x1, y1 = boxes[i, j].tolist()
-        pixel = (x0 * scene.width, y0 * scene.height, x1 * scene.width, y1 * scene.height)
-        ok.append(check_turn(q, box_to_text(pixel, scene.width, scene.height), scene).ok)
+        pixel = (x0 * row.width, y0 * row.height, x1 * row.width, y1 * row.height)
+        answer = box_to_text(pixel, row.width, row.height)
+        ok.append(source.oracle.check({"turns": [{"question": q, "answer": answer}], "image_id": s.image_id}).ok)
     print(f"held-out REC from the tower's patches (the best-matching patch's regressed box): {np.mean(ok):.3f} of {len(ok)}")
 
 
