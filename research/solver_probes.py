@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genixer import generators as gen
+from genixer import finetune as gen
 from genixer.models.embedded import build_embedded_mllm
 from genixer.models.tokenizer import build_tokenizer
 from genixer.retraining import solver_records
