@@ -170,7 +170,7 @@ def _pope(g: pd.DataFrame) -> dict:
             "recall": tp / (tp + fn) if tp + fn else 0.0, "f1": f1, "yes_ratio": float(py.mean())}
 
 
-def _order(name: str) -> tuple:
+def published_order(name: str) -> tuple:
     family = max((i for i, p in enumerate(ORDER) if name.startswith(p)), default=len(ORDER))
     part = name.rsplit("-", 1)[-1]
     rank = (*POPE_SPLITS, *REC_EVAL_SPLITS)
@@ -191,4 +191,4 @@ def score_real(samples: pd.DataFrame, predictions: pd.DataFrame | Mapping[str, s
         rows.append({**dict(zip(keep + ["benchmark"], key)), "metric": metric_of(b), "n": len(g), **stats})
     cols = keep + ["benchmark", "metric", "n", "score", "accuracy", "precision", "recall", "f1", "yes_ratio"]
     out = pd.DataFrame(rows, columns=cols)
-    return out.sort_values(keep + ["benchmark"], key=lambda s: s.map(_order) if s.name == "benchmark" else s).reset_index(drop=True)
+    return out.sort_values(keep + ["benchmark"], key=lambda s: s.map(published_order) if s.name == "benchmark" else s).reset_index(drop=True)

@@ -174,10 +174,10 @@ def score(pred: pd.DataFrame) -> pd.DataFrame:
 def benchmark_order(names) -> dict[str, int]:
     """Rank of each benchmark name: the world's in BENCHMARKS order, then published ones in
     genixer.published_benchmarks' order (VQAv2, POPE, A-OKVQA, RefCOCO/+/g by split)."""
-    from genixer.published_benchmarks import _order
+    from genixer.published_benchmarks import published_order
 
     order = {b.name: i for i, b in enumerate(BENCHMARKS)}
-    others = sorted({n for n in names if n not in order}, key=_order)
+    others = sorted({n for n in names if n not in order}, key=published_order)
     return {**order, **{n: len(order) + i for i, n in enumerate(others)}}
 
 

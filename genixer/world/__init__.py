@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 from genixer.tasks import TASKS
-from genixer.world.annotate import _pope, annotate, annotate_compositional
+from genixer.world.annotate import pope_question, annotate, annotate_compositional
 from genixer.world.oracle import check
 from genixer.world.scene import Scene, WorldConfig, WorldConfigError, render, sample_scene
 
@@ -95,7 +95,7 @@ def annotate_pope(images: list[dict], seed: int = 0) -> list[dict]:
     for img in images:
         scene, rng = Scene.from_json(img["scene"]), random.Random(f"{seed}/{img['image_id']}/pope")
         try:
-            made = [_pope(scene, rng, sub) for sub in ("positive", *POPE_SPLITS)]
+            made = [pope_question(scene, rng, sub) for sub in ("positive", *POPE_SPLITS)]
         except IndexError:  # rng.choice over no absent object of that kind
             continue
         for q, a, _, _, sub in made:

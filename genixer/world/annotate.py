@@ -54,7 +54,7 @@ def make_turn(kind: str, scene: Scene, rng: random.Random) -> Turn | None:
             return None
         return _fill(kind, rng, ref=da.ref(), rel=rel, ref2=db.ref()), "yes" if relation_holds(a, rel, b) else "no", [], []
     if kind == "exist":
-        return _pope(scene, rng, rng.choice(["positive", "random", "popular", "adversarial"]))[:4]
+        return pope_question(scene, rng, rng.choice(["positive", "random", "popular", "adversarial"]))[:4]
     if kind == "locate":
         d = unique_desc(o, scene, rng=rng)
         return _fill(kind, rng, ref=d.ref()), box_to_text(o.box, W, H), [list(o.box)], []
@@ -101,7 +101,7 @@ def _prior(shape: str, colour: str) -> float:
     return SHAPE_WEIGHTS[SHAPES.index(shape)] * COLOUR_WEIGHTS[COLOUR_NAMES.index(colour)]
 
 
-def _pope(scene: Scene, rng: random.Random, subtype: str):
+def pope_question(scene: Scene, rng: random.Random, subtype: str):
     """POPE-style existence question: positives, and random/popular/adversarial negatives."""
     present = {(o.colour, o.shape) for o in scene.objects}
     if subtype == "positive":
@@ -131,7 +131,7 @@ def annotate(task: str, scene: Scene, rng: random.Random) -> dict | None:
             turns = [make_turn(rng.choices(kinds, list(KIND_WEIGHTS.values()))[0], scene, rng) for _ in range(n)]
         elif task == "adv_vqa":
             subtype = rng.choice(["positive", "positive", "positive", "random", "popular", "adversarial"])
-            q, a, b, p, subtype = _pope(scene, rng, subtype)
+            q, a, b, p, subtype = pope_question(scene, rng, subtype)
             turns, source = [(q, a, b, p)], f"shapes_world:pope_{subtype}"
         elif task == "rd":
             # a referential dialogue always grounds something: one turn locates or describes
