@@ -12,7 +12,7 @@ import torch
 from genixer.finetune import vocabulary_texts
 from genixer.presets import get_preset
 from genixer.templates import GENERAL_INSTRUCTIONS
-from genixer.world import annotate_images, build_split
+from genixer.world import WorldConfig, annotate_images, build_split
 from genixer.world.grammar import PHRASINGS
 from genixer.world.oracle import task_of  # noqa: F401  (bench.run's generated rows: their task, the world's reading)
 from genixer.world.regions import WORLD_REC_READING as REC_READING  # noqa: F401  (bench.run's region pairs)
@@ -21,7 +21,7 @@ from genixer.world.regions import WORLD_REC_READING as REC_READING  # noqa: F401
 def world(n: int = 64):
     root = Path(tempfile.mkdtemp(prefix="genixer_bench_"))
     p = get_preset("demo")
-    images = build_split("collect", n, root, p.world)
+    images = build_split("collect", n, root, WorldConfig())
     samples = annotate_images(images)
     vocab = vocabulary_texts(samples, list(GENERAL_INSTRUCTIONS), {k: list(v) for k, v in PHRASINGS.items()})
     return p, root, images, samples, vocab

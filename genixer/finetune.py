@@ -13,7 +13,7 @@ from genixer.patch_labels import PatchLabels, load_tower_into, pretrain_tower
 from genixer.tasks import TASKS
 from genixer.templates import CAPTION_PROMPT, specific_instruction
 from genixer.region_clip import RegionClipSize, load_region_clip, train_region_clip
-from genixer.training import LoraSpec, TrainConfig, TrainResult, train, weighted_pools
+from genixer.training import LoraSpec, PairedPlan, TrainConfig, TrainResult, train, weighted_pools
 
 
 def vocabulary_texts(samples: list[dict], general: list[str], phrasings: dict[str, list[str]]) -> list[str]:
@@ -98,9 +98,9 @@ def generator_mixture(records: list[dict], solver: list[dict], captions: list[di
 
 def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_dir: str | Path,
              sample_weights: list[float] | None = None, device: str = "cpu", dtype: str = "float32",
-             auto_lora: LoraSpec | None = None, lora_above_params: int | None = None) -> TrainResult:
+             auto_lora: LoraSpec | None = None, lora_above_params: int | None = None, plan: PairedPlan | None = None) -> TrainResult:
     """Continue training a saved model on new records (the generators' fine-tunes, the retraining
-    recipes); `sample_weights` set each record's chance of being drawn. The start model is loaded on
+    recipes); `sample_weights` set each record's chance of being drawn, or `plan` gives every batch. The start model is loaded on
     `device` in `dtype`; with `auto_lora`, a start model of over `lora_above_params` parameters trains
     those LoRA adapters when `cfg` sets none (a 7B model is not fully fine-tuned by default)."""
     if device == "auto":  # under `accelerate launch` each rank loads onto its own device, not all onto cuda:0
@@ -111,5 +111,5 @@ def finetune(model_dir: str | Path, records: list[dict], cfg: TrainConfig, out_d
     if cfg.lora is None and auto_lora is not None and lora_above_params is not None \
             and sum(p.numel() for p in model.parameters()) > lora_above_params:
         cfg = replace(cfg, lora=auto_lora)
-    return train(model, processor, records, cfg, out_dir, sample_weights=sample_weights)
+    return train(model, processor, records, cfg, out_dir, sample_weights=sample_weights, plan=plan)
 

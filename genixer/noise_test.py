@@ -1,5 +1,5 @@
 """The noise test of the recipe comparison: a paired bootstrap over the benchmark questions and the
-training seeds (world and published benchmarks alike), the A/A control of its false-alarm rate, and the
+training seeds (recipes of as many seeds compared seed by seed) (world and published benchmarks alike), the A/A control of its false-alarm rate, and the
 headline counts ("better on N of M VQA-type benchmarks")."""
 
 from __future__ import annotations
@@ -54,6 +54,20 @@ class Bootstrap:
             return float(np.mean([self.noise[b] for b in benchmarks]) ** 2), float(min(self.noise_df[b] for b in benchmarks))
         return float(per_seed.var(ddof=1) / len(per_seed)), float(len(per_seed) - 1)
 
+    def paired(self, a: str, b: str, benchmarks: list[str]) -> bool:
+        """Whether `a` and `b` are compared seed by seed: both trained (not reference predictors) on the same number
+        (> 1) of seeds, whose k-th seeds share their bootstrap draws (the retraining arms of a seed share their
+        base batches: genixer.training.PairedPlan)."""
+        if is_reference(a) or is_reference(b):
+            return False
+        ka, kb = (len(self.seed_scores[(r, benchmarks[0])]) for r in (a, b))
+        return ka == kb > 1
+
+    def paired_part(self, a: str, b: str, benchmarks: list[str]) -> tuple[float, float]:
+        """(variance of the mean per-seed difference a - b, its degrees of freedom), for the mean over `benchmarks`."""
+        d = np.mean([self.seed_scores[(a, x)] - self.seed_scores[(b, x)] for x in benchmarks], axis=0)
+        return float(d.var(ddof=1) / len(d)), float(len(d) - 1)
+
 
 def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootstrap:
     """Resample each benchmark's questions (the same draws for every recipe) and each recipe's
@@ -83,9 +97,10 @@ def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootst
         noise_df[b] = sum(d for _, d in multi)
         for r, cs in cells.items():
             # a recipe's seed draws (and a one-seed recipe's borrowed noise) are the same on every benchmark:
-            # a seed's model is good or bad everywhere at once, and means over benchmarks must keep that
-            rr = np.random.default_rng([seed, zlib.crc32(r.encode())])
-            sel, z = rr.integers(0, len(cs), size=(n_boot, len(cs))), rr.standard_normal(n_boot)
+            # a seed's model is good or bad everywhere at once, and means over benchmarks must keep that. Recipes
+            # with as many seeds draw the same seeds (paired: the k-th seeds of two arms share their base batches)
+            sel = np.random.default_rng([seed, len(cs)]).integers(0, len(cs), size=(n_boot, len(cs)))
+            z = np.random.default_rng([seed, zlib.crc32(r.encode())]).standard_normal(n_boot)
             seed_scores[(r, b)] = np.array([c[0] for c in cs])
             rep = _seed_replicates(np.stack([c[1] for c in cs]), sel)
             if len(cs) == 1 and not is_reference(r):
@@ -118,7 +133,8 @@ def contrast(boot: Bootstrap, a: str, b: str, benchmarks: list[str]) -> dict:
     point difference, its (1 - ALPHA) interval and the verdict. Used for deltas, gaps and trends.
 
     The interval is the point ± t x the bootstrap standard error, with the t quantile at the
-    Welch-Satterthwaite degrees of freedom of the seed part: with three seeds a recipe's seed mean
+    Welch-Satterthwaite degrees of freedom of the seed part (paired recipes: of their per-seed differences, k - 1):
+    with three seeds a recipe's seed mean
     is known to 2 degrees of freedom, and a normal interval would call noise a difference too often
     (the A/A control measures it); when the questions dominate, the t quantile tends to 1.96."""
     common = [x for x in benchmarks if (a, x) in boot.reps and (b, x) in boot.reps]
@@ -129,7 +145,7 @@ def contrast(boot: Bootstrap, a: str, b: str, benchmarks: list[str]) -> dict:
     if np.isnan(diff).any():
         return {"point": point, "lo": float("nan"), "hi": float("nan"), "verdict": "no noise estimate", "benchmarks": len(common)}
     se = float(diff.std(ddof=1))
-    parts = [boot.seed_part(r, common) for r in (a, b)]
+    parts = [boot.paired_part(a, b, common)] if boot.paired(a, b, common) else [boot.seed_part(r, common) for r in (a, b)]
     denom = sum(v * v / d for v, d in parts if v > 0 and np.isfinite(d) and d > 0)
     # Satterthwaite's df is at least the smallest part's when the replicates hold every part; clamp for rounding
     df = max(se ** 4 / denom, min(d for v, d in parts if v > 0)) if denom > 0 else np.inf
@@ -204,3 +220,21 @@ def headline_lines(table: pd.DataFrame) -> list[str]:
             lines.append(f"{recipe} improves {n} of {m} {what} beyond the noise (95% paired bootstrap; {worse} worse; "
                          f"mean delta {d * 100:+.1f} points)")
     return lines
+
+
+def share_of(boot: Bootstrap, a: str, ref: str, baseline: str, benchmarks: list[str]) -> dict:
+    """`a`'s gain over `baseline` as a share of `ref`'s (e.g. a filter's against the perfect judge's), averaged over
+    `benchmarks`: the point ratio and its 95% percentile interval over the same bootstrap replicates. Undefined
+    ("ref within noise") when ref's own gain is not beyond the noise: a share of nothing says nothing."""
+    common = [x for x in benchmarks if all((r, x) in boot.reps for r in (a, ref, baseline))]
+    if not common:
+        return {"share": float("nan"), "lo": float("nan"), "hi": float("nan"), "note": "not run"}
+    ref_gain = contrast(boot, ref, baseline, common)
+    if ref_gain["verdict"] != "better":
+        return {"share": float("nan"), "lo": float("nan"), "hi": float("nan"), "note": f"{ref} not better than {baseline} beyond noise"}
+    num = np.mean([boot.reps[(a, x)] - boot.reps[(baseline, x)] for x in common], axis=0)
+    den = np.mean([boot.reps[(ref, x)] - boot.reps[(baseline, x)] for x in common], axis=0)
+    point = float(np.mean([boot.point(a, x) - boot.point(baseline, x) for x in common]) / ref_gain["point"])
+    ok = den > 0  # replicates where the reference gained at all (nearly all when its gain is beyond noise)
+    lo, hi = np.percentile(num[ok] / den[ok], [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)]) if ok.any() else (float("nan"),) * 2
+    return {"share": point, "lo": float(lo), "hi": float(hi), "note": f"{int(ok.sum())} of {len(ok)} replicates with a {ref} gain"}

@@ -17,22 +17,22 @@ from genixer.models.embedded import EmbeddedSize
 from genixer.region_clip import RegionClipSize
 from genixer.templates import RecordConfig
 from genixer.training import TrainConfig
-from genixer.world import WorldConfig
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    # images per split of the shapes world
+    # images per split of the shapes world (its look, `WorldConfig`, is the world's: world_scenes' run config changes it)
     n_collect: int
     n_corpus: int
     n_bench: int
     n_heldout: int
     n_shards: int  # partitions of image_corpus and of everything generated from it
+    # annotated images held out of every training set but the ceiling arm's (retraining recipe annotated_vqa)
+    n_held_back: int = 0
     collect_per_image: int = 1  # annotated samples per image and task
     bench_per_image: int = 1
     min_per_task: int = 10  # asset check: each collected task has at least this many samples
-    world: WorldConfig = field(default_factory=WorldConfig)
     records: RecordConfig = field(default_factory=RecordConfig)
     seed: int = 0
     # step (iii): the embedded MLLM and its training budgets
@@ -89,7 +89,7 @@ def _tc(steps: int, lr: float, batch: int = 32, warmup: int = 50, **kw) -> Train
 PRESETS = {
     # smoke keeps the contrastive pre-stage and a trainable tower: the tiny smoke generators must still produce a
     # few oracle-correct rows for every retraining recipe; the patch-label path is tested through run config.
-    "smoke": Preset("smoke", n_collect=60, n_corpus=16, n_bench=30, n_heldout=20, n_shards=2, min_per_task=40,
+    "smoke": Preset("smoke", n_collect=60, n_corpus=16, n_bench=30, n_heldout=20, n_shards=2, min_per_task=40, n_held_back=10,
                     mllm=_TINY, base_train=_tc(40, 3e-3, batch=16, warmup=4, curve_every=10), vision_pretrain=_tc(20, 3e-3, batch=16, warmup=2), vision_objective="contrastive", l_train=_tc(80, 3e-3, batch=16, warmup=4),
                     s_train=(_tc(120, 3e-3, batch=16, warmup=4), _tc(120, 3e-3, batch=16, warmup=4)), val_images=6,
                     min_parse_rate=0.5, eval_sampling=Sampling(temperature=0.3, top_p=0.9, max_new_tokens=64),

@@ -1,5 +1,5 @@
 """Retraining recipes (the paper's Tab. 5-9): what data each recipe adds to the base recipe, and
-the weighted mixture the one training loop draws its batches from.
+the batches the one training loop reads (:func:`arm_plan`: a paired design).
 
 The base recipe is base_mllm's own: dense captions (the pretraining-like stage, LLaVA's 558K
 captions) at `caption_share` of its batches and the collected question/answer data (the
@@ -14,32 +14,40 @@ stages:
   threshold 0.1 / 0.2 below the applied one (Tab. 9), each with the same hard-band sample;
 - `baseline_aa`: the baseline again under other seeds, an A/A control that measures how often
   the noise test calls two identical recipes different;
-- a diagnostic the world allows and the paper could not run: `oracle_vqa`, the generated rows
-  the oracle marks correct in the caption stage (what a perfect judge would keep).
+- what the world allows and the paper could not run: `oracle_vqa`, the generated rows the oracle
+  marks correct (what a perfect judge would keep);
+- the ceiling, `annotated_vqa`: as many annotated rows of the general tasks as `oracle_vqa` adds
+  (as `genixer_vqa` without an oracle), from the held-back annotations no model trained on (what
+  real annotation of that much data would give).
 
-As in the paper, more generated data means more training on it: every recipe trains the base
-mix for the same steps, and its generated rows add `generated_epochs` passes over them on top
-(so a recipe with three times the rows trains three times the generated steps). Held equal
-across recipes: the steps on captions and collected data, the passes over generated rows, the
-initial model, the seeds and the optimiser.
+The ladder baseline < raw < judge-filtered < oracle-correct <= annotated reads as the paper's
+argument, and each filter's gain is measured as a share of the perfect judge's.
+
+A paired design (genixer.training.PairedPlan): every arm of a seed reads the same base-mix batches
+(captions at `caption_share`, the collected data for the rest) in the same order for `base_steps`,
+and its added rows on top, `generated_epochs` passes spread evenly among them (so a recipe with
+three times the rows trains three times the added steps, as in the paper). The seed's noise is
+then shared by baseline and arm and cancels in their difference. Held equal across recipes: the
+base batches, the passes over added rows, the initial model, the seeds and the optimiser.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 import random
 from dataclasses import dataclass
 
 import pandas as pd
 
 from genixer.evaluation import solver_records
-from genixer.training import weighted_pools
+from genixer.tasks import GENERAL_TASKS
+from genixer.training import PairedPlan, weighted_pools
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    added: str | None = None  # "vqa" (lambda rows + hard band), "raw_vqa", "rec" or "oracle_vqa"
+    added: str | None = None  # "vqa" (lambda rows + hard band), "raw_vqa", "rec", "oracle_vqa" or "annotated_vqa"
     scale: float = 1.0  # share of the lambda rows used (data-scale ablation)
     lambda_offset: float = 0.0  # judge threshold relative to the applied one (lambda ablation)
     ablation: bool = False
@@ -50,6 +58,11 @@ class Recipe:
     def needs_world(self) -> bool:
         """Only a run with the shapes world can build it (its rows are chosen by the oracle)."""
         return self.added == "oracle_vqa"
+
+    @property
+    def needs_held_back(self) -> bool:
+        """Only a run with held-back annotations (held_back_datasets) can build it."""
+        return self.added == "annotated_vqa"
 
 
 RECIPES = {r.name: r for r in [
@@ -62,8 +75,10 @@ RECIPES = {r.name: r for r in [
     Recipe("vqa_scale_67", "vqa", scale=2 / 3, ablation=True, what="genixer_vqa with two thirds of its lambda rows"),
     Recipe("vqa_lambda_minus_0.2", "vqa", lambda_offset=-0.2, ablation=True, what="the rows at the applied lambda - 0.2, same hard band"),
     Recipe("vqa_lambda_minus_0.1", "vqa", lambda_offset=-0.1, ablation=True, what="the rows at the applied lambda - 0.1, same hard band"),
-    Recipe("oracle_vqa", "oracle_vqa", ablation=True,
-           what="diagnostic (world only): the generated rows the oracle marks correct, as a perfect judge would keep them"),
+    Recipe("oracle_vqa", "oracle_vqa",
+           what="+ the generated rows the oracle marks correct, as a perfect judge would keep them (world only)"),
+    Recipe("annotated_vqa", "annotated_vqa",
+           what="the ceiling: + as many held-back annotated rows of the general tasks as oracle_vqa adds (genixer_vqa without an oracle)"),
 ]}
 MAIN_RECIPES = [r for r in RECIPES if not RECIPES[r].ablation]
 
@@ -73,13 +88,23 @@ class EmptyRecipeError(ValueError):
 
 
 def added_rows(recipe: Recipe, scored_l: pd.DataFrame | None, genixer_vqa: pd.DataFrame | None, genixer_rec: pd.DataFrame | None,
-               judge_lambda: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+               judge_lambda: float, seed: int, held_back: pd.DataFrame | None = None,
+               n_annotated: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(stage-1 rows, stage-2 rows, upstream asset) that `recipe` adds; raises EmptyRecipeError
     naming the upstream asset when there is nothing to add. `judge_lambda` is the threshold
-    genixer_vqa applied; `genixer_vqa`'s `hard_band` rows are the fixed hard-band sample."""
+    genixer_vqa applied; `genixer_vqa`'s `hard_band` rows are the fixed hard-band sample; the
+    ceiling arm draws `n_annotated` rows of the general tasks from `held_back` (all it has when
+    fewer: the metadata says how many it added)."""
     empty = pd.DataFrame()
     if recipe.added is None:
         return empty, empty, ""
+    if recipe.added == "annotated_vqa":
+        pool = held_back[held_back.task.isin(GENERAL_TASKS) & held_back.image_path.notna()] if held_back is not None else empty
+        if not len(pool) or not n_annotated:
+            raise EmptyRecipeError(f"recipe {recipe.name!r}: the upstream asset `held_back_datasets` holds {len(pool)} rows of the "
+                                   f"general tasks ({n_annotated} to match); set the preset's n_held_back (the world) or its "
+                                   "`sources` (published files held out of every other training set)")
+        return pool.sample(n=min(n_annotated, len(pool)), random_state=seed), empty, "held_back_datasets"
     if recipe.added == "rec":
         if genixer_rec is None or not len(genixer_rec):
             raise EmptyRecipeError(f"recipe {recipe.name!r}: the upstream asset `genixer_rec` holds no rows; "
@@ -110,26 +135,29 @@ def added_rows(recipe: Recipe, scored_l: pd.DataFrame | None, genixer_vqa: pd.Da
     return stage1, stage2, upstream
 
 
-def generated_steps(n_rows: int, batch_size: int, epochs: float) -> int:
-    """Steps added for `epochs` passes over `n_rows` generated rows."""
-    return math.ceil(epochs * n_rows / batch_size) if n_rows else 0
+def arm_plan(captions: list[dict], collected: list[dict], added: list[dict], caption_share: float, base_steps: int,
+             batch_size: int, epochs: float, seed: int, grad_accum: int = 1) -> tuple[list[dict], PairedPlan, dict[str, float]]:
+    """An arm's records (the base mix, then its added rows), its batch plan, and each pool's share of the batches.
+
+    The base mix (captions at `caption_share`, collected data for the rest) fills `base_steps` batches, the
+    same for every arm of `seed`; the added rows add `epochs` passes on top, so the steps grow with their number. The
+    plan counts micro-batches: `base_steps` optimizer steps of `grad_accum` each, and whole steps of added rows."""
+    cap = caption_share if captions else 0.0
+    base, weights, _ = weighted_pools([("captions", captions, cap), ("collected", collected, 1 - cap)])
+    plan = PairedPlan.build(weights, len(base), len(added), base_steps * grad_accum, batch_size, epochs, seed, multiple=grad_accum)
+    part = plan.base_steps / plan.batches
+    shares = {"captions": round(cap * part, 4), "collected": round((1 - cap) * part, 4), "added": round(1 - part, 4)}
+    return base + added, plan, shares
 
 
-def mixture(captions: list[dict], collected: list[dict], stage1: list[dict], stage2: list[dict], caption_share: float,
-            base_steps: int, batch_size: int, epochs: float = 1.0) -> tuple[list[dict], list[float], dict, int]:
-    """Records, per-record sampling weights, the share of draws per pool, and the steps to train.
-
-    The base mix (captions at `caption_share`, collected data for the rest) keeps its `base_steps`
-    of batches; the generated rows add `epochs` passes on top, so they take epochs x rows of the
-    draws and the step count grows with their number."""
-    n_gen = len(stage1) + len(stage2)
-    steps = base_steps + generated_steps(n_gen, batch_size, epochs)
-    gen = min(epochs * n_gen / (steps * batch_size), 1.0) if n_gen else 0.0
-    g1, g2 = (gen * len(stage1) / n_gen, gen * len(stage2) / n_gen) if n_gen else (0.0, 0.0)
-    cap = caption_share * (1 - gen) if captions else 0.0
-    records, weights, shares = weighted_pools([("captions", captions, cap), ("generated_stage1", stage1, g1),
-                                               ("collected", collected, 1 - gen - cap), ("generated_stage2", stage2, g2)])
-    return records, weights, shares, steps
+def base_batches_digest(records: list[dict], plan: PairedPlan, batch_size: int) -> str:
+    """A fingerprint of the base-mix batches `plan` reads, in order (the record ids of each): equal for every arm of
+    a seed, so a reader can check the pairing from the retrained_models table."""
+    h = hashlib.sha256()
+    for m in range(plan.batches):
+        if not plan.is_added(m):
+            h.update(("|".join(records[i]["record_id"] for i in plan.batch(m, batch_size)) + "\n").encode())
+    return h.hexdigest()[:16]
 
 
 def recipe_records(samples: pd.DataFrame) -> list[dict]:

@@ -90,12 +90,14 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     lam = read_applied(settings.table_path("genixer_vqa"))["judge_lambda"]
     con = report.contrasts(boot, lam)
     aa = aa_false_alarms(perq)
+    steps = report.ladder(boot, table, report.arms_table(settings.read_table("retrained_models")))
     scores = pd.concat([_score(bench, g, real).drop(columns=["recipe", "seed"], errors="ignore").assign(recipe=r, seed=s)
                         for (r, s), g in preds.groupby(["recipe", "seed"])], ignore_index=True)
     table = table.join(scores.groupby(["recipe", "benchmark"]).yes_ratio.mean(), on=["recipe", "benchmark"])  # POPE's, beside its F1
     scores.to_parquet(settings.table_path("benchmark_scores_by_seed"), index=False)
     table.to_parquet(settings.table_path("benchmark_scores"), index=False)
     con.to_parquet(settings.table_path("benchmark_contrasts"), index=False)
+    steps.to_parquet(settings.table_path("benchmark_ladder"), index=False)
     settings.path("tables", "benchmark_noise.json").write_text(json.dumps(aa, indent=1))
     csv = settings.path("tables", "benchmark_scores.csv")
     table.to_csv(csv, index=False)
@@ -109,6 +111,7 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
         "aa_false_alarm_rate": float(aa["rate"]) if aa["comparisons"] else float("nan"),
         "aa_control": dg.MetadataValue.json(aa),
         "contrasts": dg.MetadataValue.md(con.to_markdown(index=False, floatfmt=".3f")),
+        "ladder": dg.MetadataValue.md(steps.to_markdown(index=False, floatfmt="+.1f")) if len(steps) else "no ladder arm scored",
         "seeds": dg.MetadataValue.json(scores.groupby("recipe").seed.nunique().to_dict()),
         "csv": dg.MetadataValue.path(str(csv)),
         "path": dg.MetadataValue.path(str(settings.table_path("benchmark_scores"))),
@@ -155,7 +158,8 @@ def paper_report(settings: GenixerSettings) -> dg.MaterializeResult:
     stages = report.stage_quality(table, con, domains, evals["base_mllm_eval"], evals["judge_mllm_eval"], evals["genixer_l_eval"],
                                   judge_gate=json.loads(gate.read_text()) if gate.is_file() else None)
     text = report.report_markdown(table, claim_rows, report.why_not(table, domains), seeds, {t: f for t, (f, _) in pngs.items()},
-                                  aa=aa, contrast_rows=con, arms=arms, applied=applied, stages=stages)
+                                  aa=aa, contrast_rows=con, arms=arms, applied=applied, stages=stages,
+                                  ladder_rows=pd.read_parquet(settings.table_path("benchmark_ladder")))
     out.write_text(text)
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(text.split("![")[0]),

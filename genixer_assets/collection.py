@@ -18,7 +18,7 @@ from genixer.schema import concat_parquet, read_samples, write_samples
 from genixer.sources import collect
 from genixer.sources.corpus import CorpusSpec, plan_shards, read_shard
 from genixer.tasks import TASKS
-from genixer.world import Scene, annotate_gqa, annotate_images, annotate_pope, build_split
+from genixer.world import Scene, WorldConfig, annotate_gqa, annotate_images, annotate_pope, build_split
 from genixer_assets.common import check_result, md_counts, md_figure, md_table, sample_preview, sha256_of, table_meta
 from genixer_assets.partitions import (CORPUS_KINDS, CORPUS_SHARDS, corpus_manifest_path, corpus_summary_path, inbox_manifest_path,
                                        shard_partitions, world_inbox)
@@ -45,9 +45,10 @@ def world_scenes(context: dg.AssetExecutionContext, config: WorldScenesConfig, s
     p = settings.get_preset(n_collect=config.n_collect, n_corpus=config.n_corpus, n_bench=config.n_bench,
                             n_heldout=config.n_heldout, seed=config.seed)
     given = {k: getattr(config, k) for k in ("image_size", "min_objects", "max_objects", "small_frac", "large_frac")}
-    world = replace(p.world, **{k: v for k, v in given.items() if v is not None})
+    world = replace(WorldConfig(), **{k: v for k, v in given.items() if v is not None})
     rows = []
-    for split, n in (("collect", p.n_collect), ("corpus", p.n_corpus), ("bench", p.n_bench), ("heldout", p.n_heldout)):
+    for split, n in (("collect", p.n_collect), ("corpus", p.n_corpus), ("bench", p.n_bench), ("heldout", p.n_heldout),
+                     ("held_back", p.n_held_back)):
         rows += build_split(split, n, settings.path("world"), world, base_seed=p.seed)
     df = pd.DataFrame(rows)
     df.to_parquet(settings.table_path("world_scenes"), index=False)
@@ -78,7 +79,7 @@ def world_scenes_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
             problems.append(f"{r.image_id}: {r.image_path} has sha256 {got[:12]}.., the table records {str(r.sha256)[:12]}..")
         if any(not (0 <= o.box[0] < o.box[2] <= r.width and 0 <= o.box[1] < o.box[3] <= r.height) for o in scene.objects):
             problems.append(f"{r.image_id}: object outside the image")
-    held = settings.get_preset().world.heldout_background
+    held = WorldConfig().heldout_background
     leaks = int(((df.split != "heldout") & (df.background == held)).sum() + ((df.split == "heldout") & (df.background != held)).sum())
     if leaks:
         problems.append(f"{leaks} images break the held-out background rule")
@@ -155,6 +156,25 @@ def collected_datasets(context: dg.AssetExecutionContext, config: CollectionConf
     images = scenes[scenes.split == "collect"].to_dict("records")
     df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.collect_per_image, seed=p.seed))
     path = write_samples(df, settings.table_path("collected_datasets"))
+    return _annotated_result(df, path, {"images": len(images)})
+
+
+@dg.asset(group_name="collection", kinds={"python", "parquet"}, deps=["world_scenes"])
+def held_back_datasets(context: dg.AssetExecutionContext, config: CollectionConfig, settings: GenixerSettings) -> dg.MaterializeResult:
+    """Annotated data no model trains on but the ceiling arm (retrained_models[annotated_vqa]: what annotating that
+    many more images would give): the shapes world's `held_back` split annotated as `collected_datasets` is (the
+    preset's n_held_back images), or the published files named in `sources`. Empty without either: the ceiling arm
+    is then left out."""
+    if config.sources:
+        return _collect_files(context, config, settings, "held_back_datasets", "held_back_quarantine", "_held_back_sources")
+    p = settings.get_preset()
+    scenes = settings.read_table("world_scenes") if settings.table_path("world_scenes").exists() else pd.DataFrame(columns=["split"])
+    images = scenes[scenes.split == "held_back"].to_dict("records")
+    df = pd.DataFrame(annotate_images(images, per_image=config.per_image or p.collect_per_image, seed=p.seed + 4)) if images else None
+    path = write_samples(df if df is not None else [], settings.table_path("held_back_datasets"))
+    if df is None:
+        return dg.MaterializeResult(metadata={**table_meta(path), "samples": 0, "images": 0,
+                                              "why_empty": "no held_back images in world_scenes (preset n_held_back) and no `sources`"})
     return _annotated_result(df, path, {"images": len(images)})
 
 

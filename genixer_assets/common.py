@@ -98,6 +98,18 @@ def from_world(settings, name: str = "collected_datasets") -> bool:
     return bool(len(source)) and bool(pc.any(pc.fill_null(pc.starts_with(source, WORLD_SOURCE), False)).as_py())
 
 
+def unbuildable(settings: GenixerSettings, recipe) -> str | None:
+    """Why a retraining recipe (genixer.retraining.Recipe) cannot be built in this run, or None: the oracle arm needs
+    the world, the ceiling arm held-back annotations."""
+    if recipe.needs_world and not from_world(settings):
+        return "no world: its oracle picks the rows"
+    if recipe.needs_held_back:
+        path = settings.table_path("held_back_datasets")
+        if not path.exists() or not pq.read_metadata(path).num_rows:
+            return "no held-back annotations (held_back_datasets is empty)"
+    return None
+
+
 def data_source(settings: GenixerSettings) -> DataSource:
     """THE data source of this run (genixer.datasource.choose): the shapes world's when `collected_datasets` was
     annotated from it (its scenes, its oracle, read from `world_scenes`), else the collected data's (published files:
@@ -180,12 +192,12 @@ def generator_path(settings: GenixerSettings, backend: MLLMBackend, name: str) -
     return backend.checkpoint(name) or str(settings.model_dir(name))
 
 
-def finetune_role(backend: MLLMBackend, role: str, start, records, cfg, out, weights=None):
+def finetune_role(backend: MLLMBackend, role: str, start, records, cfg, out, weights=None, plan=None):
     """gen.finetune with the role's device, dtype and automatic LoRA for a large start model."""
     from resources.models import LORA_ABOVE_PARAMS
 
     return gen.finetune(start, records, cfg, out, weights, **backend.load_kwargs(role), auto_lora=backend.auto_lora(role),
-                        lora_above_params=LORA_ABOVE_PARAMS)
+                        lora_above_params=LORA_ABOVE_PARAMS, plan=plan)
 
 
 def question_phrasings(settings: GenixerSettings):

@@ -56,6 +56,14 @@ def waves(asset_graph) -> list[list[dg.AssetKey]]:
     return out
 
 
+def _held_back_rows(settings) -> int:
+    """Rows of held_back_datasets (0 when it is not there)."""
+    import pyarrow.parquet as pq
+
+    path = settings.table_path("held_back_datasets") if settings is not None else None
+    return pq.read_metadata(path).num_rows if path is not None and path.exists() else 0
+
+
 # The runs' console output: none but critical. The driver prints its own progress and, for a failed run, one line
 # per failed step; the run's events (tracebacks included) are in the instance either way.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -74,6 +82,7 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run
     assets = list(defs.assets) + list(defs.asset_checks or [])
     ops = (run_config or {}).get("ops", {})
     world = "world_scenes" not in exclude
+    settings = (resources or defs.resources).get("settings")
     results = []
     for wave in waves(graph):
         wave = [k for k in wave if k.to_user_string() not in exclude]
@@ -84,6 +93,9 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run
             label = f"{', '.join(sorted(k.to_user_string() for k in wave))}{f' [{key}]' if key else ''}"
             if not world and key in RECIPES and RECIPES[key].needs_world:
                 log(f"  {label}: left out (the recipe needs the world's oracle)")
+                continue
+            if key in RECIPES and RECIPES[key].needs_held_back and not _held_back_rows(settings):
+                log(f"  {label}: left out (the ceiling arm needs held-back annotations: held_back_datasets is empty)")
                 continue
             todo = [k for k in wave if reuse is None or key not in reuse.reused.get(k, set())]
             if not todo:

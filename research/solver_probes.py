@@ -242,11 +242,11 @@ def fresh_text(n: int, p) -> list[dict]:
     from genixer.world.captions import caption_records
     from genixer.world import scene_seed
     from genixer.world.annotate import annotate
-    from genixer.world.scene import sample_scene
+    from genixer.world.scene import WorldConfig, sample_scene
 
     records = []
     for i in range(n):
-        scene = sample_scene(f"text_{i:06d}", scene_seed(p.seed, "text_probe", i), "collect", p.world)
+        scene = sample_scene(f"text_{i:06d}", scene_seed(p.seed, "text_probe", i), "collect", WorldConfig())
         rows = [{"image_id": scene.image_id, "image_path": "", "scene": scene.to_json()}]
         rng = random.Random(f"text_probe/{i}")
         for task in ("adv_vqa", "common_vqa", "mc_vqa", "md"):

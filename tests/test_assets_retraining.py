@@ -34,9 +34,10 @@ def test_every_recipe_is_trained_from_base_mllm(built):
         table = settings.read_table("retrained_models", name)
         assert list(table.seed) == [p.seed + recipe.seed_offset + k for k in range(len(dirs))]
         assert (table.stage1_rows + table.stage2_rows > 0).all() == (recipe.added is not None), name
-        # the base mix trains the preset's steps; generated rows add one pass over them
-        extra = np.ceil(p.generated_epochs * (table.stage1_rows + table.stage2_rows) / p.retrain.batch_size)
-        assert (table.steps == p.retrain.steps + extra).all(), name
+        # the base mix trains the preset's steps; added rows add one pass over their records (a record per turn)
+        extra = np.ceil(p.generated_epochs * table.added_records / p.retrain.batch_size)
+        assert (table.steps == p.retrain.steps + extra).all() and (table.added_steps == extra).all(), name
+        assert (table.added_sample_ids.map(len) == table.stage1_rows + table.stage2_rows).all(), name
     model, _ = load_model(seed_dirs(settings, "baseline")[0], device="cpu")
     base, _ = load_model(settings.model_dir("base_mllm"), device="cpu")
     tower = {k: v for k, v in base.state_dict().items() if "vision_tower" in k}
@@ -53,6 +54,38 @@ def test_every_recipe_is_trained_from_base_mllm(built):
     assert arms == sorted(arms)
     meta = metadata_of(results, "retrained_models")
     assert meta["steps_per_seed"] >= p.retrain.steps
+
+
+def test_paired_arms_read_the_same_base_batches_and_add_exactly_their_rows(built):
+    settings, _ = built
+    tables = {n: settings.read_table("retrained_models", n) for n in RECIPES}
+    base = dict(zip(tables["baseline"].seed, tables["baseline"].base_batches_sha))
+    for name, t in tables.items():
+        if name == "baseline_aa":  # the A/A control: the baseline under other seeds, so other base batches
+            assert not set(t.base_batches_sha) & set(base.values())
+            continue
+        assert all(base[s] == sha for s, sha in zip(t.seed, t.base_batches_sha)), name  # seed k: the baseline's batches
+    assert len(set(base.values())) == len(base)  # and each seed its own
+    ids = lambda n: set(tables[n].added_sample_ids.iloc[0])  # noqa: E731
+    vqa = read_samples(settings.table_path("genixer_vqa"))
+    assert ids("genixer_vqa") == set(vqa.sample_id)  # the lambda rows and the hard-band sample, nothing else
+    scored = settings.read_table("scored_generations_l")
+    assert ids("raw_vqa") <= set(scored.sample_id) and len(ids("raw_vqa")) == len(vqa)
+    from genixer_assets.common import data_source
+
+    oracle = data_source(settings).oracle
+    ok = scored[scored.quarantine_reason.isna() & scored.judge_p_yes.notna()]
+    correct = set(ok.sample_id[(oracle.column(ok) == "correct").to_numpy()])
+    assert ids("oracle_vqa") == correct and (tables["oracle_vqa"].added_oracle_correct == 1.0).all()
+    # the ceiling: held-back annotations of the general tasks, as many as the oracle arm's (or all there are), on
+    # images no other training set holds
+    held = read_samples(settings.table_path("held_back_datasets"))
+    ceiling = held[held.sample_id.isin(ids("annotated_vqa"))]
+    general = held[held.task.isin(["common_vqa", "adv_vqa", "mc_vqa", "md"])]
+    assert len(ceiling) == min(len(correct), len(general)) and set(ceiling.task) <= set(general.task)
+    collected = read_samples(settings.table_path("collected_datasets"))
+    assert not set(held.image_id) & set(collected.image_id) and held.image_id.str.startswith("held_back").all()
+    assert (tables["annotated_vqa"].added_oracle_correct == 1.0).all()  # the world's own annotations
 
 
 def test_predictions_cover_every_benchmark_for_every_seed(built):

@@ -29,10 +29,10 @@ def write_world(settings) -> None:
     """A run with the world, whose data source has the oracle: two collect images rendered and annotated
     (world_scenes, collected_datasets)."""
     from genixer.schema import write_samples
-    from genixer.world import annotate_images, build_split
+    from genixer.world import WorldConfig, annotate_images, build_split
 
     p = settings.get_preset()
-    images = build_split("collect", 2, settings.path("world"), p.world, base_seed=p.seed)
+    images = build_split("collect", 2, settings.path("world"), WorldConfig(), base_seed=p.seed)
     pd.DataFrame(images).to_parquet(settings.table_path("world_scenes"), index=False)
     write_samples(pd.DataFrame(annotate_images(images, per_image=1, seed=p.seed)), settings.table_path("collected_datasets"))
 

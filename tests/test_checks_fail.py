@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 from genixer.presets import get_preset
 from genixer.region_clip import CONFIG_NAME, WEIGHTS_NAME
 from genixer.schema import read_samples, write_samples
-from genixer.world import Scene
+from genixer.world import Scene, WorldConfig
 from genixer_assets import (benchmarks_checks, collection, collection_checks, exports_checks, filtering_checks, corpus_generation_checks, generators_checks,
                             instructions_checks, retraining_checks)
 from genixer_assets.partitions import recipe_partitions, shard_partitions
@@ -729,7 +729,7 @@ WORLD_BREAKS = {
                               "collect_000000: missing"),
     "an object outside its image": (lambda dst, df: _row(df, lambda d: d.index == 0, width=4), "object outside the image"),
     "the held-out background outside heldout": (
-        lambda dst, df: _row(df, lambda d: d.split == "collect", background=get_preset("smoke").world.heldout_background),
+        lambda dst, df: _row(df, lambda d: d.split == "collect", background=WorldConfig().heldout_background),
         "1 images break the held-out background rule"),
 }
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from genixer.filters import select_vqa
-from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, mixture
+from genixer.retraining import RECIPES, EmptyRecipeError, added_rows, arm_plan
 
 
 def _scored(p_values):
@@ -76,19 +76,35 @@ def _share(records, weights, tag):
     return float(sum(wi for r, wi in zip(records, w) if r["record_id"].startswith(tag)))
 
 
-def test_mixture_adds_steps_with_the_generated_rows():
+def test_an_arm_reads_the_baselines_batches_and_its_rows_on_top():
     caps, col = _recs(10, "cap"), _recs(90, "col")
-    recs, w, shares, steps = mixture(caps, col, [], [], caption_share=0.5, base_steps=30, batch_size=8)
-    assert steps == 30 and _share(recs, w, "cap") == pytest.approx(0.5) and shares["generated_stage1"] == 0.0
-    # 80 + 16 generated rows, one pass: ceil(96 / 8) = 12 more steps; they take 96 of the 42 x 8 = 336 draws
-    recs, w, shares, steps = mixture(caps, col, _recs(80, "g1"), _recs(16, "g2"), caption_share=0.5, base_steps=30, batch_size=8)
-    assert steps == 42
-    assert _share(recs, w, "g1") == pytest.approx(80 / 336) and _share(recs, w, "g2") == pytest.approx(16 / 336)
-    # the base mix keeps its 30 x 8 = 240 draws, half of them captions
-    assert _share(recs, w, "cap") * 336 == pytest.approx(120) and _share(recs, w, "col") * 336 == pytest.approx(120)
-    # a third of the rows: a third of the generated steps (the data-scale arms differ in training on it, as in the paper)
-    assert mixture(caps, col, _recs(32, "g1"), _recs(0, "g2"), caption_share=0.5, base_steps=30, batch_size=8)[3] == 34
-    assert mixture(caps, col, _recs(32, "g1"), [], caption_share=0.5, base_steps=30, batch_size=8, epochs=2.0)[3] == 38
+    recs, plan, shares = arm_plan(caps, col, [], caption_share=0.5, base_steps=30, batch_size=8, epochs=1.0, seed=3)
+    assert plan.batches == 30 and shares == {"captions": 0.5, "collected": 0.5, "added": 0.0}
+    base = [[recs[i]["record_id"] for i in plan.batch(m, 8)] for m in range(plan.batches)]
+    caps_drawn = sum(r.startswith("cap") for b in base for r in b)
+    assert 0.4 < caps_drawn / 240 < 0.6  # half of the base draws are captions
+    # 80 + 16 added rows, one pass: ceil(96 / 8) = 12 more steps, and the 30 base batches unchanged, in order
+    added = _recs(80, "g1") + _recs(16, "g2")
+    recs2, plan2, shares2 = arm_plan(caps, col, added, caption_share=0.5, base_steps=30, batch_size=8, epochs=1.0, seed=3)
+    assert plan2.batches == 42 and shares2["added"] == pytest.approx(12 / 42, abs=1e-4)
+    batches = [[recs2[i]["record_id"] for i in plan2.batch(m, 8)] for m in range(plan2.batches)]
+    assert [b for m, b in enumerate(batches) if not plan2.is_added(m)] == base
+    got = sorted(r for m, b in enumerate(batches) if plan2.is_added(m) for r in b)
+    assert got == sorted(r["record_id"] for r in added)  # exactly the arm's rows, each once
+    # a third of the rows: a third of the added steps (the data-scale arms differ in training on it, as in the paper)
+    assert arm_plan(caps, col, _recs(32, "g1"), 0.5, 30, 8, 1.0, 3)[1].batches == 34
+    assert arm_plan(caps, col, _recs(32, "g1"), 0.5, 30, 8, 2.0, 3)[1].batches == 38
+    assert arm_plan(caps, col, _recs(32, "g1"), 0.5, 30, 8, 1.0, 3, grad_accum=3)[1].added_steps == 6  # whole optimizer steps
+
+
+def test_the_ceiling_arm_adds_held_back_annotations_of_the_general_tasks():
+    held = pd.DataFrame({"sample_id": [f"h{i}" for i in range(8)], "task": ["common_vqa", "rec", "md", "mc_vqa", "adv_vqa", "qca", "md", "rd"],
+                         "image_path": ["x.png"] * 7 + [None]})
+    s1, s2, up = added_rows(RECIPES["annotated_vqa"], None, None, None, 0.7, seed=0, held_back=held, n_annotated=3)
+    assert len(s1) == 3 and set(s1.task) <= {"common_vqa", "md", "mc_vqa", "adv_vqa"} and len(s2) == 0 and up == "held_back_datasets"
+    assert len(added_rows(RECIPES["annotated_vqa"], None, None, None, 0.7, seed=0, held_back=held, n_annotated=50)[0]) == 5  # all it has
+    with pytest.raises(EmptyRecipeError, match="held_back_datasets"):
+        added_rows(RECIPES["annotated_vqa"], None, None, None, 0.7, seed=0, held_back=held.iloc[:0], n_annotated=3)
 
 
 def test_oracle_diagnostic_keeps_only_oracle_correct_rows():

@@ -49,10 +49,10 @@ from __future__ import annotations
 
 from genixer.training.config import LoraSpec, TrainAdapter, TrainConfig, TrainResult
 from genixer.training.loop import train
-from genixer.training.sampling import weighted_pools
+from genixer.training.sampling import PairedPlan, weighted_pools
 from genixer.training.sft import RecordTooLongError, SFTAdapter, collate, sample_losses, target_window
 
 __all__ = [
-    "LoraSpec", "RecordTooLongError", "SFTAdapter", "TrainAdapter", "TrainConfig", "TrainResult", "collate",
+    "LoraSpec", "PairedPlan", "RecordTooLongError", "SFTAdapter", "TrainAdapter", "TrainConfig", "TrainResult", "collate",
     "sample_losses", "target_window", "train", "weighted_pools",
 ]

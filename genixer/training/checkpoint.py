@@ -21,14 +21,16 @@ from genixer.training.config import TrainConfig, TrainResult
 log = logging.getLogger(__name__)
 
 
-def run_id(cfg: TrainConfig, records: list[dict], probs: np.ndarray | None, adapter, model) -> str:
+def run_id(cfg: TrainConfig, records: list[dict], probs: np.ndarray | None, adapter, model, plan=None) -> str:
     """What a checkpoint must match to be resumed: the config (but how far this call goes and how often it logs),
-    the records and sampling weights, the adapter and the model's size."""
+    the records and sampling weights (or the batch plan), the adapter and the model's size."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("stop_after", "log_every")}
     h = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
     for r in records:  # one record at a time: no string of the whole set in memory
         h.update(json.dumps(r, sort_keys=True, default=str).encode() + b"\n")
     h.update(b"" if probs is None else np.ascontiguousarray(probs, dtype=np.float64).tobytes())
+    if plan is not None:
+        h.update(json.dumps(dataclasses.asdict(plan)).encode())
     h.update(f"{type(adapter).__name__}:{sum(p.numel() for p in model.parameters())}".encode())
     return h.hexdigest()
 

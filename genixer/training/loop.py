@@ -24,7 +24,7 @@ from transformers import get_cosine_schedule_with_warmup
 from genixer.progress import progress
 from genixer.training.checkpoint import resume, run_id, save_checkpoint
 from genixer.training.config import LoraSpec, TrainAdapter, TrainConfig, TrainResult
-from genixer.training.sampling import grouped_batch, sampling_probs
+from genixer.training.sampling import PairedPlan, grouped_batch, sampling_probs
 from genixer.training.sft import SFTAdapter
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,15 @@ def _steps_for(cfg: TrainConfig, n_records: int, n_processes: int = 1) -> int:
     return max(1, math.ceil(cfg.epochs * n_records / (cfg.batch_size * n_processes * cfg.grad_accum)))
 
 
+def _check_plan(plan: PairedPlan, cfg: TrainConfig, n_records: int, sample_weights) -> None:
+    if len(plan.base_probs) + plan.n_added != n_records:
+        raise ValueError(f"the plan covers {len(plan.base_probs)} base + {plan.n_added} added records, not the {n_records} given")
+    if cfg.steps is None or cfg.steps * cfg.grad_accum != plan.batches:
+        raise ValueError(f"cfg.steps x grad_accum must be the plan's {plan.batches} batches, got {cfg.steps} x {cfg.grad_accum}")
+    if sample_weights is not None or cfg.group_by_length:
+        raise ValueError("a plan draws its own batches: no sample_weights and no group_by_length with it")
+
+
 def _close_window(curves: dict, window: list, step: int) -> None:
     by: dict[str, list[float]] = {}
     for g, v in window:
@@ -129,6 +138,7 @@ class _Run:
     total_steps: int
     ckpt: Path
     run_id: str = ""
+    plan: PairedPlan | None = None  # the batches, given (a paired retraining arm); else drawn here
     lengths: np.ndarray | None = None  # record lengths when batches are grouped by length
     groups: list[str] | None = None  # each record's group (cfg.group_key) for the group curves
     window: list[tuple[str, float]] = field(default_factory=list)  # (group, row loss) since the last curve point
@@ -156,7 +166,9 @@ def _draw_micro_batches(run: _Run, step: int) -> list[tuple[dict[str, torch.Tens
     micro_batches = []
     for micro in range(cfg.grad_accum):
         # The global batch from the shared RNG, this rank's slice of it (one process: exactly batch_size).
-        if run.lengths is None:
+        if run.plan is not None:
+            idx = run.plan.batch(step * cfg.grad_accum + micro, cfg.batch_size * n_proc)
+        elif run.lengths is None:
             idx = run.rng.choice(len(run.records), size=cfg.batch_size * n_proc, replace=True, p=run.probs).tolist()
         else:
             idx = grouped_batch(cfg, run.probs, run.lengths, step * cfg.grad_accum + micro, n_proc)
@@ -264,16 +276,20 @@ def train(
     out_dir: str | Path,
     sample_weights: list[float] | np.ndarray | None = None,
     adapter: TrainAdapter | None = None,
+    plan: PairedPlan | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg`` optimizer steps on ``records``; the final model goes to ``out_dir``.
 
     ``adapter`` defines a batch, its loss and the saving (default: ``SFTAdapter(processor, model)``);
-    ``processor`` is only used to build the default adapter.
+    ``processor`` is only used to build the default adapter. ``plan`` gives every batch instead of drawing them
+    (records = its base mix, then its added rows; ``cfg.steps`` must be its length): the paired retraining arms.
     """
     if adapter is None:
         adapter = SFTAdapter(processor, model)
     if not records:
         raise ValueError("train() needs at least one record")
+    if plan is not None:
+        _check_plan(plan, cfg, len(records), sample_weights)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     set_seed(cfg.seed)
@@ -288,7 +304,8 @@ def train(
     )
     run = _Run(cfg, accelerator, adapter, records, model, optimizer, scheduler, params, probs,
                np.random.default_rng(cfg.seed), result, total_steps, out_dir / "checkpoint")
-    run.run_id = run_id(cfg, records, probs, adapter, model)
+    run.plan = plan
+    run.run_id = run_id(cfg, records, probs, adapter, model, plan)
     step = resume(accelerator, run.ckpt, run.run_id, model, optimizer, scheduler, run.rng, result, out_dir)
     _prepare_adapter(run)
     run.model, run.optimizer = accelerator.prepare(model, optimizer)

@@ -1,9 +1,11 @@
 """How records are drawn: mixtures of named pools as per-record weights (:func:`weighted_pools`), the weights
-checked and normalised (:func:`sampling_probs`), and batches grouped by length (:func:`grouped_batch`)."""
+checked and normalised (:func:`sampling_probs`), batches grouped by length (:func:`grouped_batch`), and the paired
+batches of retraining arms (:class:`PairedPlan`)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,3 +50,57 @@ def grouped_batch(cfg: TrainConfig, probs, lengths: np.ndarray, m: int, n_proc: 
     idx = idx[np.argsort(lengths[idx], kind="stable")]
     j = int(g.permutation(k)[m % k])
     return idx[j * size:(j + 1) * size].tolist()
+
+
+@dataclass(frozen=True)
+class PairedPlan:
+    """The batches of one retraining arm, drawn so that the arms of a seed share their base batches (a paired design).
+
+    The records are the base mix, indices ``[0, len(base_probs))`` drawn with replacement at ``base_probs`` as the
+    loop draws, then the arm's ``n_added`` rows, read in shuffled passes. Of the plan's ``base_steps + added_steps``
+    micro-batches the added ones are spread evenly; base batch k comes from the RNG (seed, 0, k) alone and added
+    pass e from (seed, 1, e). So two arms of one seed, whatever they add, read the same base batches in the same
+    order, and an arm that adds nothing reads exactly those. Stateless: a resumed run draws what an uninterrupted one
+    would have."""
+
+    base_probs: tuple[float, ...]
+    n_added: int
+    base_steps: int
+    added_steps: int
+    seed: int
+
+    @classmethod
+    def build(cls, base_weights: list[float] | None, n_base: int, n_added: int, base_steps: int, batch_size: int,
+              epochs: float, seed: int, multiple: int = 1) -> "PairedPlan":
+        """A plan whose added rows are read ``epochs`` times at ``batch_size`` (ceil(epochs x rows / batch) batches,
+        rounded up to a ``multiple``: the micro-batches of whole optimizer steps)."""
+        probs = sampling_probs(base_weights, n_base)
+        probs = np.full(n_base, 1 / n_base) if probs is None else probs
+        added = math.ceil(epochs * n_added / batch_size) if n_added else 0
+        added = -(-added // multiple) * multiple
+        return cls(tuple(float(p) for p in probs), n_added, base_steps, added, seed)
+
+    @property
+    def batches(self) -> int:
+        return self.base_steps + self.added_steps
+
+    def added_before(self, m: int) -> int:
+        """How many of micro-batches 0..m-1 are added ones (spread evenly over the plan)."""
+        return m * self.added_steps // self.batches
+
+    def is_added(self, m: int) -> bool:
+        return self.added_before(m + 1) > self.added_before(m)
+
+    def batch(self, m: int, size: int) -> list[int]:
+        """Record indices of micro-batch ``m`` (``size`` records: the global batch of every process)."""
+        n_base = len(self.base_probs)
+        if not self.is_added(m):
+            k = m - self.added_before(m)
+            return np.random.default_rng([self.seed, 0, k]).choice(n_base, size=size, replace=True, p=self.base_probs).tolist()
+        start, out, passes = self.added_before(m) * size, [], {}
+        for pos in range(start, start + size):
+            epoch, within = divmod(pos, self.n_added)
+            if epoch not in passes:
+                passes[epoch] = np.random.default_rng([self.seed, 1, epoch]).permutation(self.n_added)
+            out.append(n_base + int(passes[epoch][within]))
+        return out

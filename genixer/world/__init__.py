@@ -11,7 +11,7 @@ from genixer.world.annotate import pope_question, annotate, annotate_composition
 from genixer.world.oracle import check
 from genixer.world.scene import Scene, WorldConfig, WorldConfigError, render, sample_scene
 
-SPLITS = ("collect", "corpus", "bench", "heldout")
+SPLITS = ("collect", "corpus", "bench", "heldout", "held_back")  # held_back: annotations only the ceiling arm reads
 
 __all__ = ["SPLITS", "Scene", "WorldConfig", "WorldConfigError", "build_split", "annotate_images", "annotate_gqa", "annotate_pope", "check", "scene_seed"]
 
