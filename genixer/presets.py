@@ -103,7 +103,7 @@ PRESETS = {
                     retrain_seeds=2),
     # Budgeted for the whole graph in under 30 minutes on 2 CPU cores, retraining seeds included (README: time per asset);
     # the retraining round's base steps went 30 -> 20 to pay for 3 seeds per main recipe and the A/A control.
-    "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500,
+    "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500, n_held_back=200,
                    # vision pre-stage (README "Learnability"): patch labels, then the solver on the frozen tower as in LLaVA
                    mllm=_DEMO, vision_pretrain=_tc(700, 2e-3, batch=64, warmup=30), base_train=_tc(850, 2e-3, freeze_vision_tower=True),
                    # Genixer_L: tower frozen, base_mllm's data replayed, 400 steps (README "Generator fine-tunes": oracle-correct
@@ -119,7 +119,7 @@ PRESETS = {
     # Quality against compute (issue 16): the demo's world, model sizes, benchmarks and retraining recipes with twice
     # the collected and corpus images and 2.5-3.5x the training steps; one run on 2 CPU cores is budgeted at 70-100 min.
     # docs/long/ keeps its paper_report.md beside the demo's.
-    "long": Preset("long", n_collect=4000, n_corpus=1600, n_bench=300, n_heldout=150, n_shards=8, min_per_task=3000,
+    "long": Preset("long", n_collect=4000, n_corpus=1600, n_bench=300, n_heldout=150, n_shards=8, min_per_task=3000, n_held_back=400,
                    mllm=_DEMO, vision_pretrain=_tc(1000, 2e-3, batch=64, warmup=30),
                    base_train=_tc(3000, 2e-3, warmup=100, freeze_vision_tower=True),
                    l_train=_tc(1000, 1e-3, warmup=40, freeze_vision_tower=True), l_replay=(0.2, 0.2),

@@ -127,3 +127,25 @@ def image_corpus_valid(context: dg.AssetCheckExecutionContext, settings: Genixer
         if (df.shard != k).any():
             problems.append(f"{k}: {int((df.shard != k).sum())} rows labelled with another shard")
     return check_result(not problems, problems, shards=", ".join(keys), images=sum(len(t) for t in tables.values()))
+
+
+@dg.asset_check(asset="held_back_datasets", blocking=True,
+                description="Guard: the ceiling's annotations are held out: no held-back image has the same bytes (sha256, whatever its "
+                            "path) as an image of collected_datasets (what base_mllm, the generators and the judge train on) or of "
+                            "benchmark_sets; each sample valid as collected_datasets_valid checks it (world rows: oracle agreement "
+                            "100%). An empty table passes (the ceiling arm is then left out).")
+def held_back_datasets_valid(settings: GenixerSettings) -> dg.AssetCheckResult:
+    df = read_samples(settings.table_path("held_back_datasets"))
+    if df.empty:
+        return check_result(True, [], samples=0, leaked_images=0)
+    problems, agree = _samples_check(df, data_source(settings).oracle if from_world(settings, "held_back_datasets") else None)
+    seen = set()
+    for name in ("collected_datasets", "benchmark_sets"):
+        if settings.table_path(name).exists():
+            seen |= set(pd.read_parquet(settings.table_path(name), columns=["image_path"]).image_path.dropna())
+    shared = shared_image_files(set(df.image_path.dropna()), seen)
+    if shared:
+        problems.insert(0, f"{len(shared)} held-back images have the same bytes as a collected or benchmark image, "
+                           f"e.g. {shared[0][0]} = {shared[0][1]}")
+    return check_result(not problems and agree in (None, 1.0), problems, samples=len(df), leaked_images=len(shared),
+                        oracle_agreement="no oracle (published data)" if agree is None else agree)

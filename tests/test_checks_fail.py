@@ -780,6 +780,34 @@ def test_collected_datasets_check_fails_on_a_broken_sample(graph, broken):
     assert_stopped(collection_checks.collected_datasets_valid, dst, message)
 
 
+# held_back_datasets: the ceiling's annotations held out ------------------------------------------
+
+def _held_back_leak(dst, df, source: str) -> pd.DataFrame:
+    """Row 0's image replaced by a byte copy, at a path of its own, of `source`."""
+    copy = dst.path("world", "held_back_copy.png")
+    shutil.copyfile(source, copy)
+    return _row(df, lambda d: d.index == 0, image_path=str(copy))
+
+
+@breaks("held_back_datasets_valid")
+@pytest.mark.parametrize("broken", ["a collected image", "a benchmark image", "an answer the world contradicts"])
+def test_a_held_back_annotation_that_is_not_held_out_stops_the_run(graph, broken):
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", "tables/benchmark_sets.parquet",
+         "tables/held_back_datasets.parquet")
+    ev, _ = guard_run(collection_checks.held_back_datasets_valid, dst)
+    assert ev.passed and md(ev, "samples") == len(read_samples(dst.table_path("held_back_datasets"))) > 0 and md(ev, "leaked_images") == 0
+    if broken == "an answer the world contradicts":
+        rewrite(dst.table_path("held_back_datasets"), _wrong_answer)
+        assert_stopped(collection_checks.held_back_datasets_valid, dst, "oracle says incorrect")
+        return
+    name = "collected_datasets" if broken == "a collected image" else "benchmark_sets"
+    source = read_samples(dst.table_path(name)).image_path.dropna().iloc[0]
+    rewrite(dst.table_path("held_back_datasets"), lambda df: _held_back_leak(dst, df, source))
+    ev = assert_stopped(collection_checks.held_back_datasets_valid, dst, "1 held-back images have the same bytes as a collected or benchmark image")
+    assert md(ev, "leaked_images") == 1
+
+
 # benchmark_sets: the train/benchmark leak first ---------------------------------------------------
 
 def _leak(dst, df, scenes, split: str) -> tuple[pd.DataFrame, str]:
