@@ -98,10 +98,10 @@ def from_world(settings, name: str = "collected_datasets") -> bool:
     return bool(len(source)) and bool(pc.any(pc.fill_null(pc.starts_with(source, WORLD_SOURCE), False)).as_py())
 
 
-def unbuildable(settings: GenixerSettings, recipe) -> str | None:
-    """Why a retraining recipe (genixer.retraining.Recipe) cannot be built in this run, or None: the oracle arm needs
-    the world, the ceiling arm held-back annotations."""
-    if recipe.needs_world and not from_world(settings):
+def unbuildable(settings: GenixerSettings, recipe, world: bool) -> str | None:
+    """Why a retraining recipe (genixer.retraining.Recipe) cannot be built in this run (`world`: whether it has the
+    shapes world), or None: the oracle arm needs the world, the ceiling arm held-back annotations."""
+    if recipe.needs_world and not world:
         return "no world: its oracle picks the rows"
     if recipe.needs_held_back:
         path = settings.table_path("held_back_datasets")

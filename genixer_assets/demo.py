@@ -94,12 +94,12 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run
             if not world and key in RECIPES and RECIPES[key].needs_world:
                 log(f"  {label}: left out (the recipe needs the world's oracle)")
                 continue
-            if key in RECIPES and RECIPES[key].needs_held_back and not _held_back_rows(settings):
-                log(f"  {label}: left out (the ceiling arm needs held-back annotations: held_back_datasets is empty)")
-                continue
             todo = [k for k in wave if reuse is None or key not in reuse.reused.get(k, set())]
             if not todo:
                 log(f"  {label}: reused")
+                continue
+            if key in RECIPES and RECIPES[key].needs_held_back and not _held_back_rows(settings):
+                log(f"  {label}: left out (the ceiling arm needs held-back annotations: held_back_datasets is empty)")
                 continue
             names = {k.to_user_string() for k in todo}
             t = time.time()

@@ -11,7 +11,7 @@ ASSET_MODULES = ("collection", "instructions", "generators", "corpus_generation"
 SHARED = ("common", "partitions", "k8s")  # what the asset modules and their checks may import from genixer_assets
 
 GROUPS = {
-    "collection": {"world_scenes", "collected_datasets", "benchmark_sets", "corpus_shards", "image_corpus"},
+    "collection": {"world_scenes", "collected_datasets", "held_back_datasets", "benchmark_sets", "corpus_shards", "image_corpus"},
     "instructions": {"instruction_templates", "templated_instructions"},
     "generators": {"base_mllm", "genixer_l", "genixer_s"},
     "corpus_generation": {"raw_generations_l", "raw_generations_s"},

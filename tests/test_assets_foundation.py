@@ -37,7 +37,8 @@ def test_world_scenes_table_matches_files(built):
     settings, _ = built
     df = settings.read_table("world_scenes")
     p = settings.get_preset()
-    assert df.split.value_counts().to_dict() == {"collect": p.n_collect, "bench": p.n_bench, "heldout": p.n_heldout, "corpus": p.n_corpus}
+    assert df.split.value_counts().to_dict() == {"collect": p.n_collect, "bench": p.n_bench, "heldout": p.n_heldout, "corpus": p.n_corpus,
+                                                     "held_back": p.n_held_back}
     import hashlib
     for r in df.sample(10, random_state=0).itertuples():
         assert hashlib.sha256(Path(r.image_path).read_bytes()).hexdigest() == r.sha256
@@ -127,4 +128,4 @@ def test_cli_materialize_from_the_repo_root(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     df = pd.read_parquet(tmp_path / "data" / "smoke" / "tables" / "world_scenes.parquet")
-    assert len(df) == sum(GenixerSettings(preset="smoke", data_dir=str(tmp_path)).get_preset().__dict__[k] for k in ("n_collect", "n_corpus", "n_bench", "n_heldout"))
+    assert len(df) == sum(GenixerSettings(preset="smoke", data_dir=str(tmp_path)).get_preset().__dict__[k] for k in ("n_collect", "n_corpus", "n_bench", "n_heldout", "n_held_back"))
