@@ -157,7 +157,7 @@ def write_card(df: pd.DataFrame, out: str | Path, fmt: str, images_root: Path, a
         f"{len(df)} samples exported as **{fmt}**" + (f" from `{input_path}`" if input_path else "") + ".", "",
         f"- images: paths relative to `{images_root}`", f"- boxes: {BOXES[fmt]}.", "",
         "## Sources", "", "| source | samples | licence |", "| --- | --- | --- |",
-        *(f"| {s} | {n} | TODO: fill in |" for s, n in df.source.value_counts().items()), "",
+        *(f"| {s} | {n} | not stated (the releaser states it) |" for s, n in df.source.value_counts().items()), "",
         "## Tasks", "", "| task | samples |", "| --- | --- |", *(f"| {t} | {n} |" for t, n in df.task.value_counts().items()), "",
         "## Models and thresholds", "", "Generator checkpoints (sha256 of the saved config and weights, first 16 hex digits):", "",
         "| source | generator checkpoint | samples |", "| --- | --- | --- |", *(f"| {s} | `{g}` | {n} |" for (s, g), n in gens.items()), "",

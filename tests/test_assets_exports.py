@@ -50,7 +50,7 @@ def test_dataset_exports_hold_the_filtered_rows(built):
         parquet = pq.read_table(folder / "parquet" / "data.parquet").to_pandas()
         assert list(parquet.id) == list(table.sample_id) and parquet.generator.notna().all()
         card = (folder / "llava" / "README.md").read_text()
-        assert f"{len(table)} samples exported as **llava**" in card and "TODO: fill in" in card
+        assert f"{len(table)} samples exported as **llava**" in card and "not stated (the releaser states it)" in card
         assert "not recorded in the input" not in card.split("judge checkpoint:")[1].splitlines()[0] or name == "genixer_rec"
         shikra = [json.loads(line) for line in (folder / "shikra" / "shikra.jsonl").read_text().splitlines()]
         assert [r["id"] for r in shikra] == list(table.sample_id)

@@ -160,7 +160,7 @@ def test_card(table, tmp_path):
     out = tmp_path / "hf" / "data.parquet"
     _ok("parquet", src, out)
     card = (out.parent / "README.md").read_text()
-    for line in ("| genixer_s | 3 | TODO: fill in |", "| genixer_l | 2 | TODO: fill in |", "| vqav2 | 1 | TODO: fill in |",
+    for line in ("| genixer_s | 3 | not stated (the releaser states it) |", "| genixer_l | 2 | not stated (the releaser states it) |", "| vqav2 | 1 | not stated (the releaser states it) |",
                  "| rec | 2 |", "| common_vqa | 2 |", "| md | 1 |", "| rd | 1 |",
                  f"| genixer_l | `{GEN_L}` | 2 |", f"| genixer_s | `{GEN_S}` | 3 |", "- judge checkpoint: ab12cd34ef56ab78",
                  "- λ (judge, keep P(Yes) >= λ): 0.7", "- CLIP threshold (region CLIP, keep cosine >= it): 0.25",
