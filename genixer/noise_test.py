@@ -74,24 +74,9 @@ def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootst
     seeds. A one-seed recipe (not a reference predictor, which has no seed noise) borrows the
     seed-to-seed sd pooled over the multi-seed recipes on that benchmark, as a normal draw."""
     seed_scores, reps, noise, noise_df = {}, {}, {}, {}
-    for b, g in perq.groupby("benchmark"):
-        ids = np.array(sorted(g.sample_id.unique()))
-        pos = {s: i for i, s in enumerate(ids)}
-        rng = np.random.default_rng([seed, zlib.crc32(b.encode())])
-        idx = rng.integers(0, len(ids), size=(n_boot, len(ids)))
-        cells = {}
-        for (r, sd), gs in g.groupby(["recipe", "seed"]):
-            if len(gs) != len(ids) or set(gs.sample_id) != set(ids):
-                raise ValueError(f"{r} seed {sd} answered {len(gs)} of the {len(ids)} questions of {b}: recipes must share questions")
-            gs = gs.iloc[np.argsort([pos[s] for s in gs.sample_id])]
-            if is_pope(b):
-                py, gy = gs.pred_yes.astype(bool).to_numpy(), gs.gold_yes.astype(bool).to_numpy()
-                tp, fp, fn = (py & gy)[idx].sum(1), (py & ~gy)[idx].sum(1), (~py & gy)[idx].sum(1)
-                full, rep = f1_score((py & gy).sum(), (py & ~gy).sum(), (~py & gy).sum()), f1_score(tp, fp, fn)
-            else:
-                v = gs.value.to_numpy(float)
-                full, rep = v.mean(), v[idx].mean(1)
-            cells.setdefault(r, []).append((full, rep))
+
+    def store(b: str, cells: dict[str, list]) -> None:
+        """A benchmark's (full score, replicates) per recipe and seed -> its seed scores, replicates and pooled seed noise."""
         multi = [(np.var([c[0] for c in cs], ddof=1), len(cs) - 1) for r, cs in cells.items() if len(cs) > 1 and not is_reference(r)]
         noise[b] = float(np.sqrt(np.mean([v for v, _ in multi]))) if multi else float("nan")
         noise_df[b] = sum(d for _, d in multi)
@@ -106,8 +91,32 @@ def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootst
             if len(cs) == 1 and not is_reference(r):
                 rep = rep + noise[b] * z if np.isfinite(noise[b]) else np.full(n_boot, np.nan)
             reps[(r, b)] = rep
+
+    for b, g in perq.groupby("benchmark"):
+        ids = np.array(sorted(g.sample_id.unique()))
+        pos = {s: i for i, s in enumerate(ids)}
+        rng = np.random.default_rng([seed, zlib.crc32(b.encode())])
+        idx = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+        cells, acc_cells = {}, {}
+        for (r, sd), gs in g.groupby(["recipe", "seed"]):
+            if len(gs) != len(ids) or set(gs.sample_id) != set(ids):
+                raise ValueError(f"{r} seed {sd} answered {len(gs)} of the {len(ids)} questions of {b}: recipes must share questions")
+            gs = gs.iloc[np.argsort([pos[s] for s in gs.sample_id])]
+            v = gs.value.to_numpy(float)
+            if is_pope(b):
+                py, gy = gs.pred_yes.astype(bool).to_numpy(), gs.gold_yes.astype(bool).to_numpy()
+                tp, fp, fn = (py & gy)[idx].sum(1), (py & ~gy)[idx].sum(1), (~py & gy)[idx].sum(1)
+                full, rep = f1_score((py & gy).sum(), (py & ~gy).sum(), (~py & gy).sum()), f1_score(tp, fp, fn)
+                acc_cells.setdefault(r, []).append((v.mean(), v[idx].mean(1)))  # its accuracy, on the same draws
+            else:
+                full, rep = v.mean(), v[idx].mean(1)
+            cells.setdefault(r, []).append((full, rep))
+        store(b, cells)
+        if acc_cells:
+            store(f"{b}:accuracy", acc_cells)
     # POPE's headline: the mean of its three splits (the world's pope_<split>; published POPE-<split> as "POPE")
-    for head, split_name in (("pope", "pope_{}"), ("POPE", "POPE-{}")):
+    for head, split_name in (("pope", "pope_{}"), ("POPE", "POPE-{}"), ("pope_accuracy", "pope_{}:accuracy"),
+                             ("POPE_accuracy", "POPE-{}:accuracy")):
         done = False
         for r in {r for r, _ in seed_scores}:
             keys = [(r, split_name.format(s)) for s in POPE_SPLITS]
@@ -115,10 +124,12 @@ def bootstrap(perq: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootst
                 seed_scores[(r, head)] = np.mean([seed_scores[k] for k in keys], axis=0)  # every split has the recipe's seeds
                 reps[(r, head)] = np.mean([reps[k] for k in keys], axis=0)
                 done = True
-        if head == "pope" or done:
+        if head in ("pope", "pope_accuracy") or done:
             multi = [(np.var(v, ddof=1), len(v) - 1) for (r, b), v in seed_scores.items() if b == head and len(v) > 1 and not is_reference(r)]
             noise[head] = float(np.sqrt(np.mean([v for v, _ in multi]))) if multi else float("nan")
             noise_df[head] = sum(d for _, d in multi)
+    for k in [k for k in seed_scores if k[1].endswith(":accuracy")]:  # the per-split accuracies served their means
+        del seed_scores[k], reps[k]
     return Bootstrap(seed_scores, reps, noise, noise_df)
 
 

@@ -26,7 +26,11 @@ class Benchmark:
 BENCHMARKS = [
     Benchmark("vqav2", "VQAv2 test-dev", "vqa_accuracy", "vqa"),
     Benchmark("gqa", "GQA (relations, counts)", "accuracy", "vqa"),
-    Benchmark("pope", "POPE (mean F1 of the 3 splits)", "f1", "vqa"),
+    # POPE's counted score is its accuracy (always 'yes' scores 50.0); its F1 of 'yes' (the LLaVA papers' POPE figure,
+    # always 'yes' 66.7) is shown beside the yes-ratio: a model that turns to 'no' drops F1 to ~0 and accuracy to ~50,
+    # and that flip, not the data, carried the VQA-type mean (docs/2026-12-07-scarce-regime-probe.md)
+    Benchmark("pope_accuracy", "POPE (mean accuracy of the 3 splits)", "accuracy", "vqa"),
+    Benchmark("pope", "POPE (mean F1 of the 3 splits)", "f1", "detail"),
     Benchmark("pope_random", "POPE random", "f1", "detail"),
     Benchmark("pope_popular", "POPE popular", "f1", "detail"),
     Benchmark("pope_adversarial", "POPE adversarial", "f1", "detail"),
@@ -46,18 +50,18 @@ FEW_OBJECTS = 3  # testA: scenes with at most this many objects; testB: more
 
 def kind_of(benchmark: str) -> str:
     """A benchmark's kind: the world's from BENCHMARKS; a published one (genixer.published_benchmarks names)
-    'rec' for RefCOCO/+/g splits, 'detail' for a POPE split (its mean over the three, 'POPE', counts),
-    'vqa' otherwise (VQAv2, A-OKVQA-MC, POPE)."""
+    'rec' for RefCOCO/+/g splits, 'detail' for a POPE split and POPE's F1 (its accuracy over the three splits,
+    'POPE_accuracy', counts), 'vqa' otherwise (VQAv2, A-OKVQA-MC)."""
     if benchmark in BY_NAME:
         return BY_NAME[benchmark].kind
     if benchmark.startswith("RefCOCO"):
         return "rec"
-    return "detail" if benchmark.startswith("POPE-") else "vqa"
+    return "detail" if benchmark.startswith("POPE-") or benchmark == "POPE" else "vqa"
 
 
 def is_pope(benchmark: str) -> bool:
-    """A POPE split (the world's `pope_*` or a published `POPE-*`): scored by F1 over yes/no."""
-    return benchmark.lower().startswith("pope")
+    """A POPE split or its F1 mean (the world's `pope_*` or a published `POPE-*`): scored by F1 over yes/no."""
+    return benchmark.lower().startswith("pope") and not benchmark.lower().endswith("accuracy")
 
 def memberships(sample: dict, n_objects: int) -> list[str]:
     """The benchmarks a `benchmark_sets` sample belongs to (POPE positives are in all three splits)."""
@@ -159,14 +163,16 @@ def _metric(g: pd.DataFrame) -> dict:
 
 def score(pred: pd.DataFrame) -> pd.DataFrame:
     """One model's scores: a row per benchmark (its headline metric, `value`, and the number of samples);
-    POPE's accuracy and yes-ratio ride along; `pope` is the mean of the three splits."""
+    POPE's accuracy and yes-ratio ride along; `pope` (F1) and `pope_accuracy` are the means of the three splits."""
     pq_ = per_question(pred)
     rows = [{"benchmark": b, "metric": BY_NAME[b].metric, "n": len(g), **_metric(g)} for b, g in pq_.groupby("benchmark")]
     out = pd.DataFrame(rows)
     pope = out[out.benchmark.map(is_pope)]
     if len(pope) == len(POPE_SPLITS):
         out = pd.concat([out, pd.DataFrame([{"benchmark": "pope", "metric": "f1", "value": float(pope.value.mean()), "n": int(pope.n.sum()),
-                                             "accuracy": float(pope.accuracy.mean()), "yes_ratio": float(pope.yes_ratio.mean())}])],
+                                             "accuracy": float(pope.accuracy.mean()), "yes_ratio": float(pope.yes_ratio.mean())},
+                                            {"benchmark": "pope_accuracy", "metric": "accuracy", "value": float(pope.accuracy.mean()),
+                                             "n": int(pope.n.sum()), "yes_ratio": float(pope.yes_ratio.mean())}])],
                         ignore_index=True)
     return ordered(out, ["benchmark"])
 

@@ -97,7 +97,7 @@ def test_predictions_cover_every_benchmark_for_every_seed(built):
         n_seeds = len(seed_dirs(settings, name))
         assert pred.seed.nunique() == n_seeds and len(pred) % n_seeds == 0
         covered = {b for bs in pred.benchmarks for b in bs}
-        assert covered == {b.name for b in BENCHMARKS if b.name != "pope"}, name
+        assert covered == {b.name for b in BENCHMARKS if b.name not in ("pope", "pope_accuracy")}, name  # the splits' means
 
 
 def test_scores_are_computed_from_the_predictions(built):
@@ -111,6 +111,9 @@ def test_scores_are_computed_from_the_predictions(built):
     # always "yes" on balanced POPE: F1 2/3 (precision 1/2, recall 1) on each split
     yes = refs[refs.recipe == "ref:always_yes"].set_index("benchmark")
     assert yes.loc["pope_random", "mean"] == pytest.approx(2 / 3) and yes.loc["pope", "mean"] == pytest.approx(2 / 3)
+    # ... and accuracy 1/2, the counted POPE score (pope F1 is shown, not counted)
+    assert yes.loc["pope_accuracy", "mean"] == pytest.approx(1 / 2)
+    assert table.set_index("benchmark").kind.to_dict()["pope_accuracy"] == "vqa" and (table[table.benchmark == "pope"].kind == "detail").all()
     assert table.ci_low.notna().sum() > 0 and (table.ci_low.dropna() <= table.delta[table.ci_low.notna()] + 1e-12).all()
     by_seed = pd.read_parquet(settings.table_path("benchmark_scores_by_seed"))
     pred = settings.read_table("benchmark_predictions", "genixer_vqa")

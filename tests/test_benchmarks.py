@@ -1,5 +1,6 @@
 """Benchmark membership, scoring and the recipe comparison, on hand-worked examples."""
 
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,30 @@ def test_score_hand_worked():
     assert s.loc["pope_random", "yes_ratio"] == 1.0 and s.loc["pope_popular", "yes_ratio"] == 0.5
     assert s.loc["pope_popular", "value"] == 1.0 and s.loc["pope_adversarial", "value"] == 1.0
     assert s.loc["pope", "value"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert s.loc["pope_accuracy", "value"] == pytest.approx((0.5 + 1 + 1) / 3)  # the counted POPE score: mean split accuracy
+
+
+def test_pope_counts_its_accuracy_and_shows_its_f1():
+    """A model that turns to 'no' sinks POPE's F1 to 0 but its accuracy only to 50 (always 'yes': F1 66.7,
+    accuracy 50): the VQA-type count and mean read the accuracy, bootstrapped on the same question draws."""
+    from genixer.noise_test import bootstrap
+    from genixer.world_benchmarks import kind_of
+
+    assert kind_of("pope_accuracy") == "vqa" and kind_of("pope") == "detail" and kind_of("pope_random") == "detail"
+    assert kind_of("POPE_accuracy") == "vqa" and kind_of("POPE") == "detail" and kind_of("POPE-random") == "detail"
+    rows = []
+    for split in ("pope_random", "pope_popular", "pope_adversarial"):
+        for i in range(20):
+            gold = i % 2 == 0
+            for (recipe, says), seed in itertools.product((("yes_man", True), ("no_man", False), ("right", gold)), (0, 1)):
+                rows.append({"recipe": recipe, "seed": seed, "benchmark": split, "sample_id": f"{split}{i}", "value": float(says == gold),
+                             "pred_yes": says, "gold_yes": gold})
+    boot = bootstrap(pd.DataFrame(rows), n_boot=50)
+    got = {(r, b): float(v.mean()) for (r, b), v in boot.seed_scores.items() if b in ("pope", "pope_accuracy")}
+    assert got == {("yes_man", "pope"): pytest.approx(2 / 3), ("yes_man", "pope_accuracy"): 0.5, ("no_man", "pope"): 0.0,
+                   ("no_man", "pope_accuracy"): 0.5, ("right", "pope"): 1.0, ("right", "pope_accuracy"): 1.0}
+    assert not [k for k in boot.seed_scores if k[1].endswith(":accuracy")]  # the per-split accuracies are not benchmarks
+    assert boot.reps[("no_man", "pope_accuracy")].std() > 0  # replicates drawn over the questions
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +303,7 @@ def test_stage_quality_marks_each_aim_met_or_not():
                             for d, g, rc, kc in (("held-in corpus", "genixer_l", 0.5, 0.9), ("held-in corpus", "genixer_s", 0.35, 0.5),
                                                  ("held-out background", "genixer_l", 0.1, 0.2))])
     table = pd.DataFrame([{"recipe": r, "benchmark": b, "kind": k, "mean": 0.5, "verdict": v}
-                          for r, k, cells in (("genixer_vqa", "vqa", [("vqav2", "better"), ("gqa", "better"), ("pope", "better"),
+                          for r, k, cells in (("genixer_vqa", "vqa", [("vqav2", "better"), ("gqa", "better"), ("pope_accuracy", "better"),
                                                                        ("pointqa", "better"), ("aokvqa_mc", "within noise"),
                                                                        ("vqav2_heldout", "worse")]),
                                               ("genixer_rec", "rec", [("refcoco_val", "better"), ("refcoco_testA", "better"),
