@@ -50,6 +50,10 @@ class DataSource(Protocol):
     def prior_baseline(self, train_samples: list[dict], val_samples: list[dict]) -> pd.DataFrame:
         """The blind prior's answer to each of ``val_samples``, checked (task, correct)."""
 
+    def question_type(self, task: str, question: str, extra=None) -> str:
+        """A question's type for the closed loop's per-type scores (genixer.loop): the world's grammar kind
+        ('colour', 'relation', ...), or the type a published record carries, else one read off its text."""
+
     def judge_generation(self, text: str, image: dict) -> dict:
         """A generated text parsed, typed and checked: parsed, parse_error, turns, task_of, oracle, oracle_reason."""
 

@@ -134,6 +134,12 @@ class CollectedSource:
         self.collect_images = collected_images(collected)
         self.heldout = holdout_images(self.collect_images.image_id, heldout_count(len(self.collect_images), val_images))
 
+    def question_type(self, task: str, question: str, extra=None) -> str:
+        """The type the record carries (VQAv2's question_type, GQA's detailed type), else one read off its text."""
+        from genixer.loop import carried_type, text_type
+
+        return carried_type(extra) or text_type(task, question)
+
     @cached_property
     def pictured_samples(self) -> list[dict]:
         """The collected samples with an image (text-only rows have nothing for an image model to read)."""

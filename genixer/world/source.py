@@ -15,7 +15,7 @@ from genixer.datasource import holdout_images
 from genixer.decoding import Sampling
 from genixer.world.captions import caption_records
 from genixer.world.negatives import verification_records
-from genixer.world.oracle import task_of
+from genixer.world.oracle import classify, task_of
 from genixer.world.patch_labels import PATCH_LABELS
 from genixer.world.regions import WORLD_REC_READING, scene_candidates
 from genixer.world.scene import Scene
@@ -42,6 +42,12 @@ class WorldSource:
     def collect_scenes(self) -> dict[str, Scene]:
         """Scene graph of every collected image, by image id."""
         return {r.image_id: Scene.from_json(r.scene) for r in self.collect_images.itertuples()}
+
+    def question_type(self, task: str, question: str, extra=None) -> str:
+        """The grammar kind the question's phrasing matches ('colour', 'count', 'relation', 'exist', 'mc_shape' ...);
+        'unmatched' for a question the grammar cannot read."""
+        found = classify(question)
+        return found[0] if found else "unmatched"
 
     def captions(self, samples: list[dict], images: set[str]) -> tuple[list[dict], str]:
         """Dense captions of ``images`` written from their scene graphs, and where they came from."""
