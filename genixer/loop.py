@@ -27,6 +27,7 @@ from genixer.metrics import normalize_answer
 from genixer.review import wilson
 
 IN_CONTEXT = 2  # bad cases shown per query (the paper: two)
+DEV_SPLIT = "dev"  # the split label of the development questions a round is evaluated on
 
 
 def carried_type(extra) -> str | None:
@@ -67,8 +68,8 @@ def type_table(evals: pd.DataFrame) -> pd.DataFrame:
 def bad_cases(evals: pd.DataFrame) -> pd.DataFrame:
     """The bad-case pool: the development questions answered wrong (image, question, the model's answer, the truth,
     its type). Raises ValueError if a row is not of the development split."""
-    if "split" in evals and (evals.split != "dev").any():
-        other = sorted(evals.split[evals.split != "dev"].astype(str).unique())
+    if "split" in evals and (evals.split != DEV_SPLIT).any():
+        other = sorted(evals.split[evals.split != DEV_SPLIT].astype(str).unique())
         raise ValueError(f"bad cases come from the development split only; got rows of split(s) {other}")
     return evals[~evals.correct.astype(bool)].reset_index(drop=True)
 

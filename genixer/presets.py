@@ -69,6 +69,11 @@ class Preset:
     ablation_seeds: int = 1  # seeds per ablation recipe (data scale, judge threshold)
     generated_epochs: float = 1.0  # passes over a recipe's generated rows, added to the base mix's steps
     reference_check_blocking: bool = False  # baseline must beat the blind prior beyond noise: blocking on `paper`
+    # the closed loop (genixer.loop, group `loop`): queries per arm and round (targeted and the uniform control), the
+    # stopping rule's maximum rounds, and the floor on a type's score in the inverse-score sampling weights
+    loop_queries: int = 16
+    loop_max_rounds: int = 2
+    loop_weight_floor: float = 0.05
 
 
 _TINY = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=128,
@@ -115,7 +120,8 @@ PRESETS = {
                    val_images=100, gen_per_image=1,
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
-                   clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(20, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=3),
+                   clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(20, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=3,
+                   loop_queries=200),
     # Quality against compute (issue 16): the demo's world, model sizes, benchmarks and retraining recipes with twice
     # the collected and corpus images and 2.5-3.5x the training steps; one run on 2 CPU cores is budgeted at 70-100 min.
     # docs/long/ keeps its paper_report.md beside the demo's.

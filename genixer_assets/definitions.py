@@ -5,7 +5,8 @@ import dagster as dg
 
 from genixer_assets import (automation, benchmarks, benchmarks_checks, collection, collection_checks, corpus_generation,
                             corpus_generation_checks, data_quality, exports, exports_checks, filtering, filtering_checks,
-                            generators, generators_checks, instructions, instructions_checks, retraining, retraining_checks)
+                            generators, generators_checks, instructions, instructions_checks, loop, loop_checks, retraining,
+                            retraining_checks)
 from genixer_assets.k8s import executor_from_env
 from genixer_assets.resume import with_code_versions
 from resources import SETTINGS, MLLMBackend
@@ -13,10 +14,11 @@ from resources import SETTINGS, MLLMBackend
 # Each asset's code version is a hash of its module's source and every project module it imports (resume.py): a
 # materialisation records the code it was made with, and `make demo` reuses only what the current code would make.
 all_assets = with_code_versions(dg.load_assets_from_modules([collection, instructions, generators, corpus_generation, filtering,
-                                                             exports, data_quality, retraining, benchmarks]))
+                                                             exports, data_quality, retraining, benchmarks, loop]))
 # Each stage's checks beside it (genixer_assets/<stage>_checks.py).
 all_checks = dg.load_asset_checks_from_modules([collection, collection_checks, instructions_checks, generators_checks,
-                                                corpus_generation_checks, filtering_checks, retraining_checks, benchmarks_checks, exports_checks])
+                                                corpus_generation_checks, filtering_checks, retraining_checks, benchmarks_checks, exports_checks,
+                                                loop_checks])
 
 # Declarative automation (the eager conditions of scored_generations_*, genixer_vqa, genixer_rec, dataset_exports) is
 # evaluated by a sensor under the daemon. Dagster's own default_automation_condition_sensor is created stopped; this

@@ -19,6 +19,18 @@ shard_partitions = dg.DynamicPartitionsDefinition(name=CORPUS_SHARDS)
 # One partition per retraining recipe (genixer.retraining.RECIPES): retrained_models and benchmark_predictions.
 recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
 
+# The closed loop's rounds (asset group `loop`, genixer.loop): round r's evaluation, bad cases and queries. Round 1
+# evaluates base_mllm; a round r + 1 needs round r's trained model, which the loop does not build yet (issue 32), so
+# round_1 is the only round until it does.
+LOOP_ROUNDS = ["round_1"]
+loop_rounds = dg.StaticPartitionsDefinition(LOOP_ROUNDS)
+
+
+def round_index(partition_key: str) -> int:
+    """'round_3' -> 3."""
+    return int(partition_key.split("_")[1])
+
+
 # Where the corpus plan lives (corpus_shards writes it, image_corpus and the corpus_inbox sensor read it).
 CORPUS_KINDS = ("folder", "parquet", "webdataset")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET_MODULES = ("collection", "instructions", "generators", "corpus_generation", "filtering", "exports", "data_quality",
-                 "retraining", "benchmarks")
+                 "retraining", "benchmarks", "loop")
 SHARED = ("common", "partitions", "k8s")  # what the asset modules and their checks may import from genixer_assets
 
 GROUPS = {
@@ -20,6 +20,7 @@ GROUPS = {
     "data_quality": {"generation_quality"},
     "retraining_and_benchmarks": {"retrained_models", "benchmark_predictions", "benchmark_scores"},
     "report": {"paper_report"},
+    "loop": {"loop_evaluation", "loop_queries"},
 }
 
 

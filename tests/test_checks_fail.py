@@ -1196,3 +1196,84 @@ def test_every_blocking_check_has_a_break_and_fail_test():
     assert not missing, f"blocking checks without a break-and-fail test in tests/test_checks_fail.py: {missing}"
     for name, tests in BREAK_TESTS.items():
         assert all(t.startswith("test_") and callable(globals().get(t)) for t in tests), (name, tests)
+
+
+# loop: the closed loop's round (development split, Adaptive Bad-case Sampling) ---------------------------------
+
+def _loop_round(graph, *tables: str):
+    """The smoke graph's round-1 tables (and what the loop's source needs) copied into a fresh data root."""
+    _, dst, copy = graph
+    copy("tables/world_scenes.parquet", "tables/collected_datasets.parquet", *(f"tables/{t}" for t in tables))
+    return dst
+
+
+@breaks("loop_evaluation_valid")
+@pytest.mark.parametrize("broken", ["a training image", "a benchmark split", "an untyped question"])
+def test_a_loop_evaluation_off_the_development_split_stops_the_round(graph, broken):
+    from genixer_assets import loop_checks
+    from genixer_assets.common import run_context
+    from genixer_assets.partitions import loop_rounds
+
+    dst = _loop_round(graph, "loop_evaluation")
+    ev, downstream_ran = in_run(loop_checks.loop_evaluation_valid, dst, "round_1", loop_rounds, downstream=True)
+    assert ev.passed and md(ev, "questions") > 0 and downstream_ran
+    _, src = run_context(dst)
+    trained = next(i for i in read_samples(dst.table_path("collected_datasets")).image_id if i not in src.heldout)
+    change, message = {"a training image": ({"image_id": trained}, "which is not held out of training"),
+                       "a benchmark split": ({"split": "bench"}, "is of split 'bench', not 'dev'"),
+                       "an untyped question": ({"question_type": ""}, "has no question type")}[broken]
+    rewrite(dst.table_path("loop_evaluation", "round_1"), lambda df: _row(df, lambda d: d.index == 0, **change))
+    ev, downstream_ran = in_run(loop_checks.loop_evaluation_valid, dst, "round_1", loop_rounds, downstream=True)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and message in problems_of(ev), problems_of(ev)
+    assert not downstream_ran
+
+
+def _queries_broken(broken: str, ev: pd.DataFrame):
+    """(change of the loop_queries table, the problem it must raise)."""
+    right = ev[ev.correct.astype(bool)].sample_id
+    right = right.iloc[0] if len(right) else "a question the round did not evaluate"
+
+    def right_answer(df):
+        df = df.copy()
+        df.at[0, "in_context"] = [right, list(df.in_context[0])[1]]
+        return df
+
+    def other_type(df):
+        df = df.copy()
+        t = df.question_type[0]
+        other = ev[~ev.correct.astype(bool) & (ev.question_type != t)].sample_id.iloc[0]
+        df.at[0, "in_context"] = [other, list(df.in_context[0])[1]]
+        return df
+
+    def twice(df):
+        df = df.copy()
+        same = df.index[(df.arm == df.arm[0]) & (df.index > 0)][0]
+        df.at[same, "image_id"] = df.image_id[0]
+        return df
+
+    def off_rule(df):
+        df = df.copy()
+        df.loc[(df.arm == "targeted") & (df.question_type == df.question_type[0]), "p_type"] = 0.999
+        return df
+
+    return {"a right answer shown as a bad case": (right_answer, "is not a bad case of the round's evaluation"),
+            "a bad case of another type": (other_type, "the query asks for"),
+            "an image asked about twice": (twice, "images asked about twice"),
+            "a probability off the sampling rule": (off_rule, "drawn with p 0.9990, the rule gives")}[broken]
+
+
+@breaks("loop_queries_valid")
+@pytest.mark.parametrize("broken", ["a right answer shown as a bad case", "a bad case of another type", "an image asked about twice",
+                                    "a probability off the sampling rule"])
+def test_loop_queries_that_break_adaptive_bad_case_sampling_stop_the_round(graph, broken):
+    from genixer_assets import loop_checks
+    from genixer_assets.partitions import loop_rounds
+
+    dst = _loop_round(graph, "loop_evaluation", "loop_queries")
+    ev, downstream_ran = in_run(loop_checks.loop_queries_valid, dst, "round_1", loop_rounds, downstream=True)
+    assert ev.passed and md(ev, "queries") > 0 and downstream_ran
+    change, message = _queries_broken(broken, pd.read_parquet(dst.table_path("loop_evaluation", "round_1")))
+    rewrite(dst.table_path("loop_queries", "round_1"), change)
+    ev, downstream_ran = in_run(loop_checks.loop_queries_valid, dst, "round_1", loop_rounds, downstream=True)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and message in problems_of(ev), problems_of(ev)
+    assert not downstream_ran

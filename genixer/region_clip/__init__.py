@@ -51,6 +51,7 @@ from genixer.region_clip.scoring import (
     clip_scores,
     clip_scores_single,
     fixed_threshold,
+    image_embeddings,
     score_pairs,
 )
 from genixer.region_clip.training import ClipAdapter, train_region_clip
@@ -58,6 +59,6 @@ from genixer.region_clip.training import ClipAdapter, train_region_clip
 __all__ = [
     "CONFIG_NAME", "FREE_REF", "PAPER_CLIP_THRESHOLD", "VOCAB_SIZE", "WEIGHTS_NAME", "Candidates", "ClipAdapter",
     "RecReading", "RegionClipError", "RegionClipSize", "build_region_clip", "calibrate_threshold", "clip_scores",
-    "clip_scores_single", "crop", "fixed_threshold", "load_region_clip", "locate_ref", "negative_pairs",
+    "clip_scores_single", "crop", "fixed_threshold", "image_embeddings", "load_region_clip", "locate_ref", "negative_pairs",
     "rec_phrasings", "region_pairs", "sample_candidates", "save_region_clip", "score_pairs", "train_region_clip",
 ]

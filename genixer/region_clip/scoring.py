@@ -62,6 +62,18 @@ def clip_scores_single(model, preprocess, tokenizer, image_paths, boxes, express
     return np.asarray(out, dtype=np.float32)
 
 
+@torch.no_grad()
+def image_embeddings(model, preprocess, image_paths: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-norm image embeddings of whole images (the closed loop's query images: the corpus image most similar
+    to a bad case's), ``batch_size`` at a time; one row per path."""
+    model.eval()
+    images, out = ImageCache(), []
+    for s in range(0, len(image_paths), batch_size):
+        pixels = torch.stack([preprocess(images(p).convert("RGB")) for p in image_paths[s:s + batch_size]]).to(_device(model))
+        out.append(model.encode_image(pixels, normalize=True).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
 def score_pairs(model, preprocess, tokenizer, pairs: list[dict], batch_size: int = 64) -> np.ndarray:
     """:func:`clip_scores` over pair dicts."""
     return clip_scores(model, preprocess, tokenizer, [p["image_path"] for p in pairs], [p["box"] for p in pairs],
