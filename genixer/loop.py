@@ -23,8 +23,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from genixer.metrics import normalize_answer
 from genixer.review import wilson
+from genixer.world_benchmarks import question_kind
 
 IN_CONTEXT = 2  # bad cases shown per query (the paper: two)
 DEV_SPLIT = "dev"  # the split label of the development questions a round is evaluated on
@@ -47,9 +47,9 @@ def carried_type(extra) -> str | None:
 
 
 def text_type(task: str, question: str) -> str:
-    """The type read off the question's text when no type is carried: the task and the question's first two words
-    ('common_vqa:what color'), the blind prior's kind of question."""
-    return f"{task}:{' '.join(normalize_answer(question.split('Options:')[0]).split()[:2])}"
+    """The type read off the question's text when no type is carried: the blind prior's kind of question, the task and
+    the question's first two words ('common_vqa:what colour')."""
+    return question_kind(task, question)
 
 
 def type_table(evals: pd.DataFrame) -> pd.DataFrame:
