@@ -54,6 +54,9 @@ class DataSource(Protocol):
         """A question's type for the closed loop's per-type scores (genixer.loop): the world's grammar kind
         ('colour', 'relation', ...), or the type a published record carries, else one read off its text."""
 
+    def type_phrase(self, question_type: str) -> str:
+        """A question type in words, for the third instruction level (genixer.loop.type_instruction)."""
+
     def judge_generation(self, text: str, image: dict) -> dict:
         """A generated text parsed, typed and checked: parsed, parse_error, turns, task_of, oracle, oracle_reason."""
 

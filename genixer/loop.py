@@ -126,14 +126,160 @@ def sample_queries(weights: pd.Series, pool: pd.DataFrame, corpus: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
-def stop_reason(round_index: int, max_rounds: int, pool_size: int, verdicts: list[str] | None) -> str | None:
-    """Why the loop stops after round ``round_index`` (1-based), or None to go on: the maximum number of rounds; an
-    empty bad-case pool; or, from round 2 on, no question type better than the previous round's beyond noise
-    (``verdicts``: per type, the noise test's 'better' / 'worse' / 'within noise' against the previous round)."""
+def stop_reason(round_index: int, max_rounds: int, pool_size: int, verdicts: list[str] | None, min_rounds: int = 1) -> str | None:
+    """Why the loop stops at round ``round_index``'s evaluation (1-based; round r evaluates the model round r - 1
+    trained), or None for the round to generate and train: an empty bad-case pool; the maximum number of rounds
+    trained already (``round_index > max_rounds``); or, from round 2 on, no question type better than at the previous
+    round's evaluation beyond noise (``verdicts``: per type, 'better' / 'worse' / 'within noise'), once ``min_rounds``
+    rounds have trained (a loop that must show two rounds runs two)."""
     if pool_size == 0:
         return "the bad-case pool is empty: the model answers every development question right"
-    if round_index >= max_rounds:
+    if round_index > max_rounds:
         return f"maximum rounds reached ({max_rounds})"
-    if verdicts is not None and "better" not in verdicts:
+    if verdicts is not None and "better" not in verdicts and round_index > min_rounds:
         return "no question type improved beyond noise over the previous round"
     return None
+
+
+# ---- targeted generation: the third instruction level, prompt variants, correction, the failure table ----------------
+
+VARIANTS = ("task", "type", "type_in_context")  # the instruction variants a round's prompt selection measures
+
+
+def type_instruction(phrase: str) -> str:
+    """The third instruction level, after the general and the task's: the question type, in words."""
+    return f"The question is about {phrase}."
+
+
+def typed_records(records: list[dict], types: dict[str, str], phrases: dict[str, str], controlling_constant: float,
+                  seed: int) -> list[dict]:
+    """Genixer_L's training records with the third level taught the way the task level is: a record with the task
+    level and one question of a known type (``types``: sample id -> type; 'unmatched' and missing are unknown) gets
+    the type's instruction (``phrases``: type -> words) with probability 1 - ``controlling_constant``; the others
+    keep their prompts. Records gain ``question_type`` ('' when not typed)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in records:
+        t = types.get(r["sample_id"], "")
+        typed = (not r["general_only"] and r["n_turns"] == 1 and t not in ("", "unmatched") and t in phrases
+                 and rng.random() >= controlling_constant)
+        out.append({**r, "question_type": t if typed else "",
+                    **({"prompt": f"{r['prompt']} {type_instruction(phrases[t])}", "template_id": f"{r['template_id']}+type",
+                        "record_id": f"{r['record_id']}:typed"} if typed else {})})
+    return out
+
+
+def type_tasks(typed: pd.DataFrame) -> dict[str, str]:
+    """Question type -> the task its questions belong to most often (``typed``: columns question_type, task)."""
+    typed = typed[~typed.question_type.isin(["", "unmatched"])]
+    return {t: g.task.value_counts().index[0] for t, g in typed.groupby("question_type")}
+
+
+def variant_prompt(variant: str, general: str, task_instruction: str, phrase: str, cases: list[tuple[str, str]]) -> str:
+    """A query's prompt under an instruction variant: ``task`` (general + task level: Genixer as it is), ``type`` (+ the
+    question type's level), ``type_in_context`` (+ the query's bad cases as examples, for a generator that follows
+    instructions: the paper's in-context bad cases)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+    prompt = f"{general} {task_instruction}"
+    if variant == "task":
+        return prompt
+    prompt = f"{prompt} {type_instruction(phrase)}"
+    if variant == "type":
+        return prompt
+    shown = " ".join(f"Question: {q} Answer: {a}" for q, a in cases)
+    return f"{prompt} Examples of questions of this type, answered wrong before: {shown}"
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(str(a).lower().split()).rstrip(".") == " ".join(str(b).lower().split()).rstrip(".")
+
+
+def settle(first: list[str], answer, passes: int) -> tuple[list[str | None], list[int]]:
+    """VIGC's correction as a fixed point: ``first`` are the generator's answers; pass i (1..``passes``) asks the
+    current model again (``answer(i)``: the answers of pass i, one per question) and an answer settles when a pass
+    repeats the one before it (pass 1 compared with the generator's). Returns (the settled answer, None where none
+    settled within ``passes``; the pass it settled at, 0 if never). The rule: a settled answer replaces the generator's
+    (kept as it was when the model agrees with it at once); an unsettled pair is dropped. With greedy decoding a
+    model's answer to the same question cannot change, so two passes always settle and one pass drops every pair the
+    model disagrees with."""
+    prev, settled, at = list(first), [None] * len(first), [0] * len(first)
+    for i in range(1, passes + 1):
+        todo = [k for k in range(len(first)) if settled[k] is None]
+        if not todo:
+            break
+        got = answer(i, todo)
+        for k, a in zip(todo, got):
+            if _same(a, prev[k]):
+                settled[k], at[k] = prev[k], i
+            prev[k] = a
+    return settled, at
+
+
+FAILURES = ("unparseable", "wrong type", "unsettled", "judge-rejected")
+
+
+def failure_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per instruction variant (``rows``: variant, status = 'kept' or one of :data:`FAILURES`, oracle = 'correct' /
+    'incorrect' / '' when unchecked): requests, the count of each failure, the kept rows the oracle calls wrong, and
+    the failures in all (every row not kept, plus the kept oracle-wrong ones); the paper's Tab. 5 analogue."""
+    out = []
+    for v, g in rows.groupby("variant", sort=False):
+        kept = g[g.status == "kept"]
+        oracle_wrong = int((kept.oracle == "incorrect").sum())
+        rec = {"variant": v, "requests": len(g), **{f: int((g.status == f).sum()) for f in FAILURES},
+               "oracle-wrong (kept)": oracle_wrong, "kept": len(kept)}
+        rec["failures"] = len(g) - len(kept) + oracle_wrong
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def choose_variant(table: pd.DataFrame) -> str:
+    """The variant with the fewest failures (ties: the earlier, simpler one in :data:`VARIANTS`)."""
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return min(table.itertuples(), key=lambda r: (r.failures, order.get(r.variant, len(order)))).variant
+
+
+# ---- the loop's report: per round and type on the test split, and the two controls ----------------------------------
+
+def weakest_types(table: pd.DataFrame, floor: float = 0.05) -> list[str]:
+    """A round's weakest types: those the targeted arm draws more often than the uniform arm does (inverse-score
+    weight above uniform), from the round's development type table."""
+    w = sampling_weights(table, floor)[0]
+    return sorted(w.index[w > 1.0 / len(w)]) if len(w) else []
+
+
+def round_tables(perq: pd.DataFrame, weakest: list[str], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A round's test-split scores (``perq``: recipe = arm or 'start', seed, question_type, sample_id, value) ->
+    (per type: the targeted arm's accuracy over seeds, its change from the round's start model and from the paired
+    replay arm, each with its 95% interval and verdict; the controls: targeted minus uniform on the weakest types and
+    on all, targeted minus previous (round >= 2), oracle and targeted minus replay)."""
+    from genixer.noise_test import bootstrap, contrast
+
+    boot = bootstrap(perq.assign(benchmark=perq.question_type), seed=seed)
+    types = sorted(perq.question_type.unique())
+    arms = set(perq.recipe)
+    rows = []
+    for t in types:
+        rec = {"question_type": t, "questions": int(perq[(perq.question_type == t)].sample_id.nunique()),
+               "start": boot.point("start", t), "targeted": boot.point("targeted", t)}
+        for ref in ("start", "replay"):
+            c = contrast(boot, "targeted", ref, [t])
+            rec.update({f"minus_{ref}": c["point"], f"minus_{ref}_lo": c["lo"], f"minus_{ref}_hi": c["hi"], f"minus_{ref}_verdict": c["verdict"]})
+        rows.append(rec)
+    controls = []
+
+    def add(name: str, a: str, b: str, over: list[str]) -> None:
+        if a in arms and b in arms and over:
+            c = contrast(boot, a, b, over)
+            controls.append({"control": name, "contrast": f"{a} - {b}", "types": len(over), "delta": c["point"], "lo": c["lo"],
+                             "hi": c["hi"], "verdict": c["verdict"]})
+
+    add("targeting, weakest types", "targeted", "uniform", [t for t in weakest if t in types])
+    add("targeting, all types", "targeted", "uniform", types)
+    add("iteration: this round's data vs more of the previous round's", "targeted", "previous", types)
+    add("the targeted data's effect", "targeted", "replay", types)
+    add("the uniform data's effect", "uniform", "replay", types)
+    add("a perfect judge's data (oracle)", "oracle", "replay", types)
+    add("change from the round's start model", "targeted", "start", types)
+    return pd.DataFrame(rows), pd.DataFrame(controls)

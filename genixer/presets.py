@@ -73,7 +73,15 @@ class Preset:
     # stopping rule's maximum rounds, and the floor on a type's score in the inverse-score sampling weights
     loop_queries: int = 16
     loop_max_rounds: int = 2
+    loop_min_rounds: int = 2  # rounds trained before "no question type improved" may stop the loop
     loop_weight_floor: float = 0.05
+    # Genixer_L taught the third instruction level (the question type), from genixer_l, on its records and replay
+    loop_generator_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, freeze_vision_tower=True))
+    # VIGC's correction: at most this many passes of the current model over a generated pair's answer (0: no
+    # correction), at this temperature (0: greedy, where one pass is the fixed point)
+    loop_correction_passes: int = 2
+    loop_correction_temperature: float = 0.0
+    loop_per_query: int = 1  # generations per query (each its own general instruction and sampling seed)
 
 
 _TINY = EmbeddedSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=128,
@@ -105,7 +113,7 @@ PRESETS = {
                     judge_min_auc=0.0,
                     clip=RegionClipSize(image_size=32, patch_size=8, vision_width=32, vision_layers=1, text_width=32, text_layers=1, embed_dim=32),
                     clip_train=_tc(30, 3e-3, batch=16, warmup=3), retrain=_tc(6, 1e-3, batch=8, warmup=1, freeze_vision_tower=True),
-                    retrain_seeds=2),
+                    retrain_seeds=2, loop_generator_train=_tc(20, 3e-3, batch=16, warmup=2), loop_per_query=4),
     # Budgeted for the whole graph in under 30 minutes on 2 CPU cores, retraining seeds included (README: time per asset);
     # the retraining round's base steps went 30 -> 20 to pay for 3 seeds per main recipe and the A/A control.
     "demo": Preset("demo", n_collect=2000, n_corpus=800, n_bench=300, n_heldout=150, n_shards=8, min_per_task=1500, n_held_back=200,
@@ -121,7 +129,7 @@ PRESETS = {
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
                    clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(20, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=3,
-                   loop_queries=200),
+                   loop_queries=200, loop_generator_train=_tc(150, 1e-3, warmup=10, freeze_vision_tower=True)),
     # Quality against compute (issue 16): the demo's world, model sizes, benchmarks and retraining recipes with twice
     # the collected and corpus images and 2.5-3.5x the training steps; one run on 2 CPU cores is budgeted at 70-100 min.
     # docs/long/ keeps its paper_report.md beside the demo's.

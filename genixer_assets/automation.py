@@ -316,3 +316,24 @@ def daily_corpus_refresh(context: dg.ScheduleEvaluationContext):
         requests.append(dg.RunRequest(run_key=f"{day}/refresh", asset_selection=[dg.AssetKey(a) for a in REFRESH],
                                       tags={TRIGGER_TAG: "daily_corpus_refresh"}))
     return requests
+
+
+# ---- the closed loop: the next round when the last one is done ---------------------------------------------------------
+
+@dg.sensor(name="loop_next_round", target=dg.AssetSelection.groups("loop"), minimum_interval_seconds=60,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="The closed loop's next step (genixer_assets.loop_run.next_step): when a round's evaluation says go on, the "
+                       "rest of the round (queries, generations, models, scores); when a round is trained and scored, the next "
+                       "round's evaluation of its model; when an evaluation stops the loop, loop_report. Starts nothing before "
+                       "round 1's evaluation exists (make loop, or materialise loop_generator and loop_evaluation[round_1]).")
+def loop_next_round(context: dg.SensorEvaluationContext):
+    from genixer_assets.loop_run import next_step
+
+    step = next_step(context.instance)
+    if step is None:
+        return dg.SkipReason("the loop is not started (no loop_evaluation) or finished (loop_report made after the evaluation "
+                             "that stopped it)")
+    assets, partition, why, key = step
+    context.log.info(f"loop: {why}: {', '.join(assets)}{f' [{partition}]' if partition else ''}")
+    return dg.RunRequest(run_key=key, asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
+                         tags={TRIGGER_TAG: f"loop: {why}"[:200]})

@@ -7,12 +7,12 @@ import dagster as dg
 import pandas as pd
 
 from genixer import report
-from genixer.world_benchmarks import per_question, predict, reference_predictions, score
+from genixer.world_benchmarks import predict, reference_predictions, score
 from genixer.noise_test import aa_false_alarms, bootstrap, compare, headline_lines
-from genixer.published_benchmarks import per_question_real, score_real
+from genixer.published_benchmarks import score_real
 from genixer.plots import bars_png, curves_png
 from genixer.schema import read_applied, read_samples
-from genixer_assets.common import GATE_FILE, GPU, benchmark_rows, md_figure, seed_dirs, table_meta
+from genixer_assets.common import GATE_FILE, GPU, benchmark_rows, md_figure, per_question_values, seed_dirs, table_meta
 from genixer_assets.partitions import recipe_partitions
 from resources import GenixerSettings, MLLMBackend
 
@@ -58,10 +58,6 @@ def _score(bench: pd.DataFrame, pred: pd.DataFrame, real: bool) -> pd.DataFrame:
     return out.rename(columns={"score": "value"})
 
 
-def _per_question(bench: pd.DataFrame, preds: pd.DataFrame, real: bool) -> pd.DataFrame:
-    return per_question_real(bench, preds[["recipe", "seed", "sample_id", "prediction"]]) if real else per_question(preds)
-
-
 def _predictions(settings: GenixerSettings) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Every seed's predictions of every recipe partition on disk (recipes no longer defined are ignored),
     and the reference predictors' answers to the same questions; with the benchmark rows and whether they are published."""
@@ -84,7 +80,7 @@ def benchmark_scores(settings: GenixerSettings) -> dg.MaterializeResult:
     preds, bench, real = _predictions(settings)
     if not (preds.recipe == "baseline").any():
         raise dg.Failure(description="benchmark_scores needs benchmark_predictions[baseline]: deltas are measured against it")
-    perq = _per_question(bench, preds, real)
+    perq = per_question_values(bench, preds, real)
     boot = bootstrap(perq)
     table = compare(perq, boot=boot)
     lam = read_applied(settings.table_path("genixer_vqa"))["judge_lambda"]

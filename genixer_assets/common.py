@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from genixer import finetune as gen
 from genixer import judge
 from genixer.datasource import WORLD_SOURCE, DataSource
+from genixer.evaluation import solver_records
 from genixer.plots import curves_png, smooth
 from genixer.schema import read_samples
 from genixer_assets.k8s import GPU  # noqa: F401  (the model steps' pool, kinds and pod GPU request: `**GPU` on every model asset)
@@ -153,6 +154,15 @@ def benchmark_rows(settings) -> tuple[pd.DataFrame, bool]:
     return out[keep].reset_index(drop=True), True
 
 
+def per_question_values(bench: pd.DataFrame, preds: pd.DataFrame, real: bool) -> pd.DataFrame:
+    """A row per (benchmark, sample, recipe, seed) of ``preds`` with its score under the benchmark's metric: the world's
+    (genixer.world_benchmarks.per_question) or a published benchmark's official scorer (per_question_real)."""
+    from genixer.published_benchmarks import per_question_real
+    from genixer.world_benchmarks import per_question
+
+    return per_question_real(bench, preds[["recipe", "seed", "sample_id", "prediction"]]) if real else per_question(preds)
+
+
 # ---- the model stages: run context, training metadata, where the models are, the phrasings in use -----
 
 def train_metadata(res, title: str) -> dict:
@@ -198,6 +208,20 @@ def finetune_role(backend: MLLMBackend, role: str, start, records, cfg, out, wei
 
     return gen.finetune(start, records, cfg, out, weights, **backend.load_kwargs(role), auto_lora=backend.auto_lora(role),
                         lora_above_params=LORA_ABOVE_PARAMS, plan=plan)
+
+
+def replay_mix(settings: GenixerSettings, solver_share: float, caption_share: float, src):
+    """A function mixing a fine-tune's instruction records with the replay of the solver's own data (collected
+    question -> answer records and captions, training images only) at the given shares of the batches, read once."""
+    solver = captions = []
+    collect, val = src.collect_images, src.heldout
+    samples = read_samples(settings.table_path("collected_datasets"))
+    samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
+    if solver_share > 0:
+        solver = solver_records(samples)
+    if caption_share > 0:
+        captions, _ = src.captions(samples, set(collect.image_id) - val)
+    return lambda records: gen.generator_mixture(records, solver, captions, solver_share, caption_share)
 
 
 def question_phrasings(settings: GenixerSettings):

@@ -36,7 +36,8 @@ defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     sensors=[automation.corpus_inbox,  # new corpus files -> new shards and their corpus_generation (genixer_assets/automation.py)
-             automation_conditions],  # the eager refresh of the scored and filtered sets, on by default
+             automation_conditions,  # the eager refresh of the scored and filtered sets, on by default
+             automation.loop_next_round],  # the closed loop's next round (genixer_assets.loop_run.next_step)
     schedules=[automation.daily_corpus_refresh],  # daily, stopped by default: pending shards, then the filtered sets
     resources={"settings": SETTINGS, "backend": MLLMBackend()},  # the settings the shard partitions were sized from
     executor=executor_from_env(),  # GENIXER_EXECUTOR=k8s: k8s_job_executor, one pod per step (deploy/); else the default

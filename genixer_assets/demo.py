@@ -38,6 +38,7 @@ import dagster as dg  # noqa: E402
 
 from genixer.retraining import RECIPES  # noqa: E402
 from genixer_assets import resume  # noqa: E402
+from genixer_assets.backfill import LOOP  # noqa: E402
 from genixer_assets.definitions import defs  # noqa: E402
 from genixer_assets.partitions import partition_keys  # noqa: E402
 
@@ -84,8 +85,9 @@ def materialize_all(instance: dg.DagsterInstance, resources=None, log=print, run
     world = "world_scenes" not in exclude
     settings = (resources or defs.resources).get("settings")
     results = []
+    loop = LOOP.resolve(graph)  # the closed loop runs round by round after the graph (make loop)
     for wave in waves(graph):
-        wave = [k for k in wave if k.to_user_string() not in exclude]
+        wave = [k for k in wave if k.to_user_string() not in exclude and k not in loop]
         if not wave:
             continue
         pdef = graph.get(wave[0]).partitions_def
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None, ctrl_c: bool = False) -> int:
     instance = backfill.in_process_instance()
     recovered = resume.recover(instance)  # a killed demo's runs: failed, their slots freed
     graph = defs.resolve_asset_graph()
-    keys = [k for k in graph.toposorted_asset_keys if k.to_user_string() not in exclude]
+    keys = [k for k in graph.toposorted_asset_keys if k.to_user_string() not in exclude and k not in LOOP.resolve(graph)]
     config = resume.config_fingerprint(resources)
     tags = resume.driver_tags(config)
 

@@ -9,11 +9,12 @@ import pandas as pd
 from pydantic import Field
 
 from genixer import finetune as gen
-from genixer.evaluation import generator_summary, solver_records
+from genixer.evaluation import generator_summary
 from genixer.preview import preview_png
 from genixer.schema import read_samples
 from genixer.tasks import GENERAL_TASKS, GROUNDING_TASKS
-from genixer_assets.common import GPU, base_path, finetune_role, generator_path, md_figure, md_table, run_context, train_metadata
+from genixer_assets.common import (GPU, base_path, finetune_role, generator_path, md_figure, md_table, replay_mix, run_context,
+                                   train_metadata)
 from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
 
@@ -125,19 +126,10 @@ class GeneratorConfig(TrainOverrides):
 
 
 def _replay(settings: GenixerSettings, config: GeneratorConfig, preset_replay: tuple[float, float], src):
-    """A function mixing a fine-tune's instruction records with the replay of the solver's own data
-    (collected question -> answer records and captions, training images only), read once."""
+    """replay_mix with the config's shares, else the preset's."""
     solver_share = preset_replay[0] if config.replay_solver_share is None else config.replay_solver_share
     caption_share = preset_replay[1] if config.replay_caption_share is None else config.replay_caption_share
-    solver = captions = []
-    collect, val = src.collect_images, src.heldout
-    samples = read_samples(settings.table_path("collected_datasets"))
-    samples = samples[samples.image_path.notna() & ~samples.image_id.isin(val)].to_dict("records")
-    if solver_share > 0:
-        solver = solver_records(samples)
-    if caption_share > 0:
-        captions, _ = src.captions(samples, set(collect.image_id) - val)
-    return lambda records: gen.generator_mixture(records, solver, captions, solver_share, caption_share)
+    return replay_mix(settings, solver_share, caption_share, src)
 
 
 @dg.asset(group_name="generators", deps=["base_mllm", "templated_instructions"], **GPU)

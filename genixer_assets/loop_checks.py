@@ -8,7 +8,7 @@ import pandas as pd
 from genixer.loop import DEV_SPLIT, sampling_weights, type_table, uniform_weights
 from genixer.tasks import GENERAL_TASKS
 from genixer_assets.common import check_partition_keys, check_result, partition_tables, run_context
-from genixer_assets.partitions import loop_rounds
+from genixer_assets.partitions import loop_rounds, round_index
 from resources import GenixerSettings
 
 
@@ -35,16 +35,19 @@ def loop_evaluation_valid(context: dg.AssetCheckExecutionContext, settings: Geni
 
 
 @dg.asset_check(asset="loop_queries", blocking=True,
-                description="Guard: per arm, each query shows two different bad cases (wrong answers of the round's evaluation) of its own "
+                description="Guard: per arm, each query shows two different bad cases (wrong answers of the round's evaluation; the previous "
+                            "arm's: of the previous round's) of its own "
                             "question type; each corpus image is asked about once; each type's probability is the arm's rule recomputed from "
-                            "the round's evaluation (targeted: inverse to the score, floored; uniform: equal).")
+                            "the round's evaluation (targeted and previous: inverse to the score, floored; uniform: equal).")
 def loop_queries_valid(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
     keys = check_partition_keys(context, loop_rounds)
     tables, problems = partition_tables(settings, "loop_queries", keys)
     for key, q in tables.items():
-        ev = pd.read_parquet(settings.table_path("loop_evaluation", key))
-        bad = ev[~ev.correct.astype(bool)].set_index("sample_id").question_type
         for arm, g in q.groupby("arm"):
+            # the `previous` arm samples round r - 1's evaluation (what more of that round's data would be)
+            ev_key = f"round_{round_index(key) - 1}" if arm == "previous" else key
+            ev = pd.read_parquet(settings.table_path("loop_evaluation", ev_key))
+            bad = ev[~ev.correct.astype(bool)].set_index("sample_id").question_type
             for r in g.itertuples():
                 shown = list(r.in_context)
                 if len(set(shown)) != 2:
@@ -57,7 +60,7 @@ def loop_queries_valid(context: dg.AssetCheckExecutionContext, settings: Genixer
                 problems.append(f"{key} {arm}: images asked about twice: {sorted(set(g.image_id[g.image_id.duplicated()]))[:5]}")
             # each type's probability is the sampling rule's, recomputed from the round's evaluation
             table = type_table(ev)
-            rule = sampling_weights(table, float(g.weight_floor.iloc[0]))[0] if arm == "targeted" else uniform_weights(table)
+            rule = uniform_weights(table) if arm == "uniform" else sampling_weights(table, float(g.weight_floor.iloc[0]))[0]
             p = g.drop_duplicates("question_type").set_index("question_type").p_type
             problems += [f"{key} {arm}: {t} drawn with p {v:.4f}, the rule gives {rule.get(t, 0.0):.4f}" for t, v in p.items()
                          if abs(v - rule.get(t, 0.0)) > 1e-9]

@@ -19,10 +19,11 @@ shard_partitions = dg.DynamicPartitionsDefinition(name=CORPUS_SHARDS)
 # One partition per retraining recipe (genixer.retraining.RECIPES): retrained_models and benchmark_predictions.
 recipe_partitions = dg.StaticPartitionsDefinition(list(RECIPES))
 
-# The closed loop's rounds (asset group `loop`, genixer.loop): round r's evaluation, bad cases and queries. Round 1
-# evaluates base_mllm; a round r + 1 needs round r's trained model, which the loop does not build yet (issue 32), so
-# round_1 is the only round until it does.
-LOOP_ROUNDS = ["round_1"]
+# The closed loop's rounds (asset group `loop`, genixer.loop): round r evaluates the model round r - 1 trained (round 1:
+# base_mllm), generates for its weak question types and trains. The preset's loop_max_rounds (at most MAX_ROUNDS - 1:
+# the last round's model is evaluated by the next partition's loop_evaluation, which stops the loop) bounds a run.
+MAX_ROUNDS = 6
+LOOP_ROUNDS = [f"round_{i}" for i in range(1, MAX_ROUNDS + 1)]
 loop_rounds = dg.StaticPartitionsDefinition(LOOP_ROUNDS)
 
 

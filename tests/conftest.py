@@ -41,6 +41,19 @@ def built(tmp_path_factory, instance):
     return settings, results
 
 
+@pytest.fixture(scope="session")
+def looped(built, instance):
+    """The closed loop run on the smoke graph as `make loop` runs it (genixer_assets.loop_run: the typed generator,
+    round 1's evaluation, then each step the instance says is next, to the report). `runs`: every run, in order."""
+    from genixer_assets.loop_run import run_loop
+
+    settings, _ = built
+    runs = run_loop(instance, resources={"settings": {"config": {"preset": "smoke", "data_dir": str(settings.data_dir)}},
+                                         "backend": {"config": {"device": "cpu"}}}, log=lambda *_: None)
+    assert runs and all(r.success for r in runs), [r.failures() for r in runs]
+    return settings, runs
+
+
 def metadata_of(results, asset: str) -> dict:
     for r in results:
         for e in r.get_asset_materialization_events():

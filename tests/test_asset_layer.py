@@ -20,7 +20,7 @@ GROUPS = {
     "data_quality": {"generation_quality"},
     "retraining_and_benchmarks": {"retrained_models", "benchmark_predictions", "benchmark_scores"},
     "report": {"paper_report"},
-    "loop": {"loop_evaluation", "loop_queries"},
+    "loop": {"loop_evaluation", "loop_queries", "loop_generator", "loop_generations", "loop_models", "loop_scores", "loop_report"},
 }
 
 

@@ -25,8 +25,9 @@ def test_one_backfill_holds_every_asset_and_partition(built, instance):
     assert results[0].run_id not in {r.run_id for r in runs}
     assert {r.run_id for r in results[1:]} == {r.run_id for r in runs}
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-    # the backfill targeted every asset but the plan, each in every partition, and each was materialised there
-    assert set(bf.asset_selection) == set(graph.materializable_asset_keys) - plan
+    # the backfill targeted every asset but the plan and the closed loop (make loop runs it round by round after), each
+    # in every partition, and each was materialised there
+    assert set(bf.asset_selection) == set(graph.materializable_asset_keys) - plan - backfill.LOOP.resolve(graph)
     for key in bf.asset_selection:
         pdef = graph.get(key).partitions_def
         expected = set(pdef.get_partition_keys(dynamic_partitions_store=instance)) if pdef else {None}

@@ -1209,7 +1209,7 @@ def _loop_round(graph, *tables: str):
 
 @breaks("loop_evaluation_valid")
 @pytest.mark.parametrize("broken", ["a training image", "a benchmark split", "an untyped question"])
-def test_a_loop_evaluation_off_the_development_split_stops_the_round(graph, broken):
+def test_a_loop_evaluation_off_the_development_split_stops_the_round(looped, graph, broken):
     from genixer_assets import loop_checks
     from genixer_assets.common import run_context
     from genixer_assets.partitions import loop_rounds
@@ -1265,7 +1265,7 @@ def _queries_broken(broken: str, ev: pd.DataFrame):
 @breaks("loop_queries_valid")
 @pytest.mark.parametrize("broken", ["a right answer shown as a bad case", "a bad case of another type", "an image asked about twice",
                                     "a probability off the sampling rule"])
-def test_loop_queries_that_break_adaptive_bad_case_sampling_stop_the_round(graph, broken):
+def test_loop_queries_that_break_adaptive_bad_case_sampling_stop_the_round(looped, graph, broken):
     from genixer_assets import loop_checks
     from genixer_assets.partitions import loop_rounds
 

@@ -190,12 +190,15 @@ def _materialised(home: Path) -> dict[tuple[str, str | None], int]:
 
 
 def _graph_partitions(home: Path) -> set[tuple[str, str | None]]:
-    """Every asset partition of the graph, the corpus shards as the instance holds them."""
+    """Every asset partition of the graph the demo makes (the closed loop runs after it: make loop), the corpus shards
+    as the instance holds them."""
+    from genixer_assets.backfill import LOOP
     from genixer_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
+    loop = LOOP.resolve(graph)
     with _instance(home) as instance:
-        return {(k.to_user_string(), p) for k in graph.toposorted_asset_keys for p in
+        return {(k.to_user_string(), p) for k in graph.toposorted_asset_keys if k not in loop for p in
                 (graph.get(k).partitions_def.get_partition_keys(dynamic_partitions_store=instance)
                  if graph.get(k).partitions_def else [None])}
 

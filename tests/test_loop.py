@@ -92,8 +92,11 @@ def test_half_the_query_images_are_the_nearest_to_the_bad_cases_images():
 
 def test_the_stopping_rule():
     assert stop_reason(1, 3, pool_size=0, verdicts=None).startswith("the bad-case pool is empty")
-    assert stop_reason(3, 3, pool_size=10, verdicts=["better"]) == "maximum rounds reached (3)"
+    assert stop_reason(4, 3, pool_size=10, verdicts=["better"]) == "maximum rounds reached (3)"  # rounds 1-3 trained
+    assert stop_reason(3, 3, pool_size=10, verdicts=["better"]) is None  # round 3 still generates and trains
     assert stop_reason(2, 3, pool_size=10, verdicts=["within noise", "worse"]).startswith("no question type improved")
+    assert stop_reason(2, 3, pool_size=10, verdicts=["within noise"], min_rounds=2) is None  # two rounds train first
+    assert stop_reason(3, 3, pool_size=10, verdicts=["within noise"], min_rounds=2).startswith("no question type improved")
     assert stop_reason(2, 3, pool_size=10, verdicts=["within noise", "better"]) is None
     assert stop_reason(1, 3, pool_size=10, verdicts=None) is None  # round 1 has no previous round to beat
 
@@ -117,3 +120,75 @@ def test_the_worlds_question_type_is_the_grammar_kind_it_was_written_from(tmp_pa
     assert len(typed) >= 24 and all(k in TASK_KINDS[t] for t, k in typed), typed[:5]
     assert len({k for _, k in typed}) >= 5  # colour / shape / size / count / relation / exist / mc_* / point_*
     assert WorldSource.question_type(None, "common_vqa", "Tell me a story") == "unmatched"
+
+
+# ---- targeted generation: the third level, prompt variants, correction, the failure table ---------------------------
+
+def test_the_type_level_is_taught_like_the_task_level():
+    from genixer.loop import type_instruction, typed_records
+
+    recs = [{"record_id": f"r{i}", "sample_id": f"s{i}", "general_only": i % 5 == 0, "n_turns": 1 if i % 7 else 2,
+             "prompt": "Ask. This is a Common VQA task.", "template_id": "general_00+common_vqa"} for i in range(400)]
+    types = {f"s{i}": ("colour" if i % 2 else "unmatched") for i in range(400)}
+    out = typed_records(recs, types, {"colour": "the colour of an object"}, controlling_constant=0.3, seed=0)
+    assert [r["record_id"].split(":")[0] for r in out] == [r["record_id"] for r in recs]  # every record, in order
+    typed = [r for r in out if r["question_type"]]
+    eligible = [r for r in recs if not r["general_only"] and r["n_turns"] == 1 and types[r["sample_id"]] == "colour"]
+    assert 0.55 < len(typed) / len(eligible) < 0.85  # 1 - the controlling constant of them, as the task level
+    assert all(r["prompt"].endswith(type_instruction("the colour of an object")) and r["template_id"].endswith("+type") for r in typed)
+    untouched = [r for r in out if not r["question_type"]]
+    assert all(r["prompt"] == "Ask. This is a Common VQA task." for r in untouched)
+    assert not any(types[r["sample_id"]] == "unmatched" or r["general_only"] or r["n_turns"] != 1 for r in typed)
+
+
+def test_prompt_variants_add_the_type_then_the_bad_cases():
+    from genixer.loop import variant_prompt
+
+    cases = [("What colour is the star?", "red"), ("What colour is the circle?", "blue")]
+    a, b, c = (variant_prompt(v, "Ask.", "This is a Common VQA task.", "the colour of an object", cases)
+               for v in ("task", "type", "type_in_context"))
+    assert a == "Ask. This is a Common VQA task." and b == a + " The question is about the colour of an object."
+    assert c.startswith(b) and "Question: What colour is the star? Answer: red" in c and "the circle? Answer: blue" in c
+    with pytest.raises(ValueError, match="variant"):
+        variant_prompt("typo", "Ask.", "", "", [])
+
+
+def test_correction_keeps_agreeing_answers_replaces_settled_ones_and_drops_unsettled():
+    from genixer.loop import settle
+
+    first = ["red", "blue", "2", "yes"]
+    answers = {1: ["red", "green", "3", "no"], 2: ["green", "4", "yes"], 3: ["green", "5", "no"]}
+    asked = []
+
+    def answer(i, idx):
+        asked.append((i, list(idx)))
+        return answers[i][:len(idx)]
+
+    settled, at = settle(first, answer, passes=3)
+    assert settled == ["red", "green", None, None] and at == [1, 2, 0, 0]  # agree at once; settle at pass 2; never
+    assert asked == [(1, [0, 1, 2, 3]), (2, [1, 2, 3]), (3, [2, 3])]  # a settled pair is not asked again
+    greedy, _ = settle(["red", "blue"], lambda i, idx: ["red", "green"][:len(idx)] if i == 1 else ["green"], passes=2)
+    assert greedy == ["red", "green"]  # a deterministic model settles at pass 2
+    one, _ = settle(["red", "blue"], lambda i, idx: ["red", "green"], passes=1)
+    assert one == ["red", None]  # one pass: a disagreement is dropped
+
+
+def test_the_failure_table_and_the_variant_with_fewest_failures():
+    from genixer.loop import choose_variant, failure_table
+
+    rows = pd.DataFrame({"variant": ["task"] * 4 + ["type"] * 4 + ["type_in_context"] * 4,
+                         "status": ["kept", "kept", "wrong type", "unparseable", "kept", "kept", "kept", "judge-rejected",
+                                    "unparseable", "unparseable", "kept", "kept"],
+                         "oracle": ["correct", "incorrect", "", "", "incorrect", "correct", "incorrect", "correct", "", "", "correct", "correct"]})
+    t = failure_table(rows).set_index("variant")
+    assert t.loc["task", "failures"] == 3 and t.loc["type", "failures"] == 3 and t.loc["type_in_context", "failures"] == 2
+    assert t.loc["type", "oracle-wrong (kept)"] == 2 and t.loc["task", "wrong type"] == 1 and t.loc["type", "judge-rejected"] == 1
+    assert choose_variant(t.reset_index()) == "type_in_context"
+    assert choose_variant(t.drop("type_in_context").reset_index()) == "task"  # a tie goes to the simpler variant
+
+
+def test_the_weakest_types_are_those_targeting_draws_more_than_uniform():
+    from genixer.loop import weakest_types
+
+    table = type_table(_evals({"colour": (10, 2), "count": (10, 5), "shape": (10, 9), "size": (10, 10)}))
+    assert weakest_types(table) == ["colour"]  # 1/0.2 vs 1/0.5, 1/0.9 (size has no bad case): only colour is above 1/3

@@ -140,6 +140,10 @@ class CollectedSource:
 
         return carried_type(extra) or text_type(task, question)
 
+    def type_phrase(self, question_type: str) -> str:
+        """A question type in words: the type itself (VQAv2's are question openings, 'what color is the')."""
+        return question_type.replace("_", " ")
+
     @cached_property
     def pictured_samples(self) -> list[dict]:
         """The collected samples with an image (text-only rows have nothing for an image model to read)."""

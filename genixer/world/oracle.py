@@ -31,6 +31,18 @@ class Verdict:
         return self.status == CORRECT
 
 
+# Each kind in words the world's own texts use (the embedded tokenizer knows no other): the closed loop's third
+# instruction level names a question type with them (genixer.loop.type_instruction).
+KIND_PHRASES = {
+    "colour": "the colour of an object", "shape": "the shape of an object", "size": "the size of an object",
+    "count": "the number of objects", "relation": "what is left of or right of an object", "exist": "is there an object",
+    "mc_colour": "the colour of an object, with options", "mc_shape": "the shape of an object, with options",
+    "locate": "where an object is", "describe": "a description of a region", "point_colour": "the colour at a point",
+    "point_shape": "the shape at a point", "point_size": "the size at a point", "reason_count": "the number of objects, with reasoning",
+    "reason_exist": "is there an object, with reasoning",
+}
+
+
 def classify(question: str) -> tuple[str, re.Match] | None:
     """The question kind whose phrasing matches the whole question, with the match."""
     q = " ".join(question.split())

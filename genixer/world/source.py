@@ -15,7 +15,7 @@ from genixer.datasource import holdout_images
 from genixer.decoding import Sampling
 from genixer.world.captions import caption_records
 from genixer.world.negatives import verification_records
-from genixer.world.oracle import classify, task_of
+from genixer.world.oracle import KIND_PHRASES, classify, task_of
 from genixer.world.patch_labels import PATCH_LABELS
 from genixer.world.regions import WORLD_REC_READING, scene_candidates
 from genixer.world.scene import Scene
@@ -48,6 +48,10 @@ class WorldSource:
         'unmatched' for a question the grammar cannot read."""
         found = classify(question)
         return found[0] if found else "unmatched"
+
+    def type_phrase(self, question_type: str) -> str:
+        """A question type in the world's words (the closed loop's third instruction level)."""
+        return KIND_PHRASES.get(question_type, question_type.replace("_", " "))
 
     def captions(self, samples: list[dict], images: set[str]) -> tuple[list[dict], str]:
         """Dense captions of ``images`` written from their scene graphs, and where they came from."""
