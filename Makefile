@@ -22,7 +22,7 @@ export GENIXER_PRESET ?= demo
 # to import); override TORCH_SPEC for another platform, e.g. a CUDA index.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test dev gpu-pool bench bench-train bench-sources clean
+.PHONY: install demo loop test dev gpu-pool bench bench-train bench-sources clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m genixer_assets.demo
+
+# The closed loop after the graph (README "The closed loop"): the demo's graph first (reused when it is done), then
+# the loop's rounds, each reading the model the round before trained, to loop_report.
+loop: demo
+	$(PY) -m genixer_assets.loop_run
 
 test: install
 	GENIXER_PRESET=smoke $(PY) -m pytest

@@ -54,6 +54,10 @@ class DataSource(Protocol):
         """A question's type for the closed loop's per-type scores (genixer.loop): the world's grammar kind
         ('colour', 'relation', ...), or the type a published record carries, else one read off its text."""
 
+    def type_classifier_accuracy(self) -> dict | None:
+        """The accuracy of the classifier that types questions carrying no type, measured on records that carry one
+        (genixer.loop.classifier_accuracy); None when there is none."""
+
     def type_phrase(self, question_type: str) -> str:
         """A question type in words, for the third instruction level (genixer.loop.type_instruction)."""
 

@@ -52,6 +52,53 @@ def text_type(task: str, question: str) -> str:
     return question_kind(task, question)
 
 
+class TypeClassifier:
+    """A question's type from its text, learnt from records that carry one: for k = ``max_words`` down to 1, the
+    question's first k words (lower case, punctuation dropped) -> the type most often carried by training questions
+    that begin so; the longest known beginning decides, and a question no beginning matches gets None. VQAv2's types
+    are question openings ('what color is the'), so this recovers them; GQA's (`relS`) it learns as far as openings tell."""
+
+    def __init__(self, max_words: int = 4):
+        self.max_words = max_words
+        self.table: dict[tuple[str, ...], str] = {}
+
+    def _words(self, question: str) -> tuple[str, ...]:
+        return tuple("".join(c for c in w if c.isalnum()) for w in str(question).lower().split())[: self.max_words]
+
+    def fit(self, questions, types) -> "TypeClassifier":
+        from collections import Counter
+
+        counts: dict[tuple[str, ...], Counter] = {}
+        for q, t in zip(questions, types):
+            w = self._words(q)
+            for k in range(1, len(w) + 1):
+                counts.setdefault(w[:k], Counter())[t] += 1
+        self.table = {k: c.most_common(1)[0][0] for k, c in counts.items()}
+        return self
+
+    def predict(self, question: str) -> str | None:
+        w = self._words(question)
+        for k in range(len(w), 0, -1):
+            if w[:k] in self.table:
+                return self.table[w[:k]]
+        return None
+
+
+def classifier_accuracy(questions: list[str], types: list[str], seed: int = 0, held_out: float = 0.2,
+                        max_words: int = 4) -> dict:
+    """The type classifier's accuracy on the typed records it did not learn from (a random ``held_out`` share), with
+    its Wilson 95% interval."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(questions))
+    n_test = max(1, round(held_out * len(questions))) if len(questions) > 1 else 0
+    test, train = idx[:n_test], idx[n_test:]
+    clf = TypeClassifier(max_words).fit([questions[i] for i in train], [types[i] for i in train])
+    hits = [clf.predict(questions[i]) == types[i] for i in test]
+    acc = float(np.mean(hits)) if hits else float("nan")
+    lo, hi = wilson(acc, len(hits)) if hits else (float("nan"), float("nan"))
+    return {"typed_records": len(questions), "trained_on": len(train), "tested_on": len(test), "accuracy": acc, "lo": lo, "hi": hi}
+
+
 def type_table(evals: pd.DataFrame) -> pd.DataFrame:
     """Per question type (``evals``: one row per development question, columns ``question_type`` and ``correct``):
     questions, correct answers, accuracy and its Wilson 95% interval, bad cases; sorted by accuracy, weakest first."""
@@ -261,8 +308,9 @@ def round_tables(perq: pd.DataFrame, weakest: list[str], seed: int = 0) -> tuple
     arms = set(perq.recipe)
     rows = []
     for t in types:
+        lo, hi = np.nanpercentile(boot.reps[("targeted", t)], [2.5, 97.5]) if np.isfinite(boot.reps[("targeted", t)]).any() else (np.nan,) * 2
         rec = {"question_type": t, "questions": int(perq[(perq.question_type == t)].sample_id.nunique()),
-               "start": boot.point("start", t), "targeted": boot.point("targeted", t)}
+               "start": boot.point("start", t), "targeted": boot.point("targeted", t), "targeted_lo": float(lo), "targeted_hi": float(hi)}
         for ref in ("start", "replay"):
             c = contrast(boot, "targeted", ref, [t])
             rec.update({f"minus_{ref}": c["point"], f"minus_{ref}_lo": c["lo"], f"minus_{ref}_hi": c["hi"], f"minus_{ref}_verdict": c["verdict"]})

@@ -129,7 +129,7 @@ PRESETS = {
                    judge=EmbeddedSize(image_size=64, patch_size=8, text_hidden=128, text_layers=3, text_heads=4,
                                       text_intermediate=256), judge_train=_tc(800, 2e-3),  # at 600 steps no pair reached P(Yes) >= 0.7
                    clip_train=_tc(900, 2e-3, warmup=20), retrain=_tc(20, 5e-4, warmup=3, freeze_vision_tower=True), retrain_seeds=3,
-                   loop_queries=200, loop_generator_train=_tc(150, 1e-3, warmup=10, freeze_vision_tower=True)),
+                   loop_queries=200, loop_per_query=8, loop_generator_train=_tc(150, 1e-3, warmup=10, freeze_vision_tower=True)),
     # Quality against compute (issue 16): the demo's world, model sizes, benchmarks and retraining recipes with twice
     # the collected and corpus images and 2.5-3.5x the training steps; one run on 2 CPU cores is budgeted at 70-100 min.
     # docs/long/ keeps its paper_report.md beside the demo's.

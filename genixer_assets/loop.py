@@ -135,6 +135,9 @@ def loop_evaluation(context: dg.AssetExecutionContext, config: LoopEvaluationCon
     why = stop_reason(r, max_rounds, len(pool), verdicts, p.loop_min_rounds)
     if verdicts is not None and "better" not in verdicts and not why:
         meta["no_gain"] = f"no question type improved beyond noise; the rule stops the loop after {p.loop_min_rounds} rounds"
+    typer = src.type_classifier_accuracy()
+    if typer is not None:
+        meta["type_classifier"] = json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in typer.items()})
     return dg.MaterializeResult(metadata={
         **table_meta(path), **lineage, **meta,
         "round": r, "model": model_dir, "checked_against": src.checked_against,
@@ -617,7 +620,7 @@ def loop_report(context: dg.AssetExecutionContext, settings: GenixerSettings) ->
     def fmt(df: pd.DataFrame) -> str:
         return df.to_markdown(index=False, floatfmt=".3f")
 
-    shown = pt[["round", "question_type", "questions", "start", "targeted", "minus_start", "minus_start_lo", "minus_start_hi",
+    shown = pt[["round", "question_type", "questions", "start", "targeted", "targeted_lo", "targeted_hi", "minus_start", "minus_start_lo", "minus_start_hi",
                 "minus_start_verdict", "minus_replay", "minus_replay_lo", "minus_replay_hi", "minus_replay_verdict"]]
     body = "\n".join([
         "Measured by `make loop` (genixer_assets.loop_run): each round's model evaluated on the development split, Adaptive "
@@ -625,7 +628,8 @@ def loop_report(context: dg.AssetExecutionContext, settings: GenixerSettings) ->
         "benchmark questions of the general tasks (the test split), per question type; intervals: the paired bootstrap over "
         "questions and seeds (genixer.noise_test).",
         "", "Controls (points of accuracy, mean over question types):", "", fmt(ctl[["round", "control", "contrast", "types", "delta", "lo", "hi", "verdict"]]),
-        "", "Per round and question type on the test split (targeted arm, mean of its seeds; start: the model the round began from):",
+        "", "Per round and question type on the test split (targeted arm, mean of its seeds, with its 95% bootstrap interval; start: the "
+        "model the round began from; minus_start: the change from the previous round's model; minus_replay: the data's effect):",
         "", fmt(shown), "", "Development split accuracy per round (the loop's own evaluation):", "", fmt(dev_wide),
         "", "Stopping rule:", "", *stop, "", *parts])
     out = settings.path("reports", "loop_report.md")

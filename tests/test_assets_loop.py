@@ -201,5 +201,9 @@ def test_the_next_step_is_read_from_the_instance():
         assert next_step(inst)[:2] == (["loop_report"], None)  # a perfect model ends the loop, with its report
         made("loop_report")
         assert next_step(inst) is None
+        made("paper_report")  # the graph's report made again (make demo): the loop's section is written again
+        assert next_step(inst)[:2] == (["loop_report"], None)
+        made("loop_report")
+        assert next_step(inst) is None
         made("loop_evaluation", "round_1", stop="go on (round 1 of at most 2)")  # a restarted loop: round 1 again
         assert next_step(inst)[:2] == (ROUND_REST, "round_1")

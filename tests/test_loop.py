@@ -192,3 +192,41 @@ def test_the_weakest_types_are_those_targeting_draws_more_than_uniform():
 
     table = type_table(_evals({"colour": (10, 2), "count": (10, 5), "shape": (10, 9), "size": (10, 10)}))
     assert weakest_types(table) == ["colour"]  # 1/0.2 vs 1/0.5, 1/0.9 (size has no bad case): only colour is above 1/3
+
+
+def test_the_type_classifier_recovers_vqav2s_types_and_is_measured_on_records_that_carry_them():
+    from genixer.loop import TypeClassifier, classifier_accuracy
+
+    # VQAv2's question_type is the question's opening, of varying length
+    openings = {"what color is the": ["car", "sky", "dog's collar"], "what is the": ["man holding", "sign saying"],
+                "how many": ["dogs are there", "people are in the picture"], "is there a": ["cat", "bus"],
+                "is the": ["man smiling", "light on"]}
+    qs, ts = [], []
+    for t, rests in openings.items():
+        for i in range(30):
+            qs.append(f"{t.capitalize()} {rests[i % len(rests)]} {i}?")
+            ts.append(t)
+    clf = TypeClassifier().fit(qs, ts)
+    assert clf.predict("What color is the umbrella?") == "what color is the" and clf.predict("What is the woman eating?") == "what is the"
+    assert clf.predict("Is there a tree?") == "is there a" and clf.predict("Is the door open?") == "is the"
+    assert clf.predict("Why is it dark?") is None  # no opening it learnt
+    acc = classifier_accuracy(qs, ts, seed=0)
+    assert acc["tested_on"] == 30 and acc["trained_on"] == 120 and acc["accuracy"] == 1.0 and acc["lo"] < 1.0
+    # GQA-like types that openings tell only in part: the measurement says so
+    gqa_q = [f"What is {x} the {o}?" for x in ("on", "under", "near") for o in ("table", "chair", "box", "bed")] * 3
+    gqa_t = [("relS" if i % 2 else "relO") for i in range(len(gqa_q))]
+    assert classifier_accuracy(gqa_q, gqa_t, seed=0)["accuracy"] < 0.9
+
+
+def test_a_collected_record_is_typed_by_what_it_carries_else_by_the_classifier(tmp_path):
+    from genixer.sources.collected import CollectedSource
+
+    rows = []
+    for i, (q, t) in enumerate([("What color is the bus?", "what color is the"), ("How many dogs are there?", "how many")] * 5):
+        rows.append({"sample_id": f"s{i}", "image_id": f"i{i}", "image_path": str(tmp_path / f"i{i}.png"), "task": "common_vqa",
+                     "turns": [{"question": q, "answer": "1"}], "extra": json.dumps({"question_type": t}), "width": 8, "height": 8})
+    src = CollectedSource(pd.DataFrame(rows), phrasings={}, rec_reading=None, val_images=2)
+    assert src.question_type("common_vqa", "What color is the bus?", json.dumps({"question_type": "what color"})) == "what color"
+    assert src.question_type("common_vqa", "How many cats?") == "how many"  # no type carried: the classifier's
+    assert src.question_type("common_vqa", "Why is it red?") == "common_vqa:why is"  # nothing learnt: the text's kind
+    assert src.type_classifier_accuracy()["accuracy"] == 1.0

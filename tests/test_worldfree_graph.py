@@ -30,6 +30,7 @@ from genixer.schema import read_applied, read_samples
 from tests.conftest import metadata_of
 
 CLIP_NAME = "TinyViT-L-14"  # open_clip's ViT-L-14 config scaled down, registered under its own name
+LOOP: dict = {}  # the run's resources and instance, for the closed loop's round after the graph
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,7 @@ def run(tmp_path_factory):
     log = []
     results = materialize_all(instance, resources={"settings": settings, "backend": backend}, run_config=run_config,
                               exclude=exclude, log=log.append)
+    LOOP.update(resources={"settings": settings, "backend": backend}, instance=instance)  # the loop's round reuses them
     return settings, results, ck, log
 
 
@@ -152,3 +154,45 @@ def test_retraining_from_qwen2_vl_and_published_benchmarks(run):
     assert main["mean"].notna().all() and (main.seeds == seeds).all()
     report = (settings.root / "reports" / "paper_report.md").read_text()
     assert "VQAv2" in report
+
+
+def test_a_loop_round_on_published_data_types_by_vqav2s_question_type_and_the_configured_clip(run):
+    """Round 1 of the closed loop after the world-free graph: the typed generator from genixer_l, the evaluation (its
+    questions typed by the classifier learnt from VQAv2's carried question_type, its accuracy measured on the records
+    that carry one), queries with similar images by the configured CLIP, generation, training and the test split."""
+    from genixer.loop import TypeClassifier
+    from genixer_assets.definitions import defs
+    from genixer_assets.loop_run import ROUND_REST
+
+    settings, _, ck, _ = run
+    assets = list(defs.assets) + list(defs.asset_checks or [])
+
+    def materialize(names, partition=None):
+        sel = dg.AssetSelection.assets(*names)
+        res = dg.materialize(assets, selection=sel | sel.checks(), instance=LOOP["instance"], partition_key=partition,
+                             resources=LOOP["resources"], raise_on_error=False)
+        assert res.success, [e.event_specific_data.error.message for e in res.all_events if e.is_step_failure]
+        return res
+
+    materialize(["loop_generator"])
+    ev_res = materialize(["loop_evaluation"], "round_1")
+    collected = read_samples(settings.table_path("collected_datasets"))
+    carried = [(t[0]["question"], json.loads(e)["question_type"]) for t, e in zip(collected.turns, collected.extra)
+               if isinstance(e, str) and "question_type" in e and json.loads(e).get("question_type")]
+    assert carried  # the VQAv2 release carries its question_type
+    clf = TypeClassifier().fit(*zip(*carried))
+    ev = pd.read_parquet(settings.table_path("loop_evaluation", "round_1"))
+    assert len(ev) and all(t == (clf.predict(q) or t) for q, t in zip(ev.question, ev.question_type))
+    assert set(ev.question_type) & {t for _, t in carried}  # the dev questions carry no type: VQAv2's, as the classifier reads them
+    md = {k: getattr(v, "value", v) for k, v in ev_res.asset_materializations_for_node("loop_evaluation")[0].metadata.items()}
+    measured = json.loads(md["type_classifier"])
+    assert measured["typed_records"] == len(carried) and 0.0 <= measured["accuracy"] <= 1.0
+    materialize(ROUND_REST, "round_1")
+    q = pd.read_parquet(settings.table_path("loop_queries", "round_1"))
+    assert "similar" in set(q.image_from)  # the configured CLIP's image embeddings chose half the images
+    cal = json.loads(settings.path("tables", "region_clip_calibration.json").read_text())
+    assert cal["model"] == CLIP_NAME
+    m = pd.read_parquet(settings.table_path("loop_models", "round_1"))
+    assert "oracle" not in set(m.arm) and {"replay", "targeted"} <= set(m.arm)  # no world: no oracle arm
+    scores = pd.read_parquet(settings.table_path("loop_scores", "round_1"))
+    assert len(scores) and set(scores.recipe) >= {"start", "targeted"}

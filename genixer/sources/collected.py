@@ -134,11 +134,37 @@ class CollectedSource:
         self.collect_images = collected_images(collected)
         self.heldout = holdout_images(self.collect_images.image_id, heldout_count(len(self.collect_images), val_images))
 
+    @cached_property
+    def _typed(self) -> tuple[list[str], list[str]]:
+        """(first questions, carried types) of the collected records that carry a type."""
+        from genixer.loop import carried_type
+
+        extra = self.collected["extra"] if "extra" in self.collected else [None] * len(self.collected)
+        pairs = [(turns[0]["question"], t) for turns, e in zip(self.collected.turns, extra) if len(turns) and (t := carried_type(e))]
+        return [q for q, _ in pairs], [t for _, t in pairs]
+
+    @cached_property
+    def type_classifier(self):
+        """genixer.loop.TypeClassifier learnt from every record that carries a type (None when none does)."""
+        from genixer.loop import TypeClassifier
+
+        questions, types = self._typed
+        return TypeClassifier().fit(questions, types) if questions else None
+
+    def type_classifier_accuracy(self) -> dict | None:
+        """The classifier's accuracy on typed records held out of its fit (genixer.loop.classifier_accuracy)."""
+        from genixer.loop import classifier_accuracy
+
+        questions, types = self._typed
+        return classifier_accuracy(questions, types) if len(questions) > 1 else None
+
     def question_type(self, task: str, question: str, extra=None) -> str:
-        """The type the record carries (VQAv2's question_type, GQA's detailed type), else one read off its text."""
+        """The type the record carries (VQAv2's question_type, GQA's detailed type); else the type classifier's reading of
+        the question (learnt from the records that carry one); else one read off its text (task and first words)."""
         from genixer.loop import carried_type, text_type
 
-        return carried_type(extra) or text_type(task, question)
+        found = carried_type(extra) or (self.type_classifier.predict(question) if self.type_classifier else None)
+        return found or text_type(task, question)
 
     def type_phrase(self, question_type: str) -> str:
         """A question type in words: the type itself (VQAv2's are question openings, 'what color is the')."""

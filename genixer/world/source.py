@@ -49,6 +49,10 @@ class WorldSource:
         found = classify(question)
         return found[0] if found else "unmatched"
 
+    def type_classifier_accuracy(self) -> dict | None:
+        """None: the world's types are its grammar's, read exactly (no classifier)."""
+        return None
+
     def type_phrase(self, question_type: str) -> str:
         """A question type in the world's words (the closed loop's third instruction level)."""
         return KIND_PHRASES.get(question_type, question_type.replace("_", " "))
