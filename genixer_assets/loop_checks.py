@@ -65,3 +65,75 @@ def loop_queries_valid(context: dg.AssetCheckExecutionContext, settings: Genixer
             problems += [f"{key} {arm}: {t} drawn with p {v:.4f}, the rule gives {rule.get(t, 0.0):.4f}" for t, v in p.items()
                          if abs(v - rule.get(t, 0.0)) > 1e-9]
     return check_result(not problems, problems, rounds=", ".join(keys), queries=sum(len(t) for t in tables.values()))
+
+
+@dg.asset_check(asset="loop_generations", blocking=True,
+                description="Guard: every generated row has a status (kept, or the first check it failed); a kept row parsed, is of "
+                            "the requested question type and reached the judge's lambda; the variant used for the other arms is "
+                            "the one with the fewest failures on the targeted queries.")
+def loop_generations_valid(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
+    from genixer.loop import FAILURES, choose_variant, failure_table
+    from genixer.schema import read_applied
+
+    keys = check_partition_keys(context, loop_rounds)
+    problems, rows = [], 0
+    for key in keys:
+        path = settings.table_path("loop_generations", key)
+        if not path.exists():
+            problems.append(f"{key}: no loop_generations table")
+            continue
+        g, applied = pd.read_parquet(path), read_applied(path)
+        rows += len(g)
+        odd = sorted(set(g.status) - {"kept", *FAILURES})
+        problems += [f"{key}: status {s!r} is neither kept nor a failure {FAILURES}" for s in odd]
+        kept = g[g.status == "kept"]
+        problems += [f"{key}: kept row {s} asks a {t} question, the query a {q} one" for s, t, q in
+                     zip(kept.sample_id, kept.generated_type, kept.requested_type) if t != q]
+        problems += [f"{key}: kept row {s} has P(Yes) {p}, below lambda {applied['judge_lambda']}" for s, p in
+                     zip(kept.sample_id, kept.judge_p_yes) if not p >= applied["judge_lambda"]]
+        problems += [f"{key}: kept row {s} was quarantined ({r})" for s, r in zip(kept.sample_id, kept.quarantine_reason) if pd.notna(r)]
+        targeted = g[g.arm == "targeted"]
+        best = choose_variant(failure_table(targeted)) if len(targeted) else None
+        if best != applied["chosen_variant"]:
+            problems.append(f"{key}: the chosen variant is {applied['chosen_variant']!r}; the fewest failures are {best!r}'s")
+        other = g[g.arm != "targeted"]
+        problems += [f"{key}: the {a} arm used variant {v!r}, not the chosen {applied['chosen_variant']!r}"
+                     for a, v in sorted(set(zip(other.arm, other.variant))) if v != applied["chosen_variant"]]
+    return check_result(not problems, problems, rounds=", ".join(keys), rows=rows)
+
+
+@dg.asset_check(asset="loop_models", blocking=True,
+                description="Guard: seed k of every arm read the same base-mix batches; the replay arm adds no row; the targeted, "
+                            "uniform and previous arms add as many rows, each a kept row of their own arm (oracle: a targeted row "
+                            "that reached the judge and the oracle calls correct).")
+def loop_models_paired(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
+    keys = check_partition_keys(context, loop_rounds)
+    problems, models = [], 0
+    for key in keys:
+        path = settings.table_path("loop_models", key)
+        if not path.exists():
+            problems.append(f"{key}: no loop_models table")
+            continue
+        m = pd.read_parquet(path)
+        models += len(m)
+        g = pd.read_parquet(settings.table_path("loop_generations", key))
+        g = g[g.chosen]
+        for seed, s in m.groupby("seed"):
+            if s.base_batches_sha.nunique() != 1:
+                problems.append(f"{key} seed {seed}: the arms read different base batches ({dict(zip(s.arm, s.base_batches_sha))})")
+        for r in m.itertuples():
+            ids = list(r.added_sample_ids)
+            if r.added_rows != len(ids):
+                problems.append(f"{key} {r.arm} seed {r.seed}: added_rows {r.added_rows} but {len(ids)} sample ids")
+            if r.arm == "replay" and ids:
+                problems.append(f"{key} replay seed {r.seed}: the replay arm adds {len(ids)} rows (it adds none)")
+            allowed = (g[(g.arm == "targeted") & g.status.isin(["kept", "judge-rejected"]) & (g.oracle == "correct")] if r.arm == "oracle"
+                       else g[(g.arm == r.arm) & (g.status == "kept")])
+            stray = sorted(set(ids) - set(allowed.sample_id))
+            if stray:
+                problems.append(f"{key} {r.arm} seed {r.seed}: {len(stray)} added rows are not a kept row of the arm, e.g. {stray[0]}")
+        controls = m[m.arm.isin(["targeted", "uniform", "previous"])]
+        if controls.added_rows.nunique() > 1:
+            problems.append(f"{key}: targeted, uniform and previous add different amounts "
+                            f"({controls.groupby('arm').added_rows.first().to_dict()}), not the same")
+    return check_result(not problems, problems, rounds=", ".join(keys), models=models)

@@ -27,10 +27,10 @@ def test_every_description_says_whether_it_is_an_aim_or_a_guard():
         assert (spec.description or "").startswith(want), (key.to_user_string(), spec.description)
 
 
-def test_in_the_smoke_graph_missed_aims_are_warnings_and_no_check_is_an_error(built, instance):
+def test_in_the_smoke_graph_missed_aims_are_warnings_and_no_check_is_an_error(built, looped, instance):
     specs = _specs()
     _, results = built
-    evaluations = [e for r in results for e in r.get_asset_check_evaluations()]
+    evaluations = [e for r in results + looped[1] for e in r.get_asset_check_evaluations()]  # the graph, then make loop
     assert {e.asset_check_key for e in evaluations} == set(specs)  # every check of the definitions ran
     for e in evaluations:  # an aim reports WARN, a guard ERROR, passed or not
         want = dg.AssetCheckSeverity.ERROR if specs[e.asset_check_key].blocking else dg.AssetCheckSeverity.WARN

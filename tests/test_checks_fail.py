@@ -1277,3 +1277,85 @@ def test_loop_queries_that_break_adaptive_bad_case_sampling_stop_the_round(loope
     ev, downstream_ran = in_run(loop_checks.loop_queries_valid, dst, "round_1", loop_rounds, downstream=True)
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and message in problems_of(ev), problems_of(ev)
     assert not downstream_ran
+
+
+def _generations_broken(broken: str):
+    """(change of the loop_generations table, the problem it must raise)."""
+    def other_type(df):
+        df = df.copy()
+        i = df.index[df.status == "kept"][0]
+        df.at[i, "generated_type"] = "unmatched"
+        return df
+
+    def below_lambda(df):
+        df = df.copy()
+        df.loc[df.index[df.status == "kept"][0], "judge_p_yes"] = -1.0
+        return df
+
+    def not_the_best(df):
+        df = df.copy()  # every in-context request kept, rightly: that variant now has the fewest failures
+        m = (df.arm == "targeted") & (df.variant == "type_in_context")
+        df.loc[m, ["status", "oracle", "judge_p_yes"]] = ["kept", "correct", 1.0]
+        df.loc[m, "generated_type"] = df.requested_type[m]
+        df.loc[m, "quarantine_reason"] = None
+        return df
+
+    return {"a kept row of another type": (other_type, "question, the query a"),
+            "a kept row below lambda": (below_lambda, "has P(Yes) -1.0, below lambda"),
+            "a variant that is not the best": (not_the_best, "the fewest failures are 'type_in_context''s")}[broken]
+
+
+@breaks("loop_generations_valid")
+@pytest.mark.parametrize("broken", ["a kept row of another type", "a kept row below lambda", "a variant that is not the best"])
+def test_loop_generations_that_keep_what_quality_control_rejects_stop_the_round(looped, graph, broken):
+    from genixer_assets import loop_checks
+    from genixer_assets.partitions import loop_rounds
+
+    dst = _loop_round(graph, "loop_evaluation", "loop_generations")
+    ev, downstream_ran = in_run(loop_checks.loop_generations_valid, dst, "round_1", loop_rounds, downstream=True)
+    assert ev.passed and md(ev, "rows") > 0 and downstream_ran
+    change, message = _generations_broken(broken)
+    rewrite(dst.table_path("loop_generations", "round_1"), change)
+    ev, downstream_ran = in_run(loop_checks.loop_generations_valid, dst, "round_1", loop_rounds, downstream=True)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and message in problems_of(ev), problems_of(ev)
+    assert not downstream_ran
+
+
+def _models_broken(broken: str, gens: pd.DataFrame):
+    """(change of the loop_models table, the problem it must raise)."""
+    def other_batches(df):
+        return _row(df, lambda d: d.arm == "targeted", base_batches_sha="0000000000000000")
+
+    def not_kept(df):
+        df = df.copy()
+        i = df.index[df.arm == "targeted"][0]
+        rejected = gens[(gens.arm == "targeted") & (gens.status != "kept")].sample_id.iloc[0]
+        df.at[i, "added_sample_ids"] = [rejected, *list(df.added_sample_ids[i])[1:]]
+        return df
+
+    def replay_adds(df):
+        df = df.copy()
+        i, j = df.index[df.arm == "replay"][0], df.index[df.arm == "targeted"][0]
+        df.at[i, "added_sample_ids"] = list(df.added_sample_ids[j])
+        df.at[i, "added_rows"] = df.added_rows[j]
+        return df
+
+    return {"an arm on other base batches": (other_batches, "the arms read different base batches"),
+            "a row the arm did not keep": (not_kept, "added rows are not a kept row of the arm"),
+            "a replay arm with rows": (replay_adds, "the replay arm adds")}[broken]
+
+
+@breaks("loop_models_paired")
+@pytest.mark.parametrize("broken", ["an arm on other base batches", "a row the arm did not keep", "a replay arm with rows"])
+def test_loop_models_off_the_paired_design_stop_the_round(looped, graph, broken):
+    from genixer_assets import loop_checks
+    from genixer_assets.partitions import loop_rounds
+
+    dst = _loop_round(graph, "loop_evaluation", "loop_generations", "loop_models")
+    ev, downstream_ran = in_run(loop_checks.loop_models_paired, dst, "round_1", loop_rounds, downstream=True)
+    assert ev.passed and md(ev, "models") > 0 and downstream_ran
+    change, message = _models_broken(broken, pd.read_parquet(dst.table_path("loop_generations", "round_1")))
+    rewrite(dst.table_path("loop_models", "round_1"), change)
+    ev, downstream_ran = in_run(loop_checks.loop_models_paired, dst, "round_1", loop_rounds, downstream=True)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and message in problems_of(ev), problems_of(ev)
+    assert not downstream_ran
