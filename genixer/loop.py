@@ -309,7 +309,8 @@ def round_tables(perq: pd.DataFrame, weakest: list[str], seed: int = 0) -> tuple
     rows = []
     for t in types:
         lo, hi = np.nanpercentile(boot.reps[("targeted", t)], [2.5, 97.5]) if np.isfinite(boot.reps[("targeted", t)]).any() else (np.nan,) * 2
-        rec = {"question_type": t, "questions": int(perq[(perq.question_type == t)].sample_id.nunique()),
+        prior = boot.point("ref:blind_prior", t) if ("ref:blind_prior", t) in boot.seed_scores else float("nan")
+        rec = {"question_type": t, "questions": int(perq[(perq.question_type == t)].sample_id.nunique()), "blind_prior": prior,
                "start": boot.point("start", t), "targeted": boot.point("targeted", t), "targeted_lo": float(lo), "targeted_hi": float(hi)}
         for ref in ("start", "replay"):
             c = contrast(boot, "targeted", ref, [t])

@@ -40,13 +40,14 @@ from genixer.retraining import arm_plan, base_batches_digest, recipe_records
 from genixer.schema import read_applied, read_samples, write_samples
 from genixer.tasks import GENERAL_TASKS
 from genixer.templates import specific_instruction
-from genixer.world_benchmarks import kind_of, predict
+from genixer.world_benchmarks import kind_of, predict, reference_predictions
 from genixer_assets.common import (GPU, base_path, benchmark_rows, finetune_role, generator_path, md_table, per_question_values, replay_mix, run_context,
                                    table_meta, train_metadata)
 from genixer_assets.partitions import loop_rounds, read_shards, round_index
 from resources import GenixerSettings, MLLMBackend, TrainOverrides
 
-ARMS = ("replay", "targeted", "uniform", "oracle", "previous")  # loop_models' arms (oracle: world only; previous: round >= 2)
+ARMS = ("replay", "targeted", "uniform", "oracle", "previous")
+BLIND_PRIOR = "ref:blind_prior"  # the reference predictor loop_scores puts beside the models  # loop_models' arms (oracle: world only; previous: round >= 2)
 
 
 def development_questions(settings: GenixerSettings, src) -> pd.DataFrame:
@@ -534,6 +535,12 @@ def loop_scores(context: dg.AssetExecutionContext, settings: GenixerSettings, ba
     for arm, seed, path in runs:
         model, processor = backend.load(path, "retraining")
         frames.append(predict(model, processor, test, batch_size=backend.batch_size("retraining", 128)).assign(recipe=arm, seed=int(seed)))
+    # the blind prior (the most common training answer of the question's kind) on the same questions: what a type's
+    # accuracy means; a reference predictor, without seed noise in the bootstrap
+    train = read_samples(settings.table_path("collected_datasets"))
+    train = train[~train.image_id.isin(src.heldout) & train.turns.map(lambda t: t is not None and len(t) > 0)]
+    refs = reference_predictions(test, train, seed=p.seed)
+    frames.append(refs[refs.recipe == BLIND_PRIOR])
     preds = pd.concat(frames, ignore_index=True)
     perq = per_question_values(test, preds, real)
     perq = perq.assign(question_type=perq.sample_id.map(dict(zip(test.sample_id, test.question_type))), round=round_index(key))
@@ -553,7 +560,7 @@ def loop_scores(context: dg.AssetExecutionContext, settings: GenixerSettings, ba
     return dg.MaterializeResult(metadata={
         **table_meta(path),
         "round": round_index(key), "test_questions": len(test), "question_types": len(types), "models": len(runs),
-        "accuracy_by_type": dg.MetadataValue.md(acc[["start"] + arms].reset_index().to_markdown(index=False, floatfmt=".3f")),
+        "accuracy_by_type": dg.MetadataValue.md(acc[[BLIND_PRIOR, "start"] + arms].reset_index().to_markdown(index=False, floatfmt=".3f")),
         "changes_mean_over_types": dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f")),
     })
 
@@ -620,7 +627,7 @@ def loop_report(context: dg.AssetExecutionContext, settings: GenixerSettings) ->
     def fmt(df: pd.DataFrame) -> str:
         return df.to_markdown(index=False, floatfmt=".3f")
 
-    shown = pt[["round", "question_type", "questions", "start", "targeted", "targeted_lo", "targeted_hi", "minus_start", "minus_start_lo", "minus_start_hi",
+    shown = pt[["round", "question_type", "questions", "blind_prior", "start", "targeted", "targeted_lo", "targeted_hi", "minus_start", "minus_start_lo", "minus_start_hi",
                 "minus_start_verdict", "minus_replay", "minus_replay_lo", "minus_replay_hi", "minus_replay_verdict"]]
     body = "\n".join([
         "Measured by `make loop` (genixer_assets.loop_run): each round's model evaluated on the development split, Adaptive "
@@ -628,7 +635,8 @@ def loop_report(context: dg.AssetExecutionContext, settings: GenixerSettings) ->
         "benchmark questions of the general tasks (the test split), per question type; intervals: the paired bootstrap over "
         "questions and seeds (genixer.noise_test).",
         "", "Controls (points of accuracy, mean over question types):", "", fmt(ctl[["round", "control", "contrast", "types", "delta", "lo", "hi", "verdict"]]),
-        "", "Per round and question type on the test split (targeted arm, mean of its seeds, with its 95% bootstrap interval; start: the "
+        "", "Per round and question type on the test split (blind_prior: the most common training answer of the question's kind; "
+        "targeted arm, mean of its seeds, with its 95% bootstrap interval; start: the "
         "model the round began from; minus_start: the change from the previous round's model; minus_replay: the data's effect):",
         "", fmt(shown), "", "Development split accuracy per round (the loop's own evaluation):", "", fmt(dev_wide),
         "", "Stopping rule:", "", *stop, "", *parts])

@@ -157,13 +157,15 @@ def test_the_test_split_scores_every_model_on_the_reports_questions_never_the_de
     for key in ("round_1", "round_2"):
         s = pd.read_parquet(settings.table_path("loop_scores", key))
         m = pd.read_parquet(settings.table_path("loop_models", key))
-        assert set(zip(s.recipe, s.seed)) == {("start", 0), *zip(m.arm, m.seed)}
+        assert set(zip(s.recipe, s.seed)) == {("start", 0), ("ref:blind_prior", 0), *zip(m.arm, m.seed)}  # the prior beside
         assert s.groupby(["recipe", "seed"]).sample_id.nunique().nunique() == 1  # every model, every question
         bench = read_samples(settings.table_path("benchmark_sets"))
         assert set(s.sample_id) <= set(bench.sample_id)
         ev = pd.read_parquet(settings.table_path("loop_evaluation", key))
         assert not set(s.sample_id) & set(ev.sample_id)
         assert s.question_type.notna().all() and s.value.between(0, 1).all()
+    report = settings.path("reports", "loop_report.md").read_text()
+    assert "blind_prior" in report and "ref:blind_prior" not in set(pd.read_parquet(settings.table_path("loop_models", "round_1")).arm)
 
 
 def test_the_typed_generator_learnt_the_collected_datas_types(looped):
