@@ -321,8 +321,11 @@ def loop_generations(context: dg.AssetExecutionContext, config: LoopGenerationCo
             reqs = [q for q in requests if q["requested"] == task]
             df, _ = corpus_generation.generate_shard(model, processor, reqs, "loop_generator", gen_id, sampling, task, task, None,
                                                      batch_size=bs, task_of=src.task_of)
-            meta = pd.DataFrame(reqs)[["arm", "query", "variant", "requested_type"]]
-            frames.append(pd.concat([df.reset_index(drop=True), meta], axis=1))
+            # each row's query by its request key (generate_shard puts unreadable images' rows first)
+            meta = pd.DataFrame(reqs).assign(request_key=[corpus_generation.request_key(q["sha256"], q["prompt"], gen_id, sampling,
+                                                                                        q["seed"]) for q in reqs])
+            frames.append(df.merge(meta[["request_key", "arm", "query", "variant", "requested_type"]], on="request_key", how="left",
+                                   validate="one_to_one"))
         return pd.concat(frames, ignore_index=True)
 
     targeted = queries[queries.arm == "targeted"]
