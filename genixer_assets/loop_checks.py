@@ -76,14 +76,9 @@ def loop_generations_valid(context: dg.AssetCheckExecutionContext, settings: Gen
     from genixer.schema import read_applied
 
     keys = check_partition_keys(context, loop_rounds)
-    problems, rows = [], 0
-    for key in keys:
-        path = settings.table_path("loop_generations", key)
-        if not path.exists():
-            problems.append(f"{key}: no loop_generations table")
-            continue
-        g, applied = pd.read_parquet(path), read_applied(path)
-        rows += len(g)
+    tables, problems = partition_tables(settings, "loop_generations", keys)
+    for key, g in tables.items():
+        applied = read_applied(settings.table_path("loop_generations", key))
         odd = sorted(set(g.status) - {"kept", *FAILURES})
         problems += [f"{key}: status {s!r} is neither kept nor a failure {FAILURES}" for s in odd]
         kept = g[g.status == "kept"]
@@ -99,7 +94,7 @@ def loop_generations_valid(context: dg.AssetCheckExecutionContext, settings: Gen
         other = g[g.arm != "targeted"]
         problems += [f"{key}: the {a} arm used variant {v!r}, not the chosen {applied['chosen_variant']!r}"
                      for a, v in sorted(set(zip(other.arm, other.variant))) if v != applied["chosen_variant"]]
-    return check_result(not problems, problems, rounds=", ".join(keys), rows=rows)
+    return check_result(not problems, problems, rounds=", ".join(keys), rows=sum(len(t) for t in tables.values()))
 
 
 @dg.asset_check(asset="loop_models", blocking=True,
@@ -108,14 +103,8 @@ def loop_generations_valid(context: dg.AssetCheckExecutionContext, settings: Gen
                             "that reached the judge and the oracle calls correct).")
 def loop_models_paired(context: dg.AssetCheckExecutionContext, settings: GenixerSettings) -> dg.AssetCheckResult:
     keys = check_partition_keys(context, loop_rounds)
-    problems, models = [], 0
-    for key in keys:
-        path = settings.table_path("loop_models", key)
-        if not path.exists():
-            problems.append(f"{key}: no loop_models table")
-            continue
-        m = pd.read_parquet(path)
-        models += len(m)
+    tables, problems = partition_tables(settings, "loop_models", keys)
+    for key, m in tables.items():
         g = pd.read_parquet(settings.table_path("loop_generations", key))
         g = g[g.chosen]
         for seed, s in m.groupby("seed"):
@@ -136,4 +125,4 @@ def loop_models_paired(context: dg.AssetCheckExecutionContext, settings: Genixer
         if controls.added_rows.nunique() > 1:
             problems.append(f"{key}: targeted, uniform and previous add different amounts "
                             f"({controls.groupby('arm').added_rows.first().to_dict()}), not the same")
-    return check_result(not problems, problems, rounds=", ".join(keys), models=models)
+    return check_result(not problems, problems, rounds=", ".join(keys), models=sum(len(t) for t in tables.values()))
